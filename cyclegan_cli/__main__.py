@@ -1,0 +1,3 @@
+from cyclegan_cli.cli import main
+
+main()

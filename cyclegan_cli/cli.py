@@ -1,0 +1,77 @@
+"""The ``cyc`` command line: a thin Click layer over the domain modules.
+
+Nothing heavy is imported here or in the ``cmd_*`` modules at top level (torch alone takes seconds to import),
+so ``cyc --help`` and ``cyc --version`` answer at once. Domain errors (``cyclegan_cli.errors``) become a one-line
+``Error: ...`` with their exit code only here, at the edge; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cyclegan_cli import __version__
+from cyclegan_cli.errors import CycError
+from cyclegan_cli.options import debug_option
+
+
+class CycClickError(click.ClickException):
+    def __init__(self, error: CycError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class CycGroup(click.Group):
+    """Turns domain errors and Ctrl-C into exit codes, unless ``--debug`` asks for the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CycError as error:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            raise CycClickError(error) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(
+    cls=CycGroup,
+    context_settings={"auto_envvar_prefix": "CYC", "help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="cyc")
+@debug_option
+def cli() -> None:
+    """Train CycleGAN image translators and run them on images, folders and videos.
+
+    \b
+    A typical session:
+      cyc train data/horse2zebra --name h2z      train on trainA/ and trainB/ (resumable)
+      cyc export --fp16                          latest run -> ONNX (+ TensorRT engine on a GPU)
+      cyc run video.mp4 --direction BtoA         translate a video, keeping its fps and audio
+      cyc run photos/ --out painted/             translate a folder tree
+
+    Every option can also be set by an environment variable named CYC_<COMMAND>_<OPTION>,
+    e.g. CYC_RUN_ENGINE=onnxruntime or CYC_TRAIN_BATCH_SIZE=4.
+
+    Exit codes: 0 done, 1 a failure or some inputs failed, 2 a usage error, 130 interrupted (work kept).
+    """
+
+
+def _register_commands() -> None:
+    from cyclegan_cli.cmd_export import export
+    from cyclegan_cli.cmd_plugins import plugins
+    from cyclegan_cli.cmd_run import run
+    from cyclegan_cli.cmd_train import train
+
+    for command in (train, export, run, plugins):
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="cyc"))

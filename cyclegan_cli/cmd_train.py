@@ -1,0 +1,8 @@
+"""Placeholder being replaced in this session."""
+
+import click
+
+
+@click.command()
+def train() -> None:
+    """Not written yet."""

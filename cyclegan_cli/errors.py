@@ -1,0 +1,41 @@
+"""Domain errors. They carry the exit code; the CLI edge turns them into a one-line ``Error: ...``.
+
+Exit codes (DESIGN.md): 1 a runtime failure, 2 a usage error (bad option, no such path, a direction the model
+lacks), 130 interrupted after saving what was done.
+"""
+
+
+class CycError(Exception):
+    """A failure the user can act on: the message names the file and the fix."""
+
+    exit_code = 1
+
+
+class UsageError(CycError):
+    """The command line asks for something that cannot be: no such path, a direction the model lacks."""
+
+    exit_code = 2
+
+
+class WeightsError(CycError):
+    """A weights file is not a generator, is truncated, or holds something other than what was asked."""
+
+    exit_code = 2
+
+
+class EngineUnavailable(CycError):
+    """An optional backend is not installed, or the hardware it needs is absent."""
+
+    exit_code = 1
+
+
+class DataError(CycError):
+    """A dataset or input cannot be used as it is."""
+
+    exit_code = 2
+
+
+class InputError(CycError):
+    """One input cannot be read or written (corrupt, empty, unsupported): reported, skipped, the rest go on."""
+
+    exit_code = 1

@@ -1,0 +1,74 @@
+"""Options shared by the subcommands: one name, one meaning, one help text everywhere (DESIGN.md)."""
+
+from __future__ import annotations
+
+import click
+
+from cyclegan_cli import registry
+
+DEVICES_HELP = "Where to compute: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."
+RUNS_DIR_DEFAULT = "runs"
+
+
+def _check_device(ctx, param, value: str) -> str:
+    value = value.strip().lower()
+    if value in ("auto", "cpu", "mps", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise click.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def _set_debug(ctx, param, value: bool) -> None:
+    if value:
+        ctx.ensure_object(dict)["debug"] = True
+        ctx.find_root().ensure_object(dict)["debug"] = True
+
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, callback=_check_device, metavar="DEVICE", help=DEVICES_HELP
+)
+runs_dir_option = click.option(
+    "--runs-dir",
+    default=RUNS_DIR_DEFAULT,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder of training runs; 'the latest run' is the newest */checkpoints/last.pt in it.",
+)
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(),
+    help="Weights to use: a run folder, a checkpoint .pt, a .safetensors generator or an official .pth "
+    "(default: the latest run).",
+)
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the full traceback when something fails.",
+)
+
+
+def precision_option(default: str = "auto", choices=("auto", "fp32", "bf16", "fp16"), help_text: str | None = None):
+    return click.option(
+        "--precision",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help=help_text
+        or "Arithmetic precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32.",
+    )
+
+
+def direction_option(choices=("AtoB", "BtoA"), default: str = "AtoB"):
+    return click.option(
+        "--direction",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="Which generator to use: AtoB translates domain A into B, BtoA the other way.",
+    )
+
+
+def engine_choices() -> list[str]:
+    return ["auto", *registry.names("engines")]

@@ -1,0 +1,190 @@
+"""The small interfaces that readers, writers and engines implement.
+
+Plugins register through the entry-point groups ``cyc.readers``, ``cyc.writers`` and ``cyc.engines`` (first-party
+ones too, in our pyproject), so ``cyc plugins`` and ``--engine`` see a third-party package exactly like ours.
+This module imports no numpy, torch or codec library: listing plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import numpy as np
+
+    from cyclegan_cli.weights import GeneratorInfo
+
+
+@dataclass
+class Frame:
+    """One picture on its way through the pipeline; it keeps where it came from so nothing is dropped or reordered."""
+
+    index: int  # position in its source, from 0
+    image: np.ndarray  # H x W x 3, uint8, RGB, C-contiguous
+    pts: int | None = None  # presentation timestamp, in time_base units (video)
+    time_base: Fraction | None = None
+    alpha: np.ndarray | None = None  # H x W uint8 alpha of an RGBA image, carried through untouched
+    meta: dict[str, Any] = field(default_factory=dict)  # reader-specific facts a matching writer may use
+
+
+@dataclass
+class MediaInfo:
+    """What a reader knows about its source before decoding it."""
+
+    kind: str  # "image" or "video"
+    width: int = 0
+    height: int = 0
+    frame_count: int | None = None  # known or estimated; None when unknown
+    fps: Fraction | None = None
+    has_audio: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WriteOptions:
+    """How outputs are encoded; each writer uses the fields that apply to it."""
+
+    ext: str | None = None  # image format to write (".png", ".jpg", ...); None keeps the input's
+    quality: int = 95  # JPEG / WebP quality
+    codec: str | None = None  # video codec; None picks one that fits the container (libx264 for mp4)
+    crf: int = 18
+    audio: bool = True  # copy the input's audio
+
+
+class Reader:
+    """Decodes one input path into frames. Use as a context manager; ``frames()`` may be called once."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # "image" or "video"
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the reader can work here, else why not (a missing library and the extra to install)."""
+        return None
+
+    @classmethod
+    def can_read(cls, path: Path) -> int:
+        """How eagerly this reader takes ``path``: 0 not at all, higher wins. Cheap: by name, not by decoding."""
+        raise NotImplementedError
+
+    def __init__(self, path: Path, *, max_frames: int | None = None):
+        self.path = Path(path)
+        self.max_frames = max_frames
+
+    @property
+    def info(self) -> MediaInfo:
+        raise NotImplementedError
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames in order. A file that cannot be decoded raises ``cyclegan_cli.errors.InputError``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Writer:
+    """Encodes translated frames to one output path, atomically.
+
+    Frames arrive in order through ``write``. Leaving the ``with`` block normally renames the temporary file to
+    ``path``. ``abort()`` (called on an error or Ctrl-C) keeps what a viewer can use (a video's frames so far as
+    ``<stem>.partial<ext>``) or removes the temporary file.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    @classmethod
+    def can_write(cls, path: Path) -> int:
+        """How eagerly this writer takes an output ``path``: 0 not at all, higher wins."""
+        raise NotImplementedError
+
+    def __init__(self, path: Path, source: Reader, options: WriteOptions):
+        self.path = Path(path)
+        self.source = source
+        self.options = options
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        """Write the translated ``image`` (H x W x 3 uint8 RGB) of input ``frame`` (its timestamp, alpha, meta)."""
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """Finish the file and rename it to ``path``."""
+        raise NotImplementedError
+
+    def abort(self) -> Path | None:
+        """Stop early; return the playable partial file kept, if any."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+@dataclass
+class ModelSource:
+    """What an engine is built from: a loaded generator, or an exported file (``.onnx`` / TensorRT engine)."""
+
+    path: Path
+    direction: str
+    generator: Any = None  # ResnetGenerator in eval mode on the CPU, fp32
+    info: GeneratorInfo | None = None
+    exported: Path | None = None  # an .onnx graph or a serialized engine named by the user
+
+
+class Engine:
+    """Runs a generator on batches of frames.
+
+    ``__call__`` takes N x H x W x 3 uint8 RGB (any H, W) and returns the translated batch in the same layout:
+    the engine pads by reflection to a multiple of 4, normalizes to [-1, 1], runs, crops back, rounds and clamps.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    file_suffixes: ClassVar[tuple[str, ...]] = ()  # exported files it runs directly, e.g. (".onnx",)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):
+        self.model = model
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+
+    def warmup(self, height: int, width: int) -> None:
+        """Prepare for frames of this size (compile, build a profile); the default runs one batch."""
+        import numpy as np
+
+        self(np.zeros((1, height, width, 3), dtype=np.uint8))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name} {self.precision} on {self.device}"
