@@ -1,8 +1,116 @@
-"""Placeholder being replaced in this session."""
+"""``cyc run``: translate images, folders, globs and videos through a trained generator."""
+
+from __future__ import annotations
 
 import click
 
+from cyclegan_cli.options import (
+    checkpoint_option,
+    debug_option,
+    device_option,
+    direction_option,
+    engine_choices,
+    precision_option,
+    runs_dir_option,
+)
 
-@click.command()
-def run() -> None:
-    """Not written yet."""
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@direction_option()
+@checkpoint_option
+@runs_dir_option
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(),
+    help="Output file (one input file, a name with an extension) or folder (created). "
+    "Default: beside each input as <stem>_<direction>.<ext>; a folder goes to <folder>_<direction>/.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(engine_choices()),
+    default="auto",
+    show_default=True,
+    help="Inference backend; auto follows the rule below and says what it chose and why.",
+)
+@device_option
+@precision_option()
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Frames of one size per batch.")
+@click.option("--size", metavar="N|WxH", help="Resize frames first: N scales the shorter side to N, WxH is exact.")
+@click.option("--max-frames", type=click.IntRange(1), help="Translate only the first N frames of each video (a preview).")
+@click.option("--compare", is_flag=True, help="Write input and output side by side.")
+@click.option("--ext", help="Image output format, e.g. png or .jpg (default: the input's).")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG / WebP quality.")
+@click.option("--codec", help="Video codec, e.g. libx264, libx265, libvpx-vp9 (default: one that fits the container).")
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Video quality (lower is better).")
+@click.option("--no-audio", is_flag=True, help="Drop the audio track instead of copying it.")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a big job).")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (inputs are never overwritten).")
+@debug_option
+def run(inputs, direction, checkpoint, runs_dir, out, engine, device, precision, batch_size, size, max_frames,
+        compare, ext, quality, codec, crf, no_audio, skip_existing, overwrite) -> None:  # fmt: skip
+    """Translate images, folders, globs and videos.
+
+    \b
+    Examples:
+      cyc run photo.jpg                                 latest run in ./runs, AtoB
+      cyc run holidays/ --direction BtoA --out painted/ a folder tree, mirrored
+      cyc run "shots/*.png" --checkpoint horse2zebra.pth
+      cyc run video.mp4 --direction BtoA                same frames, fps, timestamps and audio
+      cyc run video.mp4 --engine onnxruntime --compare  side by side: input | output
+
+    INPUT is an image (JPEG, PNG, WebP, BMP, TIFF), a video (anything FFmpeg reads: mp4, mkv, mov, avi,
+    webm...), a folder (searched recursively) or a quoted glob; give several at once if you like.
+    Frames are translated at their own size (padded to a multiple of 4, cropped back) unless --size says
+    otherwise. Every output is written under a temporary name and renamed when whole. Ctrl-C keeps a
+    video's frames so far as <name>.partial.<ext> and exits with 130.
+
+    \b
+    Model: --checkpoint takes a run folder, a checkpoint .pt, a .safetensors generator, an official
+    CycleGAN .pth (AtoB only), an exported .onnx or a TensorRT .engine. Without it, the newest
+    */checkpoints/last.pt under --runs-dir is used.
+
+    \b
+    --engine auto picks, in this order:
+      exported file      .onnx -> onnxruntime, .engine -> tensorrt
+      CUDA               a matching engine from 'cyc export', else torch-compile fp16 for
+                         long jobs, torch fp16 for short ones
+      CPU with bf16      torch-compile bf16 when one frame size has >= 40 megapixel-frames
+      (AMX/AVX512-BF16)  (about 600 frames at 256x256, 45 at 720p) and g++ exists
+      other CPU jobs     openvino (bf16 where native, else fp32), else onnxruntime, else torch
+
+    Exit codes: 0 all done, 1 some inputs failed (each named on its own line), 2 usage error,
+    130 interrupted.
+    """
+    from cyclegan_cli.plugin_api import WriteOptions
+    from cyclegan_cli.report import RichProgress, print_summary, stderr_console
+    from cyclegan_cli.translate import RunOptions, failed, translate
+
+    options = RunOptions(
+        inputs=list(inputs),
+        direction=direction,
+        out=out,
+        ext=ext,
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        checkpoint=checkpoint,
+        runs_dir=runs_dir,
+        engine=engine,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        max_frames=max_frames,
+        compare=compare,
+        size=size,
+        write=WriteOptions(ext=ext, quality=quality, codec=codec, crf=crf, audio=not no_audio),
+    )
+    console = stderr_console()
+    with RichProgress(console) as progress:
+        report = translate(options, progress=progress, say=lambda text: console.print(text, highlight=False))
+    for result in report.stats.results:
+        if result.status == "done":
+            click.echo(str(result.job.output))
+    print_summary(console, report)
+    if failed(report.stats.results):
+        click.get_current_context().exit(1)

@@ -52,3 +52,16 @@ def _to_rgb8(img) -> tuple[np.ndarray, np.ndarray | None]:
         alpha = np.ascontiguousarray(rgba[..., 3])
         return np.ascontiguousarray(rgba[..., :3]), alpha
     return np.ascontiguousarray(np.asarray(img.convert("RGB"))), alpha
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the header alone, upright (EXIF orientation applied); None when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

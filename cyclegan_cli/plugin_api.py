@@ -171,6 +171,12 @@ class Engine:
     def unavailable_reason(cls) -> str | None:
         return None
 
+    @classmethod
+    def prebuilt_for(cls, model: ModelSource, device: str) -> Path | None:
+        """A file built ahead of time for ``model`` that this engine runs on ``device`` (e.g. a TensorRT engine
+        in the run's ``export/`` folder that matches this GPU); ``--engine auto`` prefers it."""
+        return None
+
     def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):
         self.model = model
         self.device = device
@@ -178,10 +184,10 @@ class Engine:
         self.batch_size = batch_size
 
     def warmup(self, height: int, width: int) -> None:
-        """Prepare for frames of this size (compile, build a profile); the default runs one batch."""
+        """Prepare for frames of this size (compile, build a profile); the default runs one full batch."""
         import numpy as np
 
-        self(np.zeros((1, height, width, 3), dtype=np.uint8))
+        self(np.zeros((self.batch_size, height, width, 3), dtype=np.uint8))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

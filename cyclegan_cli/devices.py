@@ -1,0 +1,71 @@
+"""Devices and precisions: turn ``--device auto`` / ``--precision auto`` into concrete choices, with reasons."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+from cyclegan_cli.errors import UsageError
+
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple's Metal backend is not available here; use --device cpu")
+    return device
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16): there bf16 is several times faster."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def has_cxx_compiler() -> bool:
+    """torch.compile on a CPU generates C++: without a compiler it cannot run."""
+    return any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> fp16 on CUDA, bf16 on a CPU that computes it natively, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "fp16"
+    if device == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    return getattr(torch, TORCH_DTYPES[precision])

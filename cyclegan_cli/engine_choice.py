@@ -1,0 +1,119 @@
+"""Which model, which engine: ``--checkpoint`` and ``--engine auto`` resolved into something that runs.
+
+The ``auto`` rule is fixed and documented (``cyc run --help``), not a measurement at start-up:
+
+* an exported file runs in the engine that reads it (``.onnx``: onnxruntime; a TensorRT ``.engine``: tensorrt);
+* on CUDA: a prebuilt engine that matches this GPU (``cyc export``) if one exists, else torch-compile fp16
+  (CUDA graphs) for long jobs, torch fp16 for short ones;
+* on a CPU: torch-compile bf16 when the CPU computes bf16 natively (AMX / AVX512-BF16), a C++ compiler exists,
+  and one frame size has enough work to repay compiling (``COMPILE_MIN_MEGAPIXEL_FRAMES``); else OpenVINO
+  (bf16 where native, else fp32), which compiles in seconds; else ONNX Runtime; else torch eager.
+
+The threshold comes from ``benchmarks/run_throughput.py`` on a 2-core AMX CPU: torch.compile costs about 25 s
+before its first frame and then saves about 0.07 s per 256x256 frame over OpenVINO bf16.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from cyclegan_cli import registry
+from cyclegan_cli.devices import cpu_has_fast_bf16, has_cxx_compiler, resolve_precision
+from cyclegan_cli.errors import EngineUnavailable, UsageError
+from cyclegan_cli.plugin_api import ModelSource
+from cyclegan_cli.weights import find_latest_run, load_generator
+
+# Compile pays off when one frame size has at least this many megapixel-frames (frames x width x height / 1e6).
+# 40 megapixel-frames is about 600 frames at 256x256, or 45 frames of 720p.
+COMPILE_MIN_MEGAPIXEL_FRAMES = 40.0
+EXPORTED_SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+@dataclass
+class EngineChoice:
+    name: str
+    precision: str
+    reason: str
+
+
+def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> tuple[ModelSource, str | None]:
+    """The model to run, and a note on where it came from when the user did not name it."""
+    note = None
+    if checkpoint is None:
+        path = find_latest_run(runs_dir)
+        note = f"using the latest run: {path}"
+    else:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise UsageError(f"--checkpoint {path}: no such file or folder")
+    if path.suffix in EXPORTED_SUFFIXES:
+        return ModelSource(path=path, direction=direction, exported=path), note
+    generator, info = load_generator(path, direction)
+    return ModelSource(path=path, direction=direction, generator=generator, info=info), note
+
+
+def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:
+    """Megapixel-frames per distinct frame size, from (frames, width, height) per input."""
+    per_size: Counter = Counter()
+    for frames, width, height in frame_sizes:
+        per_size[(width, height)] += frames * width * height / 1e6
+    return per_size
+
+
+def choose_engine(
+    requested: str, model: ModelSource, device: str, precision: str, per_size: Counter
+) -> EngineChoice:
+    if requested != "auto":
+        cls = registry.load("engines", requested)
+        reason = cls.unavailable_reason()
+        if reason:
+            raise EngineUnavailable(f"--engine {requested}: {reason}")
+        return EngineChoice(requested, _precision_for(cls, precision, device), "chosen with --engine")
+    name, reason = _auto_engine(model, device, per_size)
+    cls = registry.load("engines", name)
+    return EngineChoice(name, _precision_for(cls, precision, device), reason)
+
+
+def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[str, str]:
+    if model.exported is not None:
+        return EXPORTED_SUFFIXES[model.exported.suffix], f"runs the exported {model.exported.suffix} file"
+    biggest = max(per_size.values(), default=0.0)
+    long_job = biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES
+    job = f"{biggest:.0f} megapixel-frames at one size, threshold {COMPILE_MIN_MEGAPIXEL_FRAMES:.0f}"
+    if device.startswith("cuda"):
+        for name in registry.names("engines"):
+            cls = registry.load("engines", name)
+            if cls.unavailable_reason() is None and cls.prebuilt_for(model, device) is not None:
+                return name, f"a prebuilt {name} engine matches this GPU"
+        if long_job:
+            return "torch-compile", f"CUDA, long job ({job}): CUDA graphs pay off"
+        return "torch", f"CUDA, short job ({job})"
+    if device != "cpu":
+        return "torch", f"{device}: only the torch engine runs there"
+    available = {n for n in registry.names("engines") if registry.load("engines", n).unavailable_reason() is None}
+    bf16 = cpu_has_fast_bf16()
+    if bf16 and long_job and has_cxx_compiler() and "torch-compile" in available:
+        return "torch-compile", f"CPU with native bf16, long job ({job}): compiling pays off"
+    if "openvino" in available:
+        why = "CPU with native bf16" if bf16 else "CPU"
+        return "openvino", f"{why}, short job or many sizes ({job}): OpenVINO compiles in seconds"
+    if "onnxruntime" in available:
+        return "onnxruntime", "CPU without OpenVINO installed"
+    return "torch", "CPU without OpenVINO or ONNX Runtime installed"
+
+
+def _precision_for(cls, precision: str, device: str) -> str:
+    if precision == "auto":
+        wanted = resolve_precision("auto", device)
+        return wanted if wanted in cls.precisions else "fp32"
+    if precision not in cls.precisions:
+        raise UsageError(f"--precision {precision}: the {cls.name} engine runs {', '.join(cls.precisions)}")
+    return precision
+
+
+def check_device(cls, device: str) -> None:
+    kind = device.split(":")[0]
+    if kind not in cls.devices:
+        raise UsageError(f"--engine {cls.name} runs on {', '.join(cls.devices)}, not {device}")

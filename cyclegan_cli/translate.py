@@ -1,0 +1,159 @@
+"""``cyc run`` end to end: plan the jobs, load the model, choose the engine, run the pipeline, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+from cyclegan_cli import registry
+from cyclegan_cli.devices import resolve_device
+from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, workload
+from cyclegan_cli.errors import InputError, UsageError
+from cyclegan_cli.imageio import image_size
+from cyclegan_cli.jobs import Plan, plan_jobs
+from cyclegan_cli.pipeline import Job, JobResult, Pipeline, PipelineStats, Progress
+from cyclegan_cli.plugin_api import Frame, WriteOptions
+
+
+@dataclass
+class RunOptions:
+    inputs: list[str]
+    direction: str = "AtoB"
+    out: str | None = None
+    ext: str | None = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    checkpoint: str | None = None
+    runs_dir: str = "runs"
+    engine: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 1
+    max_frames: int | None = None
+    compare: bool = False
+    size: str | None = None
+    write: WriteOptions = field(default_factory=WriteOptions)
+
+
+@dataclass
+class RunReport:
+    plan: Plan
+    stats: PipelineStats
+    engine: str
+    reason: str
+    setup_seconds: float  # model load + engine build + first batch: the time to first frame
+
+
+def parse_size(text: str | None) -> tuple[int, int] | int | None:
+    """``--size``: ``N`` scales the shorter side to N, ``WxH`` resizes exactly."""
+    if text is None:
+        return None
+    try:
+        if "x" in text.lower():
+            width, height = (int(v) for v in text.lower().split("x"))
+            if width > 0 and height > 0:
+                return width, height
+        elif int(text) > 0:
+            return int(text)
+    except ValueError:
+        pass
+    raise UsageError(f"--size {text}: use N (shorter side, in pixels) or WxH, e.g. 256 or 640x360")
+
+
+def _target_size(size, width: int, height: int) -> tuple[int, int]:
+    if isinstance(size, tuple):
+        return size
+    scale = size / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resizer(size):
+    import cv2
+
+    def resize(frame: Frame) -> Frame:
+        height, width = frame.image.shape[:2]
+        target = _target_size(size, width, height)
+        if target == (width, height):
+            return frame
+        interpolation = cv2.INTER_AREA if target[0] < width else cv2.INTER_CUBIC
+        image = cv2.resize(frame.image, target, interpolation=interpolation)
+        alpha = None if frame.alpha is None else cv2.resize(frame.alpha, target, interpolation=interpolation)
+        return dataclasses.replace(frame, image=image, alpha=alpha)
+
+    return resize
+
+
+def frame_sizes(jobs: list[Job], max_frames: int | None, size) -> list[tuple[int, int, int]]:
+    """(frames, width, height) per job as they will reach the engine, read from headers, not decoded."""
+    sizes = []
+    for job in jobs:
+        if job.reader.kind == "image":
+            wh, frames = image_size(job.source), 1
+        else:
+            try:
+                with job.reader(job.source, max_frames=max_frames) as reader:
+                    info = reader.info
+            except InputError:
+                continue  # reported when the pipeline reaches it
+            wh, frames = (info.width, info.height), info.frame_count or 1
+            if max_frames is not None:
+                frames = min(frames, max_frames)
+        if wh is None:
+            continue
+        if size is not None:
+            wh = _target_size(size, *wh)
+        sizes.append((frames, *wh))
+    return sizes
+
+
+def translate(options: RunOptions, progress: Progress | None = None, say=print) -> RunReport:
+    plan = plan_jobs(
+        options.inputs,
+        direction=options.direction,
+        out=options.out,
+        ext=options.ext,
+        overwrite=options.overwrite,
+        skip_existing=options.skip_existing,
+    )
+    size = parse_size(options.size)
+    if not plan.jobs:
+        return RunReport(plan, PipelineStats(), "-", "nothing to do", 0.0)
+    started = time.perf_counter()
+    model, note = load_model_source(options.checkpoint, options.runs_dir, options.direction)
+    if note:
+        say(note)
+    device = resolve_device(options.device)
+    per_size = workload(frame_sizes(plan.jobs, options.max_frames, size))
+    choice = choose_engine(options.engine, model, device, options.precision, per_size)
+    engine_cls = registry.load("engines", choice.name)
+    check_device(engine_cls, device)
+    if model.exported is None:
+        model.exported = engine_cls.prebuilt_for(model, device)
+    say(f"engine: {choice.name} {choice.precision} on {device} ({choice.reason})")
+    engine = engine_cls(model, device=device, precision=choice.precision, batch_size=options.batch_size)
+    first = _first_frame_size(per_size)
+    if first is not None:
+        engine.warmup(first[1], first[0])
+    setup = time.perf_counter() - started
+    pipeline = Pipeline(
+        engine,
+        options.write,
+        batch_size=options.batch_size,
+        max_frames=options.max_frames,
+        compare=options.compare,
+        transform=_resizer(size) if size is not None else None,
+        progress=progress,
+    )
+    stats = pipeline.run(plan.jobs)
+    return RunReport(plan, stats, engine.describe(), choice.reason, setup)
+
+
+def _first_frame_size(per_size) -> tuple[int, int] | None:
+    """The most common frame size: warming it up is what makes the first frame's time honest to report."""
+    return max(per_size, key=per_size.get) if per_size else None
+
+
+def failed(results: list[JobResult]) -> list[JobResult]:
+    return [r for r in results if r.status in ("failed", "interrupted")]
+

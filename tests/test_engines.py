@@ -1,0 +1,84 @@
+"""Engines agree with each other on the same generator and image; pre/post-processing is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cyclegan_cli import registry
+from cyclegan_cli.framing import from_output_array, to_input_array, to_input_tensor, to_uint8_frames
+from cyclegan_cli.plugin_api import ModelSource
+from tests.conftest import make_generator
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def model() -> ModelSource:
+    return ModelSource(path=Path("tiny"), direction="AtoB", generator=make_generator(3))
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    """Two 46x70 frames (not multiples of 4) with structure, so padding and per-image norms matter."""
+    y, x = np.mgrid[0:46, 0:70]
+    base = np.stack([x * 3.6, y * 5.5, (x + y) * 2.2], axis=-1)
+    noise = np.random.default_rng(0).integers(0, 40, size=(2, 46, 70, 3))
+    return np.clip(base[None] + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def reference(model, frames) -> np.ndarray:
+    return registry.load("engines", "torch")(model, precision="fp32")(frames)
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_fp32_engines_match_torch(name, model, frames, reference):
+    engine = registry.load("engines", name)(model, precision="fp32")
+    out = engine(frames)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert psnr(out, reference) >= 60
+    if name == "openvino":  # it would silently compute bf16 on an AMX CPU without the hint
+        assert engine.inference_precision == "f32"
+
+
+@pytest.mark.parametrize("name", ["torch", "openvino", "torch-compile"])
+def test_bf16_engines_stay_close_to_fp32(name, model, frames, reference):
+    engine = registry.load("engines", name)(model, precision="bf16", batch_size=2)
+    out = engine(frames)
+    assert out.shape == frames.shape
+    assert psnr(out, reference) >= 30
+
+
+def test_compiled_engine_tops_up_a_short_batch(model, frames, reference):
+    engine = registry.load("engines", "torch-compile")(model, precision="fp32", batch_size=2)
+    assert psnr(engine(frames[:1]), reference[:1]) >= 50
+
+
+def test_onnxruntime_runs_an_exported_file(model, frames, reference, tmp_path):
+    from cyclegan_cli.onnx_graph import export_onnx
+
+    graph = export_onnx(model.generator, tmp_path / "g.onnx")
+    exported = ModelSource(path=graph, direction="AtoB", exported=graph)
+    assert psnr(registry.load("engines", "onnxruntime")(exported)(frames), reference) >= 60
+
+
+def test_padding_and_cropping_round_trip():
+    batch = np.random.default_rng(1).integers(0, 256, size=(1, 5, 7, 3), dtype=np.uint8)
+    x, size = to_input_array(batch)
+    assert x.shape == (1, 3, 8, 8) and size == (5, 7)
+    assert np.array_equal(from_output_array(x, size), batch)
+    t, size = to_input_tensor(batch, "cpu", __import__("torch").float32)
+    assert tuple(t.shape) == (1, 3, 8, 8)
+    assert np.array_equal(to_uint8_frames(t, size), batch)
+
+
+def test_outputs_are_rounded_and_clamped_not_truncated():
+    y = np.array([0.999, -1.5, 1.5, 0.0039], dtype=np.float32).reshape(1, 1, 1, 4)
+    out = from_output_array(np.repeat(y, 3, axis=1), (1, 4))
+    assert out[0, 0, :, 0].tolist() == [255, 0, 255, 128]
