@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := onnx,openvino,tensorboard,dev
+EXTRAS := onnx,openvino,tensorboard,demo,dev
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: test demo install bench clean

@@ -1,0 +1,92 @@
+"""Where outputs go, and what is refused before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cyclegan_cli.errors import UsageError
+from cyclegan_cli.jobs import plan_jobs
+
+
+def image(path: Path, size=(8, 8)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((*size, 3), np.uint8)).save(path)
+    return path
+
+
+def outputs(plan) -> list[Path]:
+    return [job.output for job in plan.jobs]
+
+
+def test_a_file_goes_beside_its_input(tmp_path):
+    src = image(tmp_path / "photo.jpg")
+    assert outputs(plan_jobs([str(src)], direction="BtoA")) == [tmp_path / "photo_BtoA.jpg"]
+
+
+def test_a_folder_is_mirrored_into_a_sibling_folder(tmp_path):
+    image(tmp_path / "trip" / "a.png")
+    image(tmp_path / "trip" / "day2" / "b.jpg")
+    (tmp_path / "trip" / "notes.txt").write_text("not an image")
+    plan = plan_jobs([str(tmp_path / "trip")], direction="AtoB")
+    assert outputs(plan) == [tmp_path / "trip_AtoB" / "a.png", tmp_path / "trip_AtoB" / "day2" / "b.jpg"]
+    assert plan.ignored == [tmp_path / "trip" / "notes.txt"]
+
+
+def test_out_names_a_file_or_a_folder(tmp_path):
+    src = image(tmp_path / "photo.jpg")
+    assert outputs(plan_jobs([str(src)], direction="AtoB", out=str(tmp_path / "x.png"))) == [tmp_path / "x.png"]
+    assert outputs(plan_jobs([str(src)], direction="AtoB", out=str(tmp_path / "o"))) == [tmp_path / "o" / "photo.jpg"]
+
+
+def test_folder_into_out_and_ext_changes_image_format(tmp_path):
+    image(tmp_path / "in" / "sub" / "a.jpg")
+    plan = plan_jobs([str(tmp_path / "in")], direction="AtoB", out=str(tmp_path / "out"), ext="png")
+    assert outputs(plan) == [tmp_path / "out" / "sub" / "a.png"]
+
+
+def test_out_inside_the_input_tree_is_not_read_back(tmp_path):
+    image(tmp_path / "in" / "a.jpg")
+    image(tmp_path / "in" / "out" / "a.jpg")  # an earlier run's output
+    plan = plan_jobs([str(tmp_path / "in")], direction="AtoB", out=str(tmp_path / "in" / "out"), skip_existing=True)
+    assert [job.source for job in plan.jobs] == []
+    assert plan.skipped_existing == [tmp_path / "in" / "out" / "a.jpg"]
+
+
+def test_glob(tmp_path):
+    image(tmp_path / "a.png")
+    image(tmp_path / "b.png")
+    image(tmp_path / "c.jpg")
+    plan = plan_jobs([str(tmp_path / "*.png")], direction="AtoB")
+    assert outputs(plan) == [tmp_path / "a_AtoB.png", tmp_path / "b_AtoB.png"]
+
+
+def test_existing_outputs_are_refused_skipped_or_replaced(tmp_path):
+    src = image(tmp_path / "a.png")
+    image(tmp_path / "a_AtoB.png")
+    with pytest.raises(UsageError, match="--overwrite"):
+        plan_jobs([str(src)], direction="AtoB")
+    assert plan_jobs([str(src)], direction="AtoB", skip_existing=True).jobs == []
+    assert len(plan_jobs([str(src)], direction="AtoB", overwrite=True).jobs) == 1
+
+
+def test_an_input_is_never_overwritten(tmp_path):
+    src = image(tmp_path / "a.png")
+    with pytest.raises(UsageError, match="overwrite an input"):
+        plan_jobs([str(src)], direction="AtoB", out=str(src), overwrite=True)
+
+
+def test_two_inputs_into_one_output_are_refused(tmp_path):
+    a = image(tmp_path / "x" / "a.png")
+    b = image(tmp_path / "y" / "a.png")
+    with pytest.raises(UsageError, match="several inputs"):
+        plan_jobs([str(a), str(b)], direction="AtoB", out=str(tmp_path / "o"))
+
+
+@pytest.mark.parametrize("spec", ["missing.png", "missing/*.png"])
+def test_missing_inputs_are_usage_errors(tmp_path, spec):
+    with pytest.raises(UsageError):
+        plan_jobs([str(tmp_path / spec)], direction="AtoB")
