@@ -1,0 +1,375 @@
+"""``cyc export``: a trained generator -> ONNX graphs (checked against PyTorch) -> TensorRT engines, with sidecars.
+
+Files, in the run's ``export/`` folder (or ``--out``), per direction (G_AB translates AtoB, G_BA BtoA)::
+
+    G_AB.onnx                                   fp32 graph
+    G_AB.fp16.onnx                              fp16 graph, InstanceNorm in fp32, float32 I/O
+    G_AB.fp16.<gpu-slug>-trt<version>.engine    TensorRT engine built from the graph of that precision
+
+and beside each a ``<file>.json`` sidecar (what the file is, its interface, shapes, versions; for an engine the GPU).
+Every ONNX export is run in ONNX Runtime and compared with PyTorch before it is kept. Every file is written under a
+temporary name and renamed when whole. Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cyclegan_cli import __version__
+from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
+from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, WeightsError
+from cyclegan_cli.tensorrt_build import ShapeProfile
+
+DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
+FORMATS = ("onnx", "tensorrt", "auto")
+DEFAULT_MIN_SHAPE = "1x3x256x256"
+DEFAULT_OPT_SHAPE = "1x3x720x1280"
+DEFAULT_MAX_SHAPE = "4x3x1088x1920"
+FP32_MAX_ABS_ERROR = 1e-3
+FP16_MIN_PSNR = 25.0  # dB: a sanity bound only; ONNX Runtime's CPU provider computes fp16 graphs in fp32
+SIDECAR_FORMAT = "cyc-export"
+
+
+# --- shapes ---------------------------------------------------------------------------------------------------------
+
+
+def parse_shape(text: str, option: str = "shape") -> tuple[int, int, int, int]:
+    """'1x3x256x256' -> (1, 3, 256, 256): N x C x H x W, C = 3, H and W multiples of 4, all positive."""
+    parts = re.split(r"[x,]", str(text).strip().lower())
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise UsageError(f"{option} {text!r}: expected NxCxHxW, e.g. 1x3x720x1280")
+    n, c, h, w = (int(p) for p in parts)
+    if min(n, c, h, w) <= 0:
+        raise UsageError(f"{option} {text!r}: every dimension must be positive")
+    if c != 3:
+        raise UsageError(f"{option} {text!r}: C must be 3 (RGB), not {c}")
+    for name, value in (("H", h), ("W", w)):
+        if value % 4:
+            raise UsageError(
+                f"{option} {text!r}: {name} = {value} is not a multiple of 4 "
+                f"(frames are padded up to one: use {value + (-value) % 4})"
+            )
+    return n, c, h, w
+
+
+def make_profile(min_shape: str, opt_shape: str, max_shape: str) -> ShapeProfile:
+    """The engine's optimization profile, checked: min <= opt <= max in every dimension."""
+    lo = parse_shape(min_shape, "--min-shape")
+    opt = parse_shape(opt_shape, "--opt-shape")
+    hi = parse_shape(max_shape, "--max-shape")
+    for axis, a, b, c in zip("NCHW", lo, opt, hi):
+        if not a <= b <= c:
+            raise UsageError(
+                f"shape profile: {axis} must satisfy min <= opt <= max, got {a}, {b}, {c} "
+                f"(--min-shape {format_shape(lo)} --opt-shape {format_shape(opt)} --max-shape {format_shape(hi)})"
+            )
+    return ShapeProfile(lo, opt, hi)
+
+
+def format_shape(shape) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+# --- where from, where to --------------------------------------------------------------------------------------------
+
+
+def resolve_source(source: str | None, runs_dir: str | Path) -> tuple[Path, str | None]:
+    """The weights to export, and a note when they were not named (the latest run)."""
+    from cyclegan_cli.weights import find_latest_run
+
+    if source is None:
+        path = find_latest_run(runs_dir)
+        return path, f"using the latest run: {path}"
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    if path.suffix in (".onnx", ".engine", ".plan"):
+        raise UsageError(f"{path}: already an exported file; export from a run folder or weights file")
+    return path, None
+
+
+def default_export_dir(source: Path) -> Path:
+    """A run folder's ``export/``; for ``<run>/checkpoints/x.pt`` the run's; for a lone file, ``export/`` beside it."""
+    source = Path(source)
+    if source.is_dir():
+        return source / "export"
+    if source.parent.name == "checkpoints":
+        return source.parent.parent / "export"
+    return source.parent / "export"
+
+
+def resolve_directions(source: Path, direction: str) -> list[str]:
+    """``AtoB`` / ``BtoA`` as asked; ``both``: the directions the source has (an official .pth has only AtoB)."""
+    from cyclegan_cli.weights import DIRECTIONS, read_generator_state
+
+    if direction != "both":
+        return [direction]
+    found, first_error = [], None
+    for d in DIRECTIONS:
+        try:
+            read_generator_state(source, d)
+        except (UsageError, WeightsError) as exc:  # this source lacks that direction (or is not weights at all)
+            first_error = first_error or exc
+            continue
+        found.append(d)
+    if not found:
+        raise first_error
+    return found
+
+
+def file_names(direction: str, precision: str, gpu_tag: str | None = None) -> tuple[str, str]:
+    """(onnx name, engine name) for a direction and precision; the engine name needs the GPU tag."""
+    from cyclegan_cli.weights import generator_key
+
+    key = generator_key(direction)
+    onnx_name = f"{key}.onnx" if precision == "fp32" else f"{key}.{precision}.onnx"
+    engine_name = f"{key}.{precision}.{gpu_tag}.engine" if gpu_tag else ""
+    return onnx_name, engine_name
+
+
+# --- sidecars -------------------------------------------------------------------------------------------------------
+
+
+def library_versions(tensorrt: str | None = None) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def dist(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    import torch
+
+    return {
+        "cyc": __version__,
+        "torch": torch.__version__,
+        "onnx": dist("onnx"),
+        "onnxruntime": dist("onnxruntime") or dist("onnxruntime-gpu"),
+        "tensorrt": tensorrt or dist("tensorrt"),
+        "python": sys.version.split()[0],
+    }
+
+
+def sidecar(
+    *,
+    kind: str,
+    file: Path,
+    info,
+    precision: str,
+    opset: int,
+    versions: dict,
+    profile: ShapeProfile | None = None,
+    gpu=None,
+    parity: list | None = None,
+    onnx_file: str | None = None,
+    extra: dict | None = None,
+) -> dict[str, Any]:
+    """The JSON that describes an exported file (see the module docstring)."""
+    from cyclegan_cli.onnx_graph import DYNAMIC_AXES, INPUT_NAME, OUTPUT_NAME
+    from cyclegan_cli.weights import generator_key
+
+    a, b = info.domain_a, info.domain_b
+    src, dst = (a, b) if info.direction == "AtoB" else (b, a)
+    tensor = {"layout": "NCHW", "channels": "RGB", "range": [-1.0, 1.0], "dtype": "float32"}
+    data: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "kind": kind,
+        "file": file.name,
+        "direction": info.direction,
+        "generator": generator_key(info.direction),
+        "domains": {"a": a, "b": b, "from": src, "to": dst},
+        "architecture": info.architecture,
+        "ngf": info.ngf,
+        "n_blocks": info.n_blocks,
+        "source": str(info.source),
+        "input": {"name": INPUT_NAME, **tensor, "height_width_multiple_of": 4},
+        "output": {"name": OUTPUT_NAME, **tensor},
+        "precision": precision,
+        "opset": opset,
+        "versions": versions,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if kind == "onnx":
+        data["shapes"] = {
+            "input": ["N", 3, "H", "W"],
+            "output": ["N", 3, "H", "W"],
+            "dynamic_axes": {str(k): v for k, v in DYNAMIC_AXES.items()},
+        }
+        if precision == "fp16":
+            data["instance_norm"] = "float32 (Cast nodes around every InstanceNormalization)"
+    else:
+        data["shapes"] = {"input": "profile", "profile": profile.as_dict() if profile else None}
+        data["onnx"] = onnx_file
+        if gpu is not None:
+            data["gpu"] = {"name": gpu.name, "compute_capability": gpu.compute_capability}
+            data["tensorrt"] = gpu.tensorrt
+    if parity:
+        data["parity"] = [
+            {"input": p.label, "shape": list(p.shape), "max_abs_error": p.max_abs, "psnr_db": _finite(p.psnr)}
+            for p in parity
+        ]
+    data.update(extra or {})
+    return data
+
+
+def _finite(x: float):
+    return x if x == x and abs(x) != float("inf") else ("inf" if x > 0 else "-inf")
+
+
+def sidecar_path(file: Path) -> Path:
+    return file.with_name(file.name + ".json")
+
+
+def write_sidecar(file: Path, data: dict) -> Path:
+    path = sidecar_path(file)
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+    return path
+
+
+def read_sidecar(file: Path) -> dict | None:
+    try:
+        return json.loads(sidecar_path(file).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --- the command's work ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportRequest:
+    source: str | None = None
+    runs_dir: str = "runs"
+    direction: str = "both"
+    format: str = "auto"
+    precision: str = "fp32"
+    opset: int = 18
+    profile: ShapeProfile = field(
+        default_factory=lambda: make_profile(DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE, DEFAULT_MAX_SHAPE)
+    )
+    workspace_gib: float = 4.0
+    out: str | None = None
+    device: str = "auto"
+    timing_cache: str | None = None
+
+
+@dataclass
+class ExportResult:
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_export(req: ExportRequest, say=_say) -> ExportResult:
+    """Do what ``cyc export`` asks; messages go to ``say``; return the files written."""
+    if req.direction not in DIRECTION_CHOICES:
+        raise UsageError(f"--direction {req.direction}: use AtoB, BtoA or both")
+    if req.format not in FORMATS:
+        raise UsageError(f"--format {req.format}: use onnx, tensorrt or auto")
+    if req.precision not in ("fp32", "fp16"):
+        raise UsageError(f"--precision {req.precision}: cyc export writes fp32 or fp16")
+
+    # TensorRT first: an explicit --format tensorrt that cannot be honoured fails before any work is done.
+    trt_reason = None
+    if req.format != "onnx":
+        from cyclegan_cli.tensorrt_build import tensorrt_unavailable_reason
+
+        trt_reason = tensorrt_unavailable_reason(req.device)
+        if trt_reason and req.format == "tensorrt":
+            raise EngineUnavailable(trt_reason)
+    build_engines = req.format != "onnx" and trt_reason is None
+
+    source, note = resolve_source(req.source, req.runs_dir)
+    if note:
+        say(note)
+    directions = resolve_directions(source, req.direction)
+    out_dir = Path(req.out) if req.out else default_export_dir(source)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+
+    gpu = None
+    if build_engines:
+        from cyclegan_cli.tensorrt_build import current_gpu
+
+        gpu = current_gpu(req.device if req.device != "auto" else "cuda")
+    versions = library_versions(gpu.tensorrt if gpu else None)
+
+    result = ExportResult()
+    for direction in directions:
+        onnx_file, parity, info = export_checked_onnx(source, direction, out_dir, req, versions, say)
+        result.files += [onnx_file, sidecar_path(onnx_file)]
+        if build_engines:
+            engine_file = build_checked_engine(onnx_file, info, req, gpu, versions, say)
+            result.files += [engine_file, sidecar_path(engine_file)]
+    if trt_reason:
+        line = f"TensorRT engine not built: {trt_reason}"
+        result.notes.append(line)
+        say(line)
+    return result
+
+
+def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: ExportRequest, versions: dict, say):
+    """Export one direction to ONNX, compare it with PyTorch in ONNX Runtime, keep it only if it agrees."""
+    from cyclegan_cli.onnx_graph import compare_with_torch, default_check_inputs, export_onnx
+    from cyclegan_cli.weights import load_generator
+
+    generator, info = load_generator(source, direction)
+    onnx_name, _ = file_names(direction, req.precision)
+    final = out_dir / onnx_name
+    fp16 = req.precision == "fp16"
+    src, dst = (info.domain_a, info.domain_b) if direction == "AtoB" else (info.domain_b, info.domain_a)
+    say(f"{direction} ({src} -> {dst}): exporting {info.architecture} {req.precision} to {final}")
+    with atomic_path(final) as tmp:
+        export_onnx(generator, tmp, fp16=fp16, opset=req.opset)
+        parity = compare_with_torch(generator, tmp, default_check_inputs())
+        for p in parity:
+            say(f"  ONNX Runtime vs PyTorch fp32, {p.line()}")
+        _check_parity(final, parity, fp16)
+    write_sidecar(final, sidecar(kind="onnx", file=final, info=info, precision=req.precision, opset=req.opset,
+                                 versions=versions, parity=parity))
+    return final, parity, info
+
+
+def _check_parity(path: Path, parity, fp16: bool) -> None:
+    for p in parity:
+        if fp16:
+            if not p.psnr >= FP16_MIN_PSNR:
+                raise CycError(
+                    f"{path}: the fp16 graph disagrees with PyTorch ({p.line()}; expected PSNR >= {FP16_MIN_PSNR} dB)"
+                )
+        elif not p.max_abs <= FP32_MAX_ABS_ERROR:
+            raise CycError(
+                f"{path}: the ONNX graph disagrees with PyTorch ({p.line()}; allowed {FP32_MAX_ABS_ERROR:g}); "
+                "not written"
+            )
+
+
+def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, versions: dict, say) -> Path:
+    from cyclegan_cli.tensorrt_build import build_engine
+
+    _, engine_name = file_names(info.direction, req.precision, gpu.tag)
+    engine_file = onnx_file.with_name(engine_name)
+    p = req.profile
+    say(f"  TensorRT {gpu.tensorrt} on {gpu.name} (sm {gpu.compute_capability}): building {engine_file.name}, "
+        f"shapes {format_shape(p.min)} .. {format_shape(p.opt)} .. {format_shape(p.max)}")
+    seconds = build_engine(
+        onnx_file, engine_file, p, workspace_gib=req.workspace_gib,
+        device=req.device if req.device != "auto" else "cuda",
+        timing_cache=Path(req.timing_cache) if req.timing_cache else None, label=engine_file.name,
+    )
+    say(f"  built in {seconds:.0f} s")
+    write_sidecar(engine_file, sidecar(kind="tensorrt", file=engine_file, info=info, precision=req.precision,
+                                       opset=req.opset, versions=versions, profile=p, gpu=gpu,
+                                       onnx_file=onnx_file.name,
+                                       extra={"workspace_gib": req.workspace_gib, "build_seconds": round(seconds, 1)}))
+    return engine_file
