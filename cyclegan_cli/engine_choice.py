@@ -49,9 +49,22 @@ def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> 
         if not path.exists():
             raise UsageError(f"--checkpoint {path}: no such file or folder")
     if path.suffix in EXPORTED_SUFFIXES:
+        _check_exported_direction(path, direction)
         return ModelSource(path=path, direction=direction, exported=path), note
     generator, info = load_generator(path, direction)
     return ModelSource(path=path, direction=direction, generator=generator, info=info), note
+
+
+def _check_exported_direction(path: Path, direction: str) -> None:
+    """An exported file translates one way; its sidecar says which."""
+    from cyclegan_cli.export import read_sidecar
+
+    stored = (read_sidecar(path) or {}).get("direction")
+    if stored is not None and stored != direction:
+        raise UsageError(
+            f"{path}: this file translates {stored}, not {direction}: pass --direction {stored}, "
+            "or the other direction's file"
+        )
 
 
 def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:

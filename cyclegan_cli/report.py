@@ -48,7 +48,7 @@ class RichProgress(Progress):
         for task_id in (self._files.get(id(job)), self._overall):
             if task_id is not None:
                 self._bar.advance(task_id, count)
-                task = self._bar.tasks[task_id]
+                task = next(t for t in self._bar.tasks if t.id == task_id)
                 speed = task.finished_speed or task.speed
                 self._bar.update(task_id, fps=f"{speed:.1f}" if speed else "-")
 

@@ -1,0 +1,263 @@
+"""Real media files made by the tests (nothing downloaded), and a probe that measures them by decoding.
+
+``make_video`` encodes a moving pattern (and an AAC sine tone) with PyAV; ``probe`` decodes a file and reports
+its frame count, rate, every frame's pts, duration and audio; ``make_images`` builds a nested folder of the
+still images that trip readers up (corrupt, empty, grayscale, RGBA, 16-bit, EXIF-rotated).
+Keep the clips tiny: the test machines have two cores.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+TONE_HZ = 440.0
+
+
+def pattern(index: int, width: int, height: int, *, noise: bool = False) -> np.ndarray:
+    """Frame ``index`` of the test pattern: a gradient, a red block at the top-left corner (to see rotation) and
+    a green bar moving right. ``noise`` adds per-frame random texture so every frame costs about the same bytes."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[..., 0] = (x * 255 // max(1, width - 1)).astype(np.uint8)
+    image[..., 2] = (y * 255 // max(1, height - 1)).astype(np.uint8)
+    image[..., 1] = 64
+    if noise:
+        rng = np.random.default_rng(index)
+        image = np.clip(image.astype(np.int16) + rng.integers(-60, 60, image.shape), 0, 255).astype(np.uint8)
+    block = max(2, min(width, height) // 6)
+    image[:block, :block] = (255, 0, 0)
+    bar = index % max(1, width - block)
+    image[height // 2 : height // 2 + block, bar : bar + block] = (0, 255, 0)
+    return image
+
+
+def vfr_pts(frames: int, time_base: Fraction = Fraction(1, 30000)) -> list[int]:
+    """A variable-frame-rate schedule: gaps of 1, 2, 1 and 3 frames at 29.97 fps, in ``time_base`` units."""
+    step = Fraction(1001, 30000) / time_base
+    gaps = [1, 2, 1, 3]
+    pts, now = [], Fraction(0)
+    for i in range(frames):
+        pts.append(int(now))
+        now += gaps[i % len(gaps)] * step
+    return pts
+
+
+def make_video(
+    path: str | Path,
+    *,
+    frames: int = 48,
+    rate: Fraction = Fraction(30000, 1001),
+    size: tuple[int, int] = (64, 48),
+    audio: bool = True,
+    vfr: bool = False,
+    codec: str | None = None,
+    audio_codec: str | None = None,
+    rotate: int = 0,
+    colorspace: str | None = None,
+    noise: bool = False,
+    faststart: bool = False,
+    fill: tuple[int, int, int] | None = None,
+) -> Path:
+    """Write a real video: ``frames`` of the moving pattern at ``rate`` (or the VFR schedule), ``size`` = (w, h),
+    plus a sine tone as long as the video (AAC; Opus in .webm) when ``audio``.
+
+    ``rotate`` is the classic clockwise 'rotate' tag (90 = a phone held upright), stored as the display matrix.
+    ``colorspace`` "bt709" / "bt601" converts RGB with that matrix and tags the stream with it.
+    ``faststart`` puts the mp4 index first, so a file cut short still opens (a download that stopped).
+    ``codec`` defaults to libx264 (libvpx-vp9 for .webm).
+    ``fill`` makes every frame one solid RGB colour instead of the pattern (colour checks).
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    rate = Fraction(rate)
+    time_base = Fraction(1, 30000) if rate == Fraction(30000, 1001) else Fraction(1) / rate
+    if vfr:
+        time_base = Fraction(1, 30000)
+        schedule = vfr_pts(frames, time_base)
+    else:
+        step = Fraction(1) / (rate * time_base)
+        schedule = [int(i * step) for i in range(frames)]
+    frame_duration = int(Fraction(1) / (rate * time_base))
+    options = {"movflags": "+faststart"} if faststart else {}
+    if codec is None:
+        codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
+    if audio_codec is None:
+        audio_codec = "libopus" if path.suffix.lower() == ".webm" else "aac"
+    matrix = {"bt709": ("ITU709", 1), "bt601": ("ITU601", 6)}.get(colorspace or "", (None, None))
+
+    with av.open(str(path), mode="w", options=options) as container:
+        video = container.add_stream(codec, rate=rate)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p"
+        video.time_base = time_base
+        video.codec_context.time_base = time_base
+        if codec in ("libx264", "libx265"):
+            video.options = {"crf": "20", "preset": "veryfast"}
+            if codec == "libx265":
+                video.options["x265-params"] = "log-level=error"
+        elif codec.startswith("libvpx"):
+            video.options = {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}
+        if matrix[1] is not None:
+            video.codec_context.colorspace = matrix[1]
+            video.codec_context.color_range = 1
+        if rotate:
+            video.set_display_rotation(-rotate)  # PyAV takes counter-clockwise degrees
+        sound = None
+        if audio:
+            sample_rate = 48000
+            sound = container.add_stream(audio_codec, rate=sample_rate)
+            sound.layout = "stereo"
+            sound.time_base = Fraction(1, sample_rate)
+
+        end = Fraction(schedule[-1] + frame_duration) * time_base if frames else Fraction(0)
+        audio_samples = int(end * 48000)
+        audio_done = 0
+
+        def feed_audio(until_seconds: Fraction) -> None:
+            nonlocal audio_done
+            target = min(audio_samples, int(until_seconds * 48000))
+            while audio_done < target:
+                n = min(1024, target - audio_done)
+                t = (np.arange(audio_done, audio_done + n) / 48000.0).astype(np.float32)
+                tone = (0.3 * np.sin(2 * math.pi * TONE_HZ * t)).astype(np.float32)
+                frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                frame.sample_rate = 48000
+                frame.pts = audio_done
+                frame.time_base = Fraction(1, 48000)
+                for packet in sound.encode(frame):
+                    container.mux(packet)
+                audio_done += n
+
+        for i, pts in enumerate(schedule):
+            rgb = pattern(i, width, height, noise=noise)
+            if fill is not None:
+                rgb = np.empty((height, width, 3), np.uint8)
+                rgb[:] = fill
+            picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if matrix[0] is not None:
+                picture = picture.reformat(format="yuv420p", dst_colorspace=matrix[0], dst_color_range=1)
+            else:
+                picture = picture.reformat(format="yuv420p")
+            picture.pts = pts
+            picture.time_base = time_base
+            for packet in video.encode(picture):
+                container.mux(packet)
+            if sound is not None:
+                feed_audio(Fraction(pts + frame_duration) * time_base)
+        for packet in video.encode():
+            container.mux(packet)
+        if sound is not None:
+            feed_audio(end)
+            for packet in sound.encode():
+                container.mux(packet)
+    return path
+
+
+def probe(path: str | Path) -> dict:
+    """Measure a video by decoding it all: what a viewer would get.
+
+    Keys: frames, rate (average_rate, a Fraction), pts (every frame's pts in seconds, in order), time_base,
+    duration (seconds from the first frame's start to the last frame's end), width, height, codec,
+    rotation (display matrix, CCW degrees), audio (bool), audio_codec, audio_start, audio_duration (decoded
+    samples / rate), audio_end (seconds).
+    """
+    import av
+
+    result: dict = {"audio": False, "audio_codec": None, "audio_duration": None, "audio_start": None,
+                    "audio_end": None}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        result["rate"] = stream.average_rate
+        result["time_base"] = stream.time_base
+        result["codec"] = stream.codec_context.name
+        pts, last_duration, rotation = [], 0, 0
+        width = height = 0
+        for frame in container.decode(stream):
+            pts.append(float(frame.pts * frame.time_base))
+            last_duration = float((frame.duration or 0) * frame.time_base)
+            width, height, rotation = frame.width, frame.height, frame.rotation
+        result.update(frames=len(pts), pts=pts, width=width, height=height, rotation=rotation)
+        if not last_duration and result["rate"]:
+            last_duration = float(1 / result["rate"])
+        result["duration"] = (pts[-1] + last_duration - pts[0]) if pts else 0.0
+        result["video_end"] = (pts[-1] + last_duration) if pts else 0.0
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            sound = container.streams.audio[0]
+            samples, start, rate = 0, None, sound.codec_context.sample_rate
+            for frame in container.decode(sound):
+                if start is None and frame.pts is not None:
+                    start = float(frame.pts * frame.time_base)
+                samples += frame.samples
+                rate = frame.sample_rate
+            result.update(audio=True, audio_codec=sound.codec_context.name, audio_start=start or 0.0,
+                          audio_duration=samples / rate if rate else 0.0)
+            result["audio_end"] = result["audio_start"] + result["audio_duration"]
+    return result
+
+
+def make_image(path: str | Path, *, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save) -> Path:
+    """One image of ``size`` = (w, h) in PIL ``mode`` (RGB, RGBA, L, I;16), format from the extension."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    rgb = pattern(3, width, height)
+    if mode == "RGB":
+        img = Image.fromarray(rgb)
+    elif mode == "RGBA":
+        alpha = np.tile(np.linspace(0, 255, width, dtype=np.uint8), (height, 1))
+        img = Image.fromarray(np.dstack([rgb, alpha]))
+    elif mode == "L":
+        img = Image.fromarray(rgb.mean(axis=2).astype(np.uint8))
+    elif mode == "I;16":
+        ramp = np.tile(np.linspace(0, 65535, width).astype(np.uint16), (height, 1))
+        img = Image.fromarray(ramp)  # uint16 -> I;16
+    else:
+        raise ValueError(mode)
+    img.save(path, **save)
+    return path
+
+
+def make_images(folder: str | Path) -> dict[str, Path]:
+    """A nested folder of awkward images; returns {role: path}.
+
+    exif_jpeg   64x48 stored, EXIF orientation 6 (upright it is 48x64, the red corner block at the top-right)
+    gray_png    grayscale (L) PNG
+    rgba_png    RGBA PNG, alpha a left-to-right ramp
+    gray16_png  16-bit grayscale PNG, a 0..65535 ramp
+    corrupt_jpeg  a real JPEG cut in half
+    empty_png   zero bytes
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    files = {
+        "exif_jpeg": folder / "phone.jpg",
+        "gray_png": folder / "sub" / "gray.png",
+        "rgba_png": folder / "sub" / "rgba.png",
+        "gray16_png": folder / "sub" / "deeper" / "gray16.png",
+        "corrupt_jpeg": folder / "bad" / "corrupt.jpg",
+        "empty_png": folder / "bad" / "empty.png",
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    make_image(files["exif_jpeg"], exif=exif.tobytes(), quality=95)
+    make_image(files["gray_png"], mode="L")
+    make_image(files["rgba_png"], mode="RGBA")
+    make_image(files["gray16_png"], mode="I;16")
+    whole = make_image(folder / "bad" / "whole.jpg", size=(96, 64), quality=95)
+    data = whole.read_bytes()
+    whole.unlink()
+    files["corrupt_jpeg"].write_bytes(data[: len(data) // 2])
+    files["empty_png"].parent.mkdir(parents=True, exist_ok=True)
+    files["empty_png"].write_bytes(b"")
+    return files

@@ -1,0 +1,333 @@
+"""The PyAV video reader and writer on real files: frames, timestamps, rate, audio, rotation, colour, failures.
+
+Every clip is made here (tests/media.py) and kept tiny (64x48, <= 48 frames): these run on two shared cores.
+"""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cyclegan_cli.errors import InputError
+from cyclegan_cli.plugin_api import WriteOptions
+from cyc_plugins.video import VideoReader, VideoWriter
+from media import make_video, pattern, probe
+
+NTSC = Fraction(30000, 1001)
+FRAME = 1001 / 30000  # seconds
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("clips")
+    return {
+        "cfr": make_video(root / "cfr.mp4"),
+        "vfr": make_video(root / "vfr.mp4", vfr=True),
+    }
+
+
+def translate(src: Path, out: Path, options: WriteOptions | None = None, *, max_frames=None, fn=None) -> int:
+    """What `cyc run` does with an identity model: every frame read, passed through ``fn``, written."""
+    count = 0
+    with VideoReader(src, max_frames=max_frames) as reader:
+        with VideoWriter(out, reader, options or WriteOptions()) as writer:
+            for frame in reader.frames():
+                writer.write(frame, frame.image if fn is None else fn(frame.image))
+                count += 1
+    return count
+
+
+def assert_same_timing(got: dict, want: dict, *, pts_tol: float = 1e-9) -> None:
+    assert got["frames"] == want["frames"]
+    assert len(got["pts"]) == len(want["pts"])
+    assert np.allclose(got["pts"], want["pts"], atol=pts_tol, rtol=0), "every frame keeps its timestamp"
+    assert abs(got["duration"] - want["duration"]) <= FRAME
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+
+
+def test_reader_info_and_frames(clips):
+    with VideoReader(clips["cfr"]) as reader:
+        info = reader.info
+        frames = list(reader.frames())
+    assert info.kind == "video" and (info.width, info.height) == (64, 48)
+    assert info.fps == NTSC and info.frame_count == 48 and info.has_audio
+    assert [f.index for f in frames] == list(range(48))
+    assert [f.pts for f in frames] == [i * 1001 for i in range(48)]
+    assert all(f.time_base == Fraction(1, 30000) for f in frames)
+    first = frames[0].image
+    assert first.shape == (48, 64, 3) and first.dtype == np.uint8 and first.flags["C_CONTIGUOUS"]
+    assert np.abs(first.astype(int) - pattern(0, 64, 48)).mean() < 6  # decoded close to what was encoded
+
+
+def test_reader_max_frames(clips):
+    with VideoReader(clips["cfr"], max_frames=10) as reader:
+        assert reader.info.frame_count == 10
+        assert len(list(reader.frames())) == 10
+
+
+def test_empty_file_is_an_input_error(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.mp4"):
+        VideoReader(empty)
+
+
+def test_not_a_video_is_an_input_error(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    with pytest.raises(InputError, match="notes.mp4"):
+        VideoReader(fake)
+
+
+def test_audio_only_file_is_an_input_error(tmp_path):
+    import av
+
+    path = tmp_path / "tone.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    shutil.copy(path, tmp_path / "tone.mp4")
+    with pytest.raises(InputError, match="tone.mp4.*no video stream"):
+        VideoReader(tmp_path / "tone.mp4")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_truncated_video_yields_good_frames_then_input_error(tmp_path, suffix):
+    # Noisy frames cost about the same bytes each, so half the file holds about half the frames; for mp4,
+    # faststart puts the index first so the cut file still opens (a download that stopped half way). A cut
+    # Matroska file just ends (FFmpeg says nothing): the reader compares with the track's DURATION tag.
+    whole = make_video(tmp_path / f"whole{suffix}", noise=True, faststart=suffix == ".mp4")
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) // 2])
+    good = []
+    with VideoReader(cut) as reader:
+        with pytest.raises(InputError) as caught:
+            for frame in reader.frames():
+                good.append(frame.index)
+    message = str(caught.value)
+    assert f"cut{suffix}" in message and f"frame {len(good)}" in message and "\n" not in message
+    assert 5 <= len(good) < 48, good
+    assert good == list(range(len(good)))
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm", ".mov"])
+def test_whole_files_read_to_the_end_without_error(clips, tmp_path, suffix):
+    """The truncation check does not fire on whole files: ours, in each container, read back completely."""
+    src = make_video(tmp_path / f"src{suffix}", frames=12)
+    out = tmp_path / f"out{suffix}"
+    translate(src, out)
+    for path in (src, out):
+        with VideoReader(path) as reader:
+            assert len(list(reader.frames())) == 12
+
+
+def test_rotated_video_is_read_upright(tmp_path):
+    path = make_video(tmp_path / "portrait.mp4", frames=4, rotate=90, audio=False)  # a phone held upright
+    assert probe(path)["rotation"] == -90  # the display matrix really is in the file
+    with VideoReader(path) as reader:
+        assert (reader.info.width, reader.info.height) == (48, 64)
+        image = next(iter(reader.frames())).image
+    assert image.shape == (64, 48, 3)
+    # Stored top-left red block; turned 90 degrees clockwise for display it sits at the top-right.
+    top_right, top_left = image[:4, -4:].astype(int), image[:4, :4].astype(int)
+    assert top_right[..., 0].mean() > 200 and top_right[..., 1].mean() < 60
+    assert top_left[..., 0].mean() < 200 or top_left[..., 1].mean() > 60
+
+
+COLOUR = (40, 180, 90)  # a green where the BT.601 and BT.709 matrices disagree by tens of levels
+
+
+@pytest.mark.parametrize("colorspace", ["bt709", "bt601"])
+def test_colour_matrix_is_respected(tmp_path, colorspace):
+    path = make_video(tmp_path / f"{colorspace}.mp4", frames=2, audio=False, colorspace=colorspace, fill=COLOUR)
+    with VideoReader(path) as reader:
+        assert reader.info.extra["color_matrix"] == {"bt709": "ITU709", "bt601": "ITU601"}[colorspace]
+        image = next(iter(reader.frames())).image.astype(int)
+    assert np.abs(image.reshape(-1, 3).mean(axis=0) - COLOUR).max() <= 3, image[0, 0]
+
+
+def test_colour_matrix_wrong_guess_would_be_visible(tmp_path):
+    """Guard for the test above: decoding the BT.709 clip with BT.601 really does give other colours."""
+    import av
+
+    path = make_video(tmp_path / "709.mp4", frames=1, audio=False, colorspace="bt709", fill=COLOUR)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        wrong = frame.to_ndarray(format="rgb24", src_colorspace="ITU601", src_color_range=1, dst_color_range=2)
+    assert np.abs(wrong.reshape(-1, 3).mean(axis=0) - COLOUR).max() > 12
+
+
+def test_colour_survives_the_writer(tmp_path):
+    """The writer encodes with the matrix it tags, so the output reads back as the same colour."""
+    src = make_video(tmp_path / "709.mp4", frames=2, audio=False, colorspace="bt709", fill=COLOUR)
+    out = tmp_path / "out.mp4"
+    translate(src, out)
+    with VideoReader(out) as reader:
+        assert reader.info.extra["color_matrix"] == "ITU709"
+        image = next(iter(reader.frames())).image.astype(int)
+    assert np.abs(image.reshape(-1, 3).mean(axis=0) - COLOUR).max() <= 4
+
+
+# --- round trips through the writer -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["cfr", "vfr"])
+def test_mp4_round_trip_keeps_frames_rate_timestamps_and_audio(clips, tmp_path, kind):
+    src = clips[kind]
+    out = tmp_path / f"out_{kind}.mp4"
+    assert translate(src, out) == 48
+    want, got = probe(src), probe(out)
+    assert_same_timing(got, want)
+    if kind == "cfr":
+        assert got["rate"] == NTSC == want["rate"]
+    else:
+        assert len(set(np.round(np.diff(got["pts"]), 6))) > 1  # really variable
+    assert got["codec"] == "h264"
+    assert got["audio"] and got["audio_codec"] == want["audio_codec"] == "aac"
+    assert abs(got["audio_duration"] - want["audio_duration"]) <= 0.05
+    assert not list(tmp_path.glob(".*cyc-tmp*")), "the temporary file was renamed"
+
+
+def test_audio_is_muxed_as_the_video_goes(clips, tmp_path):
+    """Audio packets are read up to the current video time, not all at the end (bounded memory)."""
+    with VideoReader(clips["cfr"]) as reader:
+        writer = VideoWriter(tmp_path / "out.mp4", reader, WriteOptions())
+        frames = reader.frames()
+        for _ in range(24):
+            frame = next(frames)
+            writer.write(frame, frame.image)
+        audio = writer._audio  # white box: where the audio copy stands
+        assert audio is not None and audio.pending is not None
+        pending_start = Fraction(audio.pending.pts) * audio.tb
+        assert abs(float(pending_start) - 24 * FRAME) < 0.05  # stopped at the video's current time
+        for frame in frames:
+            writer.write(frame, frame.image)
+        writer.commit()
+
+
+def test_webm_gets_vp9_and_opus(clips, tmp_path):
+    out = tmp_path / "out.webm"
+    translate(clips["cfr"], out)
+    want, got = probe(clips["cfr"]), probe(out)
+    assert got["codec"] == "vp9" and got["audio_codec"] == "opus"
+    assert_same_timing(got, want, pts_tol=0.001)  # Matroska/WebM store milliseconds
+    assert abs(got["audio_duration"] - want["audio_duration"]) <= 0.05
+
+
+def test_audio_reencoded_when_the_container_cannot_hold_it(tmp_path):
+    src = make_video(tmp_path / "pcm.mkv", frames=24, audio_codec="pcm_s16le")
+    assert probe(src)["audio_codec"] == "pcm_s16le"
+    out = tmp_path / "out.mp4"
+    translate(src, out)
+    want, got = probe(src), probe(out)
+    assert got["frames"] == 24 and got["audio_codec"] == "aac"
+    assert abs(got["audio_duration"] - want["audio_duration"]) <= 0.05
+
+
+def test_x265_on_request(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    translate(clips["cfr"], out, WriteOptions(codec="libx265"), max_frames=6)
+    assert probe(out)["codec"] == "hevc"
+
+
+def test_webm_refuses_h264(clips, tmp_path):
+    with pytest.raises(InputError, match="webm"):
+        translate(clips["cfr"], tmp_path / "out.webm", WriteOptions(codec="libx264"), max_frames=2)
+    assert not list(tmp_path.iterdir())
+
+
+def test_no_audio_option_drops_the_audio(clips, tmp_path):
+    out = tmp_path / "silent.mp4"
+    translate(clips["cfr"], out, WriteOptions(audio=False))
+    got = probe(out)
+    assert got["frames"] == 48 and not got["audio"]
+
+
+def test_max_frames_cuts_video_and_audio(clips, tmp_path):
+    out = tmp_path / "preview.mp4"
+    assert translate(clips["cfr"], out, max_frames=10) == 10
+    got = probe(out)
+    assert got["frames"] == 10
+    assert got["audio"]
+    assert got["audio_end"] <= got["video_end"] + 1e-6, "the audio is no longer than the video"
+    assert got["audio_end"] >= got["video_end"] - 0.05
+
+
+def test_larger_output_and_odd_sizes(clips, tmp_path):
+    """The writer opens on the first frame (a --compare output is twice as wide); odd sizes are padded."""
+    out = tmp_path / "compare.mp4"
+    translate(clips["cfr"], out, fn=lambda img: np.concatenate([img, img], axis=1), max_frames=5)
+    assert (probe(out)["width"], probe(out)["height"]) == (128, 48)
+    odd = tmp_path / "odd.mp4"
+    translate(clips["cfr"], odd, fn=lambda img: np.ascontiguousarray(img[:47, :63]), max_frames=5)
+    got = probe(odd)
+    assert (got["width"], got["height"]) == (64, 48) and got["frames"] == 5
+
+
+def test_identity_round_trip_keeps_the_picture(clips, tmp_path):
+    out = tmp_path / "same.mp4"
+    translate(clips["cfr"], out, max_frames=3)
+    with VideoReader(clips["cfr"]) as a, VideoReader(out) as b:
+        first_a, first_b = next(iter(a.frames())).image, next(iter(b.frames())).image
+    assert np.abs(first_a.astype(int) - first_b.astype(int)).mean() < 3
+
+
+# --- stopping early ----------------------------------------------------------------------------------------------
+
+
+def test_abort_keeps_a_playable_partial_file(clips, tmp_path):
+    out = tmp_path / "film.mp4"
+    with VideoReader(clips["cfr"]) as reader:
+        writer = VideoWriter(out, reader, WriteOptions())
+        for frame in reader.frames():
+            writer.write(frame, frame.image)
+            if frame.index == 19:
+                break
+        partial = writer.abort()
+    assert partial == tmp_path / "film.partial.mp4"
+    assert partial.is_file() and not out.exists()
+    assert not list(tmp_path.glob(".*cyc-tmp*"))
+    got = probe(partial)
+    assert got["frames"] == 20
+    assert np.allclose(got["pts"], probe(clips["cfr"])["pts"][:20])
+    assert got["audio"] and got["audio_end"] <= got["video_end"] + 1e-6
+
+
+def test_abort_before_any_frame_leaves_nothing(clips, tmp_path):
+    out = tmp_path / "film.mp4"
+    with VideoReader(clips["cfr"]) as reader:
+        writer = VideoWriter(out, reader, WriteOptions())
+        assert writer.abort() is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_error_inside_with_block_aborts(clips, tmp_path):
+    out = tmp_path / "film.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoReader(clips["cfr"]) as reader, VideoWriter(out, reader, WriteOptions()) as writer:
+            for frame in reader.frames():
+                writer.write(frame, frame.image)
+                if frame.index == 4:
+                    raise KeyboardInterrupt
+    assert not out.exists() and probe(tmp_path / "film.partial.mp4")["frames"] == 5
+
+
+# --- registration ------------------------------------------------------------------------------------------------
+
+
+def test_registered_through_entry_points():
+    from cyclegan_cli import registry
+
+    for suffix in (".mp4", ".MKV", ".mov", ".webm", ".avi"):
+        assert registry.reader_for(Path("clip" + suffix)) is VideoReader
+        assert registry.writer_for(Path("clip" + suffix)) is VideoWriter
