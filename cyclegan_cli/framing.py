@@ -53,6 +53,8 @@ def to_input_tensor(batch: np.ndarray, device, dtype, channels_last: bool = Fals
     import torch.nn.functional as F
 
     n, h, w, _ = batch.shape
+    if not batch.flags.writeable:  # torch refuses to share read-only memory (e.g. np.asarray of a PIL image)
+        batch = batch.copy()
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
     pad_h, pad_w = padding_for(h, w)

@@ -79,4 +79,5 @@ def print_summary(console: Console, report) -> None:
     for result in stats.results:
         if result.status in ("failed", "interrupted"):
             kept = f" (kept {result.partial})" if result.partial else ""
-            console.print(f"failed: {result.message or result.job.source}{kept}", highlight=False, markup=False)
+            console.print(f"failed: {result.message or result.job.source}{kept}", highlight=False, markup=False,
+                          soft_wrap=True)

@@ -355,13 +355,6 @@ def test_export_command_imports_nothing_heavy():
 
 
 def test_cyc_run_with_exported_onnx(exported, tmp_path):
-    from cyclegan_cli import registry
-
-    try:
-        registry.load("readers", "image")
-        registry.load("writers", "image")
-    except Exception as exc:  # the image plugins are another issue's; skip until they exist
-        pytest.skip(f"image reader/writer not available yet: {exc}")
     from PIL import Image
 
     from cyclegan_cli.onnx_graph import synthetic_image

@@ -1,0 +1,163 @@
+"""``cyc run`` end to end: real files in, real files out, through the real decoders, engines and encoders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cyclegan_cli import registry
+from cyclegan_cli.cli import cli
+from cyclegan_cli.plugin_api import ModelSource
+from cyclegan_cli.weights import load_generator
+from tests.media import make_images, make_video, probe
+
+
+def cyc(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """48 frames at 29.97 fps with an AAC tone."""
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=48, rate=Fraction(30000, 1001))
+
+
+def test_video_keeps_frames_rate_timestamps_and_audio(tiny_runs, clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = cyc("run", clip, "--runs-dir", tiny_runs, "--out", out, "--engine", "torch", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    assert "using the latest run" in result.output
+    src, dst = probe(clip), probe(out)
+    assert dst["frames"] == src["frames"] == 48
+    assert dst["rate"] == Fraction(30000, 1001)
+    assert dst["pts"] == pytest.approx(src["pts"], abs=1e-6)
+    assert abs(dst["duration"] - src["duration"]) <= 1 / 29.97
+    assert dst["audio"] and dst["audio_codec"] == src["audio_codec"]
+    assert dst["audio_duration"] == pytest.approx(src["audio_duration"], abs=0.05)
+
+
+def test_variable_frame_rate_keeps_every_timestamp(tiny_runs, tmp_path):
+    vfr = make_video(tmp_path / "vfr.mp4", frames=30, vfr=True)
+    result = cyc("run", vfr, "--runs-dir", tiny_runs, "--engine", "torch")
+    assert result.exit_code == 0, result.output
+    assert probe(tmp_path / "vfr_AtoB.mp4")["pts"] == pytest.approx(probe(vfr)["pts"], abs=1e-6)
+
+
+def test_compare_and_max_frames(tiny_runs, clip, tmp_path):
+    out = tmp_path / "cmp.mp4"
+    result = cyc("run", clip, "--runs-dir", tiny_runs, "--out", out, "--compare", "--max-frames", "10")
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    assert info["frames"] == 10 and info["width"] == 2 * probe(clip)["width"]
+    assert info["audio_end"] <= info["video_end"] + 0.03
+
+
+def test_a_folder_with_bad_files_translates_the_good_ones(tiny_runs, tmp_path):
+    files = make_images(tmp_path / "in")
+    result = cyc("run", tmp_path / "in", "--runs-dir", tiny_runs, "--direction", "BtoA", "--engine", "openvino")
+    assert result.exit_code == 1, result.output
+    out = tmp_path / "in_BtoA"
+    good = ["exif_jpeg", "gray_png", "rgba_png", "gray16_png"]
+    for role in good:
+        assert (out / files[role].relative_to(tmp_path / "in")).is_file(), role
+    for role in ("corrupt_jpeg", "empty_png"):
+        assert not (out / files[role].relative_to(tmp_path / "in")).exists()
+        assert str(files[role]) in result.output
+    assert "Traceback" not in result.output
+    rgba = Image.open(out / "sub" / "rgba.png")
+    assert rgba.mode == "RGBA"
+    assert np.array_equal(np.asarray(rgba)[..., 3], np.asarray(Image.open(files["rgba_png"]))[..., 3])
+    assert Image.open(out / "phone.jpg").size == (48, 64)  # EXIF orientation applied: upright
+
+
+def test_batches_keep_order_and_match_single_frames(tiny_runs, tmp_path):
+    """Mixed sizes, batch 3: every output is the engine's answer for that image alone (to the last bit)."""
+    rng = np.random.default_rng(0)
+    sizes = [(40, 32), (40, 32), (36, 28), (40, 32), (40, 32), (40, 32), (36, 28)]
+    (tmp_path / "in").mkdir()
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "in" / f"{i}.png")
+    result = cyc("run", tmp_path / "in", "--runs-dir", tiny_runs, "--engine", "torch", "--precision", "fp32",
+                 "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    generator, _ = load_generator(tiny_runs / "tiny", "AtoB")
+    engine = registry.load("engines", "torch")(ModelSource(Path("x"), "AtoB", generator=generator))
+    for i in range(len(sizes)):
+        alone = engine(np.asarray(Image.open(tmp_path / "in" / f"{i}.png"))[None])[0]
+        out = np.asarray(Image.open(tmp_path / "in_AtoB" / f"{i}.png")).astype(int)
+        assert np.abs(out - alone).max() <= 1, i  # a batch may round the last bit differently, never more
+
+
+def test_skip_existing_resumes_a_folder_job(tiny_runs, tmp_path):
+    for name in ("a", "b"):
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save((tmp_path / f"{name}.png"))
+    first = cyc("run", tmp_path / "a.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch")
+    assert first.exit_code == 0, first.output
+    again = cyc("run", tmp_path / "*.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch")
+    assert again.exit_code == 2 and "--skip-existing" in again.output
+    resumed = cyc("run", tmp_path / "*.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch",
+                  "--skip-existing")  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.split() == [str(tmp_path / "o" / "b.png")]
+
+
+def test_a_broken_video_is_reported_and_the_rest_done(tiny_runs, clip, tmp_path):
+    data = clip.read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(data[: len(data) // 2])
+    good = tmp_path / "good.mp4"
+    good.write_bytes(data)
+    result = cyc("run", broken, good, "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch")
+    assert result.exit_code == 1
+    assert str(broken) in result.output and "Traceback" not in result.output
+    assert probe(tmp_path / "o" / "good.mp4")["frames"] == 48
+
+
+def test_official_file_has_one_direction(tmp_path, clip):
+    from tests.conftest import make_generator
+
+    weights = tmp_path / "horse2zebra.pth"
+    torch.save(make_generator().state_dict(), weights)
+    result = cyc("run", clip, "--checkpoint", weights, "--direction", "BtoA")
+    assert result.exit_code == 2
+    assert "zebra2horse" in result.output and "Traceback" not in result.output
+
+
+def test_auto_engine_says_what_it_chose_and_why(tiny_runs, tmp_path):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    result = cyc("run", tmp_path / "a.png", "--runs-dir", tiny_runs)
+    assert result.exit_code == 0, result.output
+    assert "engine:" in result.output and "short job" in result.output
+
+
+def test_ctrl_c_keeps_a_playable_partial_video(tiny_runs, tmp_path):
+    long_clip = make_video(tmp_path / "long.mp4", frames=400, size=(160, 128))
+    out = tmp_path / "long_AtoB.mp4"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "cyclegan_cli", "run", str(long_clip), "--runs-dir", str(tiny_runs),
+               "--engine", "torch", "--precision", "fp32"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.glob(".long_AtoB.cyc-tmp-*.mp4")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    partial = tmp_path / "long_AtoB.partial.mp4"
+    assert partial.is_file() and not out.exists(), stderr
+    info = probe(partial)
+    assert 0 < info["frames"] < 400
+    assert "Traceback" not in stderr and str(partial) in stderr
