@@ -1,8 +1,156 @@
-"""Placeholder being replaced in this session."""
+"""``cyc train``: train a CycleGAN translator on two unpaired image folders (the loop is in ``train.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+from cyclegan_cli.errors import UsageError
+from cyclegan_cli.options import RUNS_DIR_DEFAULT, debug_option, device_option, precision_option
 
-@click.command()
-def train() -> None:
-    """Not written yet."""
+_EXPLICIT_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _folder(**kwargs):
+    return click.Path(file_okay=False, **kwargs)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("dataroot", required=False, type=_folder())
+@click.option("--a", "a", type=_folder(), help="Folder of domain A images (instead of DATAROOT/trainA).")
+@click.option("--b", "b", type=_folder(), help="Folder of domain B images (instead of DATAROOT/trainB).")
+@click.option("--name", help="Run name: the run folder is OUT/NAME. Default: DATAROOT's folder name (or A2B).")
+@click.option("--out", type=_folder(), default=RUNS_DIR_DEFAULT, show_default=True, help="Folder that holds run folders.")
+@click.option("--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial learning rate.")
+@click.option("--epochs-decay", type=click.IntRange(0), default=100, show_default=True, help="Epochs of linear decay of the learning rate to zero after those.")
+@click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps in all (a short run; resume later with a higher value).")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of each domain per step.")
+@click.option("--load-size", type=click.IntRange(4), default=286, show_default=True, help="Resize images to this square size (bicubic) first.")
+@click.option("--crop-size", type=click.IntRange(4), default=256, show_default=True, help="Then crop this square at random (a multiple of 4).")
+@click.option("--no-flip", is_flag=True, help="Do not flip images left-right at random.")
+@click.option("--ngf", type=click.IntRange(1), default=64, show_default=True, help="Generator width: filters of its first layer.")
+@click.option("--n-blocks", type=click.IntRange(1), default=9, show_default=True, help="Residual blocks in the generator (9 for 256 px, 6 for 128 px).")
+@click.option("--ndf", type=click.IntRange(1), default=64, show_default=True, help="Discriminator width: filters of its first layer.")
+@click.option("--n-layers-d", type=click.IntRange(1), default=3, show_default=True, help="Discriminator depth (3: the 70x70 PatchGAN).")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate of generators and discriminators.")
+@click.option("--lambda-cyc", type=float, default=10.0, show_default=True, help="Weight of the cycle-consistency L1 loss.")
+@click.option("--lambda-id", type=float, default=0.5, show_default=True, help="Weight of the identity loss, as a fraction of --lambda-cyc (0 turns it off).")
+@click.option("--pool-size", type=click.IntRange(0), default=50, show_default=True, help="Generated images kept to train the discriminators on (0: none).")
+@click.option("--save-every", type=click.IntRange(1), default=1000, show_default=True, help="Write a checkpoint every N steps (and at each epoch's end).")
+@click.option("--sample-every", type=click.IntRange(1), default=500, show_default=True, help="Write a sample grid to samples/ every N steps (and at each epoch's end).")
+@click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Append the mean losses to metrics.csv every N steps.")
+@click.option("--keep", type=click.IntRange(1), default=3, show_default=True, help="Periodic checkpoints to keep (older ones are deleted).")
+@click.option("--resume", is_flag=True, help="Continue the run OUT/NAME exactly where its last checkpoint left it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights, the data order, crops and flips.")
+@click.option("--workers", type=click.IntRange(0), help="Processes that decode images (default: 0 on a CPU, up to 4 with a GPU).")
+@device_option
+@precision_option(
+    default="fp32",
+    help_text="Arithmetic: fp32 (the canonical numbers), bf16 or fp16 autocast (fp16 with a grad scaler), "
+    "or auto (bf16 on CPUs with fast bf16, fp16 on CUDA).",
+)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (a minute to start, then faster).")
+@debug_option
+@click.pass_context
+def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **options) -> None:
+    """Train a CycleGAN translator between two unpaired image folders.
+
+    \b
+    Examples:
+      cyc train data/horse2zebra                        trainA/ + trainB/ -> runs/horse2zebra/
+      cyc train data/horse2zebra --name h2z --resume    continue exactly where it stopped
+      cyc train --a photos/ --b paintings/ --name p2p   any two folders
+      cyc train data/h2z --precision bf16 --compile     several times faster on CPUs with bf16
+
+    DATAROOT holds trainA/ and trainB/ (the official layout) or train/A and train/B; --a and --b name
+    the two folders directly. Folders are searched recursively for JPEG, PNG, WebP, BMP and TIFF
+    images; grayscale, RGBA and 16-bit images become 8-bit RGB. Every image is decoded once before
+    training: an unreadable one is skipped with a warning and counted in the summary, and a domain with
+    no readable image is an error before any work.
+
+    The loop is the canonical one: A in a shuffled order, B drawn at random, each resized to
+    --load-size, cropped to --crop-size and flipped at random; LSGAN losses, cycle L1 x --lambda-cyc,
+    identity L1 x --lambda-id x --lambda-cyc, discriminators trained on (real + fake) / 2 with fakes
+    from a replay pool; Adam (betas 0.5, 0.999) at --lr for --epochs, then decaying linearly to zero
+    over --epochs-decay; weights initialised N(0, 0.02) from --seed.
+
+    \b
+    The run folder OUT/NAME/ receives:
+      config.json                      every setting of the run
+      metrics.csv                      mean losses every --log-every steps (and TensorBoard
+                                       events where tensorboard is installed)
+      samples/step_NNNNNN.png          real A | fake B | rec A, then real B | fake A | rec B
+      checkpoints/step_NNNNNN.pt       every --save-every steps and at each epoch's end;
+      checkpoints/last.pt              the newest, which --resume and 'cyc run' read
+      G_AB.safetensors, G_BA.safetensors   the two generators, when training ends
+
+    --resume restores the models, optimizers, learning-rate schedules, replay pools, random states
+    and the position in the data, so on a CPU N steps + --resume + N steps give exactly the weights of
+    2N steps in one go. A resumed run keeps its architecture and optimisation settings; --max-steps,
+    --epochs, --epochs-decay, --device, --precision, --workers and the logging options may change.
+    Training into a folder that holds a run without --resume is refused.
+
+    Ctrl-C finishes the current step, saves a checkpoint and exits with 130 (press it twice to stop at
+    once). A loss that becomes NaN or infinite stops the run with exit 1, keeping the last good
+    checkpoint. Exit codes: 0 done, 1 a failure, 2 a usage or data error, 130 interrupted.
+    """
+    from cyclegan_cli import train as training
+
+    params = {p.name for p in ctx.command.params}
+    explicit = {
+        n for n in params if (src := ctx.get_parameter_source(n)) is not None and src.name in _EXPLICIT_SOURCES
+    }
+    resume = options["resume"]
+    if name is None:
+        if dataroot is not None:
+            name = Path(dataroot).resolve().name
+        elif a is not None and b is not None:
+            name = f"{Path(a).resolve().name}2{Path(b).resolve().name}"
+        elif resume:
+            from cyclegan_cli.weights import find_latest_run
+
+            name = find_latest_run(out).name
+        else:
+            raise UsageError("no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR")
+    elif dataroot is None and (a is None or b is None) and not resume:
+        raise UsageError("no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR")
+
+    config = training.TrainConfig(
+        dataroot=dataroot, a=a, b=b, name=name, out=out, flip=not no_flip, compile=compile_, **options
+    )
+    renamed = {"compile_": "compile", "no_flip": "flip"}
+    explicit = {renamed.get(n, n) for n in explicit} | {"name"}
+    result = training.train(config, explicit=explicit)
+    _summary(result)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _summary(result) -> None:
+    c = result.config
+    rate = result.steps_run / result.seconds if result.seconds > 0 else 0.0
+    finished = result.epoch >= result.total_epochs
+    where = (
+        f"all {result.total_epochs} epochs done"
+        if finished
+        else f"stopped at --max-steps {c.max_steps} in epoch {result.epoch + 1} of {result.total_epochs}; "
+        f"continue with: cyc train --out {c.out} --name {c.name} --resume --max-steps N"
+    )
+    skipped = len(result.skipped)
+    skipped_text = (
+        "no unreadable images"
+        if not skipped
+        else f"{skipped} unreadable image{'s' if skipped != 1 else ''} skipped (named in the warnings above)"
+    )
+    weights = " and ".join(str(p) for p in result.weights)
+    click.echo(
+        f"Trained {result.steps_run} steps (step {result.step} of the run; {where}) in "
+        f"{_duration(result.seconds)} ({rate:.2f} steps/s); {skipped_text}. Weights: {weights}; "
+        f"checkpoint: {result.checkpoint}; samples and metrics in {result.run_dir}/."
+    )

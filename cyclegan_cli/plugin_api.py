@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from cyclegan_cli.weights import GeneratorInfo
 
 
+def missing_library(module: str, what: str, extra: str) -> str | None:
+    """For ``unavailable_reason``: None when ``module`` imports, else which extra installs it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{what} is not installed: pip install 'cyclegan-cli[{extra}]'"
+
+
 @dataclass
 class Frame:
     """One picture on its way through the pipeline; it keeps where it came from so nothing is dropped or reordered."""
@@ -178,6 +187,11 @@ class Engine:
         return None
 
     def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):
+        reason = self.unavailable_reason()
+        if reason:
+            from cyclegan_cli.errors import EngineUnavailable
+
+            raise EngineUnavailable(f"{self.name}: {reason}")
         self.model = model
         self.device = device
         self.precision = precision

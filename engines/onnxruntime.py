@@ -9,9 +9,7 @@ import numpy as np
 
 from cyclegan_cli.errors import EngineUnavailable
 from cyclegan_cli.framing import from_output_array, to_input_array
-from cyclegan_cli.plugin_api import Engine, ModelSource
-
-INSTALL_HINT = "pip install 'cyclegan-cli[onnx]'"
+from cyclegan_cli.plugin_api import Engine, ModelSource, missing_library
 
 
 class OnnxRuntimeEngine(Engine):
@@ -23,17 +21,10 @@ class OnnxRuntimeEngine(Engine):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return f"ONNX Runtime is not installed: {INSTALL_HINT}"
-        return None
+        return missing_library("onnxruntime", "ONNX Runtime", "onnx")
 
     def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):
         super().__init__(model, device=device, precision=precision, batch_size=batch_size)
-        reason = self.unavailable_reason()
-        if reason:
-            raise EngineUnavailable(reason)
         import onnxruntime as ort
 
         self._tempdir = None

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cyclegan_cli.errors import EngineUnavailable
 from cyclegan_cli.framing import from_output_array, to_input_array
-from cyclegan_cli.plugin_api import Engine, ModelSource
+from cyclegan_cli.plugin_api import Engine, ModelSource, missing_library
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -24,17 +23,10 @@ class OpenVinoEngine(Engine):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return "OpenVINO is not installed: pip install 'cyclegan-cli[openvino]'"
-        return None
+        return missing_library("openvino", "OpenVINO", "openvino")
 
     def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):
         super().__init__(model, device=device, precision=precision, batch_size=batch_size)
-        reason = self.unavailable_reason()
-        if reason:
-            raise EngineUnavailable(reason)
         import openvino as ov
 
         core = ov.Core()
