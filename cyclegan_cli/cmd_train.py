@@ -61,7 +61,7 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
       cyc train data/horse2zebra                        trainA/ + trainB/ -> runs/horse2zebra/
       cyc train data/horse2zebra --name h2z --resume    continue exactly where it stopped
       cyc train --a photos/ --b paintings/ --name p2p   any two folders
-      cyc train data/h2z --precision bf16 --compile     several times faster on CPUs with bf16
+      cyc train data/h2z --precision bf16 --compile     about 2x faster on CPUs with bf16
 
     DATAROOT holds trainA/ and trainB/ (the official layout) or train/A and train/B; --a and --b name
     the two folders directly. Folders are searched recursively for JPEG, PNG, WebP, BMP and TIFF

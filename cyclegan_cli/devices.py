@@ -45,7 +45,7 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16): there bf16 is several times faster."""
+    """True where the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16): there compiled bf16 is much faster than fp32."""
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 

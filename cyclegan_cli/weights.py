@@ -152,7 +152,7 @@ def _torch_load(path: Path):
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()[0][:160]
         raise WeightsError(f"{path}: refused to load: it holds Python objects, not only tensors ({reason})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types (KeyError, RuntimeError, EOFError...) on bad bytes
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({reason})") from None
 
