@@ -74,7 +74,7 @@ def _cyc(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def main(root: Path = Path("demo"), steps: int = 1500) -> None:
+def main(root: Path = Path("demo"), steps: int = 600) -> None:
     if root.exists():
         shutil.rmtree(root)
     rng = np.random.default_rng(0)
@@ -86,8 +86,8 @@ def main(root: Path = Path("demo"), steps: int = 1500) -> None:
     print(f"made {root}/data (trainA: colour photos, trainB: grayscale photos) and {root}/pan.mp4")
 
     _cyc("train", str(root / "data"), "--name", "colour2gray", "--out", str(root / "runs"), "--load-size", "72",
-         "--crop-size", "64", "--ngf", "16", "--n-blocks", "3", "--max-steps", str(steps), "--save-every", "500",
-         "--sample-every", "250")  # fmt: skip
+         "--crop-size", "64", "--ngf", "16", "--n-blocks", "3", "--max-steps", str(steps), "--save-every", "200",
+         "--sample-every", "100")  # fmt: skip
     _cyc("run", str(root / "data" / "testA"), "--runs-dir", str(root / "runs"), "--out", str(root / "out"))
     _cyc("run", str(root / "pan.mp4"), "--runs-dir", str(root / "runs"), "--compare", "--out",
          str(root / "out" / "pan_compare.mp4"))  # fmt: skip
