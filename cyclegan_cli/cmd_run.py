@@ -76,9 +76,10 @@ def run(inputs, direction, checkpoint, runs_dir, out, engine, device, precision,
       exported file      .onnx -> onnxruntime, .engine -> tensorrt
       CUDA               a matching engine from 'cyc export', else torch-compile fp16 for
                          long jobs, torch fp16 for short ones
-      CPU with bf16      torch-compile bf16 when one frame size has >= 40 megapixel-frames
-      (AMX/AVX512-BF16)  (about 600 frames at 256x256, 45 at 720p) and g++ exists
-      other CPU jobs     openvino (bf16 where native, else fp32), else onnxruntime, else torch
+      CPU with AMX       torch-compile bf16 when one frame size has >= 40 megapixel-frames
+                         (about 600 frames at 256x256, 45 at 720p) and g++ exists
+      other CPU jobs     openvino (bf16 where the CPU has AMX or AVX512-BF16, else fp32),
+                         else onnxruntime, else torch
 
     Exit codes: 0 all done, 1 some inputs failed (each named on its own line), 2 usage error,
     130 interrupted.

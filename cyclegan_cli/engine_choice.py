@@ -5,12 +5,15 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
 * an exported file runs in the engine that reads it (``.onnx``: onnxruntime; a TensorRT ``.engine``: tensorrt);
 * on CUDA: a prebuilt engine that matches this GPU (``cyc export``) if one exists, else torch-compile fp16
   (CUDA graphs) for long jobs, torch fp16 for short ones;
-* on a CPU: torch-compile bf16 when the CPU computes bf16 natively (AMX / AVX512-BF16), a C++ compiler exists,
-  and one frame size has enough work to repay compiling (``COMPILE_MIN_MEGAPIXEL_FRAMES``); else OpenVINO
-  (bf16 where native, else fp32), which compiles in seconds; else ONNX Runtime; else torch eager.
+* on a CPU: torch-compile bf16 when the CPU has AMX, a C++ compiler exists, and one frame size has enough work
+  to repay compiling (``COMPILE_MIN_MEGAPIXEL_FRAMES``); else OpenVINO (bf16 where native, else fp32), which
+  compiles in seconds; else ONNX Runtime; else torch eager.
 
-The threshold comes from ``benchmarks/run_throughput.py`` on a 2-core AMX CPU: torch.compile costs about 25 s
-before its first frame and then saves about 0.07 s per 256x256 frame over OpenVINO bf16.
+Why AMX and not any bf16 CPU: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256) OpenVINO bf16 ran
+4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling never pays there.
+With AMX (DESIGN.md: 0.15 s/frame OpenVINO bf16, 0.084 compiled bf16, about 25 s to compile) compiling saves
+about 1 s per megapixel-frame and repays its cost after about 25 megapixel-frames; the threshold of 40 leaves
+a margin for the recompiles of a last short batch and a slower compiler.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cyclegan_cli import registry
-from cyclegan_cli.devices import cpu_has_fast_bf16, has_cxx_compiler, resolve_precision
+from cyclegan_cli.devices import cpu_bf16_unit, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.weights import find_latest_run, load_generator
@@ -94,7 +97,7 @@ def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[st
         return EXPORTED_SUFFIXES[model.exported.suffix], f"runs the exported {model.exported.suffix} file"
     biggest = max(per_size.values(), default=0.0)
     long_job = biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES
-    job = f"{biggest:.0f} megapixel-frames at one size, threshold {COMPILE_MIN_MEGAPIXEL_FRAMES:.0f}"
+    job = _describe_job(biggest)
     if device.startswith("cuda"):
         for name in registry.names("engines"):
             cls = registry.load("engines", name)
@@ -106,15 +109,29 @@ def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[st
     if device != "cpu":
         return "torch", f"{device}: only the torch engine runs there"
     available = {n for n in registry.names("engines") if registry.load("engines", n).unavailable_reason() is None}
-    bf16 = cpu_has_fast_bf16()
-    if bf16 and long_job and has_cxx_compiler() and "torch-compile" in available:
-        return "torch-compile", f"CPU with native bf16, long job ({job}): compiling pays off"
+    return cpu_engine(available, cpu_bf16_unit(), has_cxx_compiler(), biggest)
+
+
+def cpu_engine(available: set[str], bf16_unit: str | None, compiler: bool, biggest: float) -> tuple[str, str]:
+    """The CPU half of the auto rule, from the engines installed, the bf16 unit, and the largest one-size work."""
+    job = _describe_job(biggest)
+    if bf16_unit == "AMX" and "torch-compile" in available and compiler and biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES:
+        return "torch-compile", f"CPU with AMX and a long job ({job}): compiled bf16 is fastest and repays compiling"
     if "openvino" in available:
-        why = "CPU with native bf16" if bf16 else "CPU"
-        return "openvino", f"{why}, short job or many sizes ({job}): OpenVINO compiles in seconds"
+        if bf16_unit == "AMX":
+            why = f"CPU with AMX but a short job or many sizes ({job})" if compiler else "CPU with AMX but no g++"
+        elif bf16_unit:
+            why = f"CPU with {bf16_unit} but no AMX: compiling would not be faster"
+        else:
+            why = "CPU without native bf16"
+        return "openvino", f"{why}; OpenVINO compiles in seconds"
     if "onnxruntime" in available:
         return "onnxruntime", "CPU without OpenVINO installed"
     return "torch", "CPU without OpenVINO or ONNX Runtime installed"
+
+
+def _describe_job(biggest: float) -> str:
+    return f"{biggest:.0f} megapixel-frames at one size, threshold {COMPILE_MIN_MEGAPIXEL_FRAMES:.0f}"
 
 
 def _precision_for(cls, precision: str, device: str) -> str:

@@ -16,7 +16,7 @@ PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 class OpenVinoEngine(Engine):
     name = "openvino"
-    description = "OpenVINO (CPU): compiles in seconds, fast bf16 on CPUs with AMX"
+    description = "OpenVINO (CPU): compiles in seconds, fast bf16 on CPUs with AMX or AVX512-BF16"
     devices = ("cpu",)
     precisions = ("fp32", "bf16")
     file_suffixes = (".onnx",)

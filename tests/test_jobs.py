@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cyclegan_cli.engine_choice import cpu_engine
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.jobs import plan_jobs
 
@@ -90,3 +91,23 @@ def test_two_inputs_into_one_output_are_refused(tmp_path):
 def test_missing_inputs_are_usage_errors(tmp_path, spec):
     with pytest.raises(UsageError):
         plan_jobs([str(tmp_path / spec)], direction="AtoB")
+
+
+@pytest.mark.parametrize(
+    "unit, compiler, megapixel_frames, expected",
+    [
+        ("AMX", True, 100.0, "torch-compile"),  # long job on AMX: compiling pays
+        ("AMX", True, 5.0, "openvino"),  # short job: compiling would cost more than it saves
+        ("AMX", False, 100.0, "openvino"),  # torch.compile needs g++ on a CPU
+        ("AVX512-BF16", True, 1000.0, "openvino"),  # measured: compiled bf16 is no faster than OpenVINO bf16
+        (None, True, 1000.0, "openvino"),
+    ],
+)
+def test_cpu_auto_rule(unit, compiler, megapixel_frames, expected):
+    name, reason = cpu_engine({"torch", "torch-compile", "onnxruntime", "openvino"}, unit, compiler, megapixel_frames)
+    assert name == expected and reason
+
+
+def test_cpu_auto_rule_falls_back_to_what_is_installed():
+    assert cpu_engine({"torch", "onnxruntime"}, "AMX", True, 5.0)[0] == "onnxruntime"
+    assert cpu_engine({"torch"}, None, False, 5.0)[0] == "torch"
