@@ -150,8 +150,15 @@ def _torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0][:160]
-        raise WeightsError(f"{path}: refused to load: it holds Python objects, not only tensors ({reason})") from None
+        # The weights-only unpickler raises this both for a pickled Python object (unsafe) and for bytes that are
+        # no pickle at all; only its "Unsupported global" wording tells them apart.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise WeightsError(
+                f"{path}: refused to load: it holds a Python object ({found.group(1)}), not only tensors; "
+                "save a plain state_dict (or .safetensors) where it was made"
+            ) from None
+        raise WeightsError(f"{path}: truncated or not a PyTorch weights file") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types (KeyError, RuntimeError, EOFError...) on bad bytes
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({reason})") from None

@@ -3,6 +3,8 @@ official layout (not taken from our model), saved with ``torch.save`` as the pub
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 
@@ -115,3 +117,14 @@ def test_btoa_on_an_official_file_is_a_usage_error(tmp_path):
     torch.save(official_state_dict(8, 6), path)
     with pytest.raises(UsageError, match="AtoB"):
         load_generator(path, "BtoA")
+
+
+def test_a_pickled_python_object_is_refused_and_garbage_is_named_as_such(tmp_path):
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"weights": official_state_dict(8, 6), "args": argparse.Namespace(ngf=8)}, unsafe)
+    with pytest.raises(WeightsError, match=r"unsafe\.pth: refused to load: it holds a Python object \(argparse"):
+        load_generator(unsafe)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"garbage\n")
+    with pytest.raises(WeightsError, match=r"garbage\.pth: truncated or not a PyTorch weights file"):
+        load_generator(garbage)
