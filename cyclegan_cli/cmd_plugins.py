@@ -19,13 +19,14 @@ def plugins() -> None:
     from importlib.metadata import entry_points
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from cyclegan_cli.registry import GROUPS
 
     table = Table(show_header=True, header_style="bold")
     for column in ("kind", "name", "status", "provided by", "about"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for kind, group in GROUPS.items():
         for ep in sorted(entry_points(group=group), key=lambda e: e.name):
             try:
@@ -34,7 +35,7 @@ def plugins() -> None:
                 about = cls.description
             except Exception as error:  # noqa: BLE001 - a broken third-party plugin is listed, not fatal
                 cls, reason, about = None, f"fails to load: {error}", ""
-            status = "[green]available[/green]" if reason is None else f"[yellow]unavailable[/yellow]: {reason}"
+            status = "[green]available[/green]" if reason is None else f"[yellow]unavailable[/yellow]: {escape(reason)}"
             dist = ep.dist.name if ep.dist is not None else "?"
-            table.add_row(kind[:-1], ep.name, status, dist, about)
+            table.add_row(kind[:-1], escape(ep.name), status, escape(dist), escape(about))
     Console().print(table)

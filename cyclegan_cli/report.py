@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgressBar
 from rich.table import Table
@@ -73,7 +74,7 @@ def print_summary(console: Console, report) -> None:
     table.add_row("frames", str(stats.frames))
     table.add_row("frames/s", f"{stats.fps:.2f} (engine alone {stats.frames / stats.engine_seconds:.2f})"
                   if stats.engine_seconds else "-")
-    table.add_row("engine", f"{report.engine} ({report.reason})")
+    table.add_row("engine", escape(f"{report.engine} ({report.reason})"))
     table.add_row("time to first frame", f"{report.setup_seconds:.1f} s")
     console.print(table)
     for result in stats.results:

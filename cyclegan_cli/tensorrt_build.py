@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.errors import CycError, EngineUnavailable
 
@@ -218,7 +220,7 @@ def build_engine(
     try:  # the cache now holds this build's timings too: the next build of this graph takes seconds
         atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     except OSError as exc:
-        console.print(f"[yellow]warning:[/] could not save the TensorRT timing cache {cache_path}: {exc}")
+        console.print(f"[yellow]warning:[/] could not save the TensorRT timing cache {escape(f'{cache_path}: {exc}')}")
     return seconds
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from rich.markup import escape
 from torch import nn
 
 from cyclegan_cli import data
@@ -587,7 +588,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
     domains = data.scan_domains(c.dataroot, c.a, c.b)
     skipped = {str(path): reason for path, reason in domains.skipped}
     for path, reason in list(skipped.items())[:20]:
-        console.print(f"[yellow]warning:[/] {reason} (skipped)", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
     if len(skipped) > 20:
         console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
     dataset = data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
@@ -678,7 +679,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
                         path, _, reason = line.partition("\t")
                         if path not in skipped:
                             skipped[path] = reason
-                            progress.console.print(f"[yellow]warning:[/] {reason} (skipped)", highlight=False)
+                            progress.console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
 
                     # progress, metrics.csv / TensorBoard
                     rate = len(step_times) / sum(step_times)
@@ -719,7 +720,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
     except KeyboardInterrupt:
         if consistent:
             path = save()
-            console.print(f"Interrupted at step {s.step}: saved {path}; continue with --resume.")
+            console.print(escape(f"Interrupted at step {s.step}: saved {path}; continue with --resume."))
         else:
             console.print(f"Interrupted in the middle of step {s.step + 1}: not saved; the last checkpoint is kept.")
         raise

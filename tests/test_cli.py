@@ -59,3 +59,12 @@ def test_usage_error_is_one_line_without_traceback(tmp_path):
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "cyclegan_cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_plugins_lists_every_engine_and_prints_install_hints_verbatim():
+    """Reasons hold text like 'cyclegan-cli[tensorrt]' that rich would read as markup if it were not escaped."""
+    result = CliRunner().invoke(cli, ["plugins"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    for engine in ("torch", "torch-compile", "onnxruntime", "openvino", "tensorrt"):
+        assert f" {engine} " in result.output
+    assert "cyclegan-cli[tensorrt]" in result.output

@@ -217,14 +217,14 @@ def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path)
 
 def test_unreadable_images_are_skipped_and_counted(tmp_path):
     dataroot = make_domains(tmp_path / "data", count=3, ext=".jpg")
-    truncated_jpeg(dataroot / "trainA" / "cut.jpg")
+    truncated_jpeg(dataroot / "trainA" / "cut [1].jpg")
     (dataroot / "trainB" / "nested").mkdir()
     (dataroot / "trainB" / "nested" / "noise.jpg").write_bytes(b"not a jpeg at all")
     (dataroot / "trainB" / "notes.txt").write_text("not an image, not counted")
     result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), *TINY, "--max-steps", "4")
     assert result.exit_code == 0, result.output
     assert "2 unreadable images skipped" in result.output
-    assert "cut.jpg" in result.output and "noise.jpg" in result.output
+    assert "cut [1].jpg" in result.output and "noise.jpg" in result.output
     config = json.loads((tmp_path / "runs" / "data" / "config.json").read_text())
     assert config["images_a"] == 3 and config["images_b"] == 3
 
