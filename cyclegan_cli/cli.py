@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+import traceback
+
 import click
 
 from cyclegan_cli import __version__
@@ -30,7 +32,8 @@ class CycGroup(click.Group):
             return super().invoke(ctx)
         except CycError as error:
             if (ctx.obj or {}).get("debug"):
-                raise
+                traceback.print_exc()
+                raise click.exceptions.Exit(error.exit_code) from None
             raise CycClickError(error) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)

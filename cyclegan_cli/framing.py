@@ -13,6 +13,9 @@ import numpy as np
 MULTIPLE = 4
 
 
+MIN_SIDE = 8  # the generator reflect-pads at a quarter of the size: below 8 px a side there is nothing to reflect
+
+
 def padding_for(height: int, width: int) -> tuple[int, int]:
     """Rows and columns to add at the bottom and right so both sides are multiples of 4."""
     return (-height) % MULTIPLE, (-width) % MULTIPLE

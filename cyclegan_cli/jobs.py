@@ -41,6 +41,8 @@ def plan_jobs(
     overwrite: bool = False,
     skip_existing: bool = False,
 ) -> Plan:
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other: pass one of them")
     plan = Plan()
     out_path = Path(out) if out else None
     sources = [s for spec in inputs for s in _expand(spec, out_path, plan)]
@@ -50,6 +52,8 @@ def plan_jobs(
         ext = "." + ext
     folder_roots = {s.root for s in sources if s.root is not None}
     single_file = len(inputs) == 1 and len(sources) == 1 and sources[0].root is None
+    if out_path is not None and out_path.suffix and not single_file and not out_path.is_dir():
+        raise UsageError(f"--out {out_path}: names one file, but the inputs are several; give a folder name")
     for source in sources:
         output = _output_for(source, direction, out_path, ext, single_file, len(inputs) > 1 or len(folder_roots) > 1)
         try:
@@ -112,7 +116,8 @@ def _output_for(
         return out / source.path.with_suffix(suffix).name
     relative = source.path.relative_to(source.root).with_suffix(suffix)
     if out is None:
-        return source.root.parent / f"{source.root.name}_{direction}" / relative
+        root = source.root.resolve() if source.root.name in ("", "..") else source.root  # '.' and '..' have no name
+        return root.parent / f"{root.name}_{direction}" / relative
     return (out / source.root.name / relative) if many_roots else out / relative
 
 

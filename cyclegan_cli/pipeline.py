@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cyclegan_cli.errors import CycError, InputError
+from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.plugin_api import Engine, Frame, Reader, WriteOptions, Writer
 
 QUEUE_FRAMES = 16  # per queue: enough to keep every stage busy, small enough for 4K frames
@@ -182,6 +183,12 @@ class Pipeline:
                         return
                     if self.transform is not None:
                         frame = self.transform(frame)
+                    height, width = frame.image.shape[:2]
+                    if min(height, width) < MIN_SIDE:
+                        raise InputError(
+                            f"{job.source}: {width}x{height} is too small to translate (at least {MIN_SIDE}x{MIN_SIDE} "
+                            "px); enlarge it with --size"
+                        )
                     self._put(self._decoded, _Frame(job, frame))
             except InputError as error:
                 self._put(self._decoded, _End(job, str(error)))

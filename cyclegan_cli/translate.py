@@ -10,6 +10,7 @@ from cyclegan_cli import registry
 from cyclegan_cli.devices import resolve_device
 from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, workload
 from cyclegan_cli.errors import InputError, UsageError
+from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.imageio import image_size
 from cyclegan_cli.jobs import Plan, plan_jobs
 from cyclegan_cli.pipeline import Job, JobResult, Pipeline, PipelineStats, Progress
@@ -52,13 +53,15 @@ def parse_size(text: str | None) -> tuple[int, int] | int | None:
     try:
         if "x" in text.lower():
             width, height = (int(v) for v in text.lower().split("x"))
-            if width > 0 and height > 0:
+            if min(width, height) >= MIN_SIDE:
                 return width, height
-        elif int(text) > 0:
+        elif int(text) >= MIN_SIDE:
             return int(text)
     except ValueError:
         pass
-    raise UsageError(f"--size {text}: use N (shorter side, in pixels) or WxH, e.g. 256 or 640x360")
+    raise UsageError(
+        f"--size {text}: use N (shorter side, in pixels) or WxH, at least {MIN_SIDE} px, e.g. 256 or 640x360"
+    )
 
 
 def _target_size(size, width: int, height: int) -> tuple[int, int]:
@@ -150,8 +153,12 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
 
 
 def _first_frame_size(per_size) -> tuple[int, int] | None:
-    """The most common frame size: warming it up is what makes the first frame's time honest to report."""
-    return max(per_size, key=per_size.get) if per_size else None
+    """The most common frame size: warming it up is what makes the first frame's time honest to report.
+
+    Sizes too small to translate are left out: the pipeline reports those files, they must not stop the run here.
+    """
+    usable = {size: work for size, work in per_size.items() if min(size) >= MIN_SIDE}
+    return max(usable, key=usable.get) if usable else None
 
 
 def failed(results: list[JobResult]) -> list[JobResult]:

@@ -111,3 +111,20 @@ def test_cpu_auto_rule(unit, compiler, megapixel_frames, expected):
 def test_cpu_auto_rule_falls_back_to_what_is_installed():
     assert cpu_engine({"torch", "onnxruntime"}, "AMX", True, 5.0)[0] == "onnxruntime"
     assert cpu_engine({"torch"}, None, False, 5.0)[0] == "torch"
+
+
+def test_the_current_folder_goes_to_a_sibling_folder(tmp_path, monkeypatch):
+    (tmp_path / "shots").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "shots" / "a.png")
+    monkeypatch.chdir(tmp_path / "shots")
+    plan = plan_jobs(["."], direction="AtoB")
+    assert [job.output.resolve() for job in plan.jobs] == [tmp_path / "shots_AtoB" / "a.png"]
+
+
+def test_a_file_name_for_several_inputs_and_contradicting_flags_are_refused(tmp_path):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name)
+    with pytest.raises(UsageError, match="names one file"):
+        plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "b.png")], direction="AtoB", out=str(tmp_path / "y.png"))
+    with pytest.raises(UsageError, match="contradict"):
+        plan_jobs([str(tmp_path / "a.png")], direction="AtoB", overwrite=True, skip_existing=True)

@@ -161,3 +161,15 @@ def test_ctrl_c_keeps_a_playable_partial_video(tiny_runs, tmp_path):
     info = probe(partial)
     assert 0 < info["frames"] < 400
     assert "Traceback" not in stderr and str(partial) in stderr
+
+
+def test_a_frame_too_small_to_translate_fails_alone(tiny_runs, tmp_path):
+    (tmp_path / "in").mkdir()
+    for name, size in (("a.png", (16, 16)), ("dot.png", (2, 2)), ("z.png", (16, 12))):
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(tmp_path / "in" / name)
+    result = cyc("run", tmp_path / "in", "--runs-dir", tiny_runs, "--engine", "onnxruntime")
+    assert result.exit_code == 1, result.output
+    assert (tmp_path / "in_AtoB" / "a.png").is_file() and (tmp_path / "in_AtoB" / "z.png").is_file()
+    assert "dot.png: 2x2 is too small" in result.output and "Traceback" not in result.output
+    too_small = cyc("run", tmp_path / "in" / "a.png", "--runs-dir", tiny_runs, "--size", "3x5")
+    assert too_small.exit_code == 2 and "at least 8 px" in too_small.output
