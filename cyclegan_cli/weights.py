@@ -160,7 +160,8 @@ def _torch_load(path: Path):
             ) from None
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types (KeyError, RuntimeError, EOFError...) on bad bytes
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({reason})") from None
 
 
