@@ -8,7 +8,6 @@ so ``cyc --help`` and ``cyc --version`` answer at once. Domain errors (``cyclega
 from __future__ import annotations
 
 import sys
-
 import traceback
 
 import click

@@ -96,16 +96,14 @@ def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[st
     if model.exported is not None:
         return EXPORTED_SUFFIXES[model.exported.suffix], f"runs the exported {model.exported.suffix} file"
     biggest = max(per_size.values(), default=0.0)
-    long_job = biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES
-    job = _describe_job(biggest)
     if device.startswith("cuda"):
         for name in registry.names("engines"):
             cls = registry.load("engines", name)
             if cls.unavailable_reason() is None and cls.prebuilt_for(model, device) is not None:
                 return name, f"a prebuilt {name} engine matches this GPU"
-        if long_job:
-            return "torch-compile", f"CUDA, long job ({job}): CUDA graphs pay off"
-        return "torch", f"CUDA, short job ({job})"
+        if biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES:
+            return "torch-compile", f"CUDA, long job ({_describe_job(biggest)}): CUDA graphs pay off"
+        return "torch", f"CUDA, short job ({_describe_job(biggest)})"
     if device != "cpu":
         return "torch", f"{device}: only the torch engine runs there"
     available = {n for n in registry.names("engines") if registry.load("engines", n).unavailable_reason() is None}

@@ -46,6 +46,7 @@ from torch import nn
 from cyclegan_cli import data
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.errors import CycError, UsageError
+from cyclegan_cli.framing import to_uint8_frames
 from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator, init_weights
 from cyclegan_cli.weights import CHECKPOINT_FORMAT, GeneratorInfo, save_generator
 
@@ -422,7 +423,7 @@ def save_samples(s: TrainState, fixed_A: torch.Tensor, fixed_B: torch.Tensor, pa
     rows = [torch.cat([x.float() for x in triple], dim=-1) for triple in zip(A, fake_B, rec_A)]
     rows += [torch.cat([x.float() for x in triple], dim=-1) for triple in zip(B, fake_A, rec_B)]
     grid = torch.cat([F.pad(row, (2, 2, 2, 2), value=1.0) for row in rows], dim=-2)
-    pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    pixels = to_uint8_frames(grid[None], tuple(grid.shape[-2:]))[0]
     with atomic_path(path) as tmp:
         Image.fromarray(pixels).save(tmp)
 
