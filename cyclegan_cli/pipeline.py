@@ -26,7 +26,7 @@ import numpy as np
 
 from cyclegan_cli.errors import CycError, InputError
 from cyclegan_cli.framing import MIN_SIDE
-from cyclegan_cli.plugin_api import Engine, Frame, Reader, WriteOptions, Writer
+from cyclegan_cli.plugin_api import Engine, Frame, Reader, SourceInfo, WriteOptions, Writer
 
 QUEUE_FRAMES = 16  # per queue: enough to keep every stage busy, small enough for 4K frames
 _END = object()  # the sentinel a worker thread always puts last
@@ -75,7 +75,7 @@ class PipelineStats:
 @dataclass
 class _Start:
     job: Job
-    reader: Reader
+    source: SourceInfo
 
 
 @dataclass
@@ -176,7 +176,7 @@ class Pipeline:
             self._put(self._decoded, _End(job, str(error)))
             return
         with reader:
-            self._put(self._decoded, _Start(job, reader))
+            self._put(self._decoded, _Start(job, SourceInfo.of(reader)))
             try:
                 for frame in reader.frames():
                     if self._stop.is_set():
@@ -246,7 +246,7 @@ class Pipeline:
                 if isinstance(item, _Start):
                     result = JobResult(item.job)
                     stats.results.append(result)
-                    self.progress.job_started(item.job, item.reader.info.frame_count)
+                    self.progress.job_started(item.job, item.source.info.frame_count)
                     writer = self._open_writer(item, result)
                 elif isinstance(item, _Frame):
                     if writer is None:  # the job failed: its remaining frames are dropped with it, reported
@@ -287,7 +287,7 @@ class Pipeline:
 
     def _open_writer(self, start: _Start, result: JobResult) -> Writer | None:
         try:
-            return start.job.writer(start.job.output, start.reader, self.options)
+            return start.job.writer(start.job.output, start.source, self.options)
         except (InputError, OSError) as error:
             result.status, result.message = "failed", _one_line(start.job.output, error)
             return None

@@ -90,6 +90,11 @@ class Reader:
     def info(self) -> MediaInfo:
         raise NotImplementedError
 
+    @property
+    def time_base(self) -> Fraction | None:
+        """The time base of the frames' ``pts`` (a video stream's), or None where frames carry no timestamps."""
+        return None
+
     def frames(self) -> Iterator[Frame]:
         """Yield frames in order. A file that cannot be decoded raises ``cyclegan_cli.errors.InputError``."""
         raise NotImplementedError
@@ -102,6 +107,24 @@ class Reader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a writer may know of the input it encodes: a snapshot taken when the reader opened.
+
+    Writers get this rather than the reader itself: the reader belongs to the reader thread, which may close it
+    while the writer thread is still encoding the last frames.
+    """
+
+    path: Path
+    info: MediaInfo
+    time_base: Fraction | None = None  # the source stream's time base (frames' pts are in it)
+    max_frames: int | None = None  # the run's frame limit (--max-frames): the output may end before the input
+
+    @classmethod
+    def of(cls, reader: Reader) -> SourceInfo:
+        return cls(Path(reader.path), reader.info, reader.time_base, reader.max_frames)
 
 
 class Writer:
@@ -125,7 +148,7 @@ class Writer:
         """How eagerly this writer takes an output ``path``: 0 not at all, higher wins."""
         raise NotImplementedError
 
-    def __init__(self, path: Path, source: Reader, options: WriteOptions):
+    def __init__(self, path: Path, source: SourceInfo, options: WriteOptions):
         self.path = Path(path)
         self.source = source
         self.options = options

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from cyclegan_cli.atomic import temp_path_for
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.imageio import IMAGE_EXTENSIONS, read_image
-from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, WriteOptions, Writer
+from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, SourceInfo, WriteOptions, Writer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -134,7 +134,7 @@ class ImageWriter(Writer):
     def can_write(cls, path: Path) -> int:
         return 10 if Path(path).suffix.lower() in FORMATS else 0
 
-    def __init__(self, path: Path, source: Reader, options: WriteOptions):
+    def __init__(self, path: Path, source: SourceInfo, options: WriteOptions):
         super().__init__(path, source, options)
         self._tmp = temp_path_for(self.path)
         self._written = False

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from cyclegan_cli.atomic import temp_path_for
 from cyclegan_cli.errors import InputError
-from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, WriteOptions, Writer
+from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, SourceInfo, WriteOptions, Writer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -173,7 +173,7 @@ class VideoReader(Reader):
         return self._info
 
     @property
-    def stream_time_base(self) -> Fraction | None:
+    def time_base(self) -> Fraction | None:
         return self._stream.time_base
 
     # -- frames ---------------------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ class VideoWriter(Writer):
     def can_write(cls, path: Path) -> int:
         return 10 if Path(path).suffix.lower() in VIDEO_EXTENSIONS else 0
 
-    def __init__(self, path: Path, source: Reader, options: WriteOptions):
+    def __init__(self, path: Path, source: SourceInfo, options: WriteOptions):
         super().__init__(path, source, options)
         _av()
         self._tmp = temp_path_for(self.path)
@@ -363,8 +363,7 @@ class VideoWriter(Writer):
         self._frames = 0
         self._audio = None  # _AudioCopy, when the input has audio and it is kept
         self._closed = False
-        info = _safe_info(source)
-        self._fps = info.fps if info is not None and info.fps else None
+        self._fps = source.info.fps or None
         self._color = None  # the YUV matrix the frames are encoded with (and tagged as), chosen at open
 
     # -- opening --------------------------------------------------------------------------------------------------
@@ -382,7 +381,7 @@ class VideoWriter(Writer):
         av = _av()
         video_codec, audio_codec = self._codecs()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        time_base = frame.time_base or self._source_time_base()
+        time_base = frame.time_base or self.source.time_base
         fps = self._fps or (Fraction(1, 1) / time_base if time_base and time_base.numerator == 1 and
                             time_base.denominator <= 240 else Fraction(25))
         if time_base is None:
@@ -428,10 +427,6 @@ class VideoWriter(Writer):
         except (av.FFmpegError, ValueError, OSError) as exc:
             self._discard()
             raise InputError(f"{self.path}: cannot start the video encoder: {_reason(exc)}") from None
-
-    def _source_time_base(self) -> Fraction | None:
-        tb = getattr(self.source, "stream_time_base", None)
-        return Fraction(tb) if tb else None
 
     # -- writing --------------------------------------------------------------------------------------------------
 
@@ -553,13 +548,6 @@ class VideoWriter(Writer):
             self._tmp.unlink()
 
 
-def _safe_info(source: Reader) -> MediaInfo | None:
-    try:
-        return source.info
-    except Exception:  # noqa: BLE001 - a reader without info: the writer guesses
-        return None
-
-
 def _encoder_options(codec: str, crf: int) -> dict[str, str]:
     if codec in ("libx264", "libx265"):
         options = {"crf": str(crf), "preset": "medium"}
@@ -608,9 +596,9 @@ class _AudioCopy:
         self.next_pts = None  # re-encoding: the next input sample's timestamp, in 1 / sample_rate
 
     @classmethod
-    def open(cls, source: Reader, out, audio_codec: str):
+    def open(cls, source: SourceInfo, out, audio_codec: str):
         av = _av()
-        if not getattr(source, "path", None) or not Path(source.path).is_file():
+        if not Path(source.path).is_file():
             return None
         try:
             src = av.open(str(source.path), mode="r")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cyclegan_cli.errors import InputError
-from cyclegan_cli.plugin_api import WriteOptions
+from cyclegan_cli.plugin_api import SourceInfo, WriteOptions
 from cyc_plugins.video import VideoReader, VideoWriter
 from media import make_video, pattern, probe
 
@@ -34,7 +34,7 @@ def translate(src: Path, out: Path, options: WriteOptions | None = None, *, max_
     """What `cyc run` does with an identity model: every frame read, passed through ``fn``, written."""
     count = 0
     with VideoReader(src, max_frames=max_frames) as reader:
-        with VideoWriter(out, reader, options or WriteOptions()) as writer:
+        with VideoWriter(out, SourceInfo.of(reader), options or WriteOptions()) as writer:
             for frame in reader.frames():
                 writer.write(frame, frame.image if fn is None else fn(frame.image))
                 count += 1
@@ -201,7 +201,7 @@ def test_mp4_round_trip_keeps_frames_rate_timestamps_and_audio(clips, tmp_path, 
 def test_audio_is_muxed_as_the_video_goes(clips, tmp_path):
     """Audio packets are read up to the current video time, not all at the end (bounded memory)."""
     with VideoReader(clips["cfr"]) as reader:
-        writer = VideoWriter(tmp_path / "out.mp4", reader, WriteOptions())
+        writer = VideoWriter(tmp_path / "out.mp4", SourceInfo.of(reader), WriteOptions())
         frames = reader.frames()
         for _ in range(24):
             frame = next(frames)
@@ -288,7 +288,7 @@ def test_identity_round_trip_keeps_the_picture(clips, tmp_path):
 def test_abort_keeps_a_playable_partial_file(clips, tmp_path):
     out = tmp_path / "film.mp4"
     with VideoReader(clips["cfr"]) as reader:
-        writer = VideoWriter(out, reader, WriteOptions())
+        writer = VideoWriter(out, SourceInfo.of(reader), WriteOptions())
         for frame in reader.frames():
             writer.write(frame, frame.image)
             if frame.index == 19:
@@ -306,7 +306,7 @@ def test_abort_keeps_a_playable_partial_file(clips, tmp_path):
 def test_abort_before_any_frame_leaves_nothing(clips, tmp_path):
     out = tmp_path / "film.mp4"
     with VideoReader(clips["cfr"]) as reader:
-        writer = VideoWriter(out, reader, WriteOptions())
+        writer = VideoWriter(out, SourceInfo.of(reader), WriteOptions())
         assert writer.abort() is None
     assert list(tmp_path.iterdir()) == []
 
@@ -314,7 +314,7 @@ def test_abort_before_any_frame_leaves_nothing(clips, tmp_path):
 def test_error_inside_with_block_aborts(clips, tmp_path):
     out = tmp_path / "film.mp4"
     with pytest.raises(KeyboardInterrupt):
-        with VideoReader(clips["cfr"]) as reader, VideoWriter(out, reader, WriteOptions()) as writer:
+        with VideoReader(clips["cfr"]) as reader, VideoWriter(out, SourceInfo.of(reader), WriteOptions()) as writer:
             for frame in reader.frames():
                 writer.write(frame, frame.image)
                 if frame.index == 4:
