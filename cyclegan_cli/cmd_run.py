@@ -73,7 +73,10 @@ def run(inputs, direction, checkpoint, runs_dir, out, engine, device, precision,
 
     \b
     --engine auto picks, in this order:
-      exported file      .onnx -> onnxruntime, .engine -> tensorrt
+      exported file      the first of tensorrt, openvino, onnxruntime (then third-party
+                         engines) that takes the file's suffix, runs on the device and computes
+                         the file's precision: .engine/.plan -> tensorrt; .onnx -> openvino
+                         for an fp32 graph on a CPU, else onnxruntime
       CUDA               a matching engine from 'cyc export', else torch-compile fp16 for
                          long jobs, torch fp16 for short ones
       CPU with AMX       torch-compile bf16 when one frame size has >= 40 megapixel-frames
@@ -85,8 +88,8 @@ def run(inputs, direction, checkpoint, runs_dir, out, engine, device, precision,
     130 interrupted.
     """
     from cyclegan_cli.plugin_api import WriteOptions
-    from cyclegan_cli.report import RichProgress, print_summary, stderr_console
-    from cyclegan_cli.translate import RunOptions, failed, translate
+    from cyclegan_cli.report import print_summary, progress_for, stderr_console
+    from cyclegan_cli.run import RunOptions, failed, translate
 
     options = RunOptions(
         inputs=list(inputs),
@@ -107,11 +110,18 @@ def run(inputs, direction, checkpoint, runs_dir, out, engine, device, precision,
         write=WriteOptions(ext=ext, quality=quality, codec=codec, crf=crf, audio=not no_audio),
     )
     console = stderr_console()
-    with RichProgress(console) as progress:
+    with progress_for(console) as progress:
         report = translate(options, progress=progress, say=lambda text: console.print(text, highlight=False))
     for result in report.stats.results:
         if result.status == "done":
             click.echo(str(result.job.output))
     print_summary(console, report)
+    ctx = click.get_current_context()
+    if (ctx.find_root().obj or {}).get("debug"):  # each failed input's own traceback
+        import traceback
+
+        for result in failed(report.stats.results):
+            if result.error is not None:
+                traceback.print_exception(result.error)
     if failed(report.stats.results):
-        click.get_current_context().exit(1)
+        ctx.exit(1)

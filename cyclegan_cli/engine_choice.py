@@ -2,7 +2,9 @@
 
 The ``auto`` rule is fixed and documented (``cyc run --help``), not a measurement at start-up:
 
-* an exported file runs in the engine that reads it (``.onnx``: onnxruntime; a TensorRT ``.engine``: tensorrt);
+* an exported file runs in the first engine, in the order of :data:`AUTO_ORDER`, that claims its suffix
+  (``Engine.file_suffixes``), runs on the device and computes the file's precision (an fp32 ``.onnx`` on a CPU:
+  openvino, else onnxruntime; an fp16 ``.onnx``: onnxruntime; a TensorRT ``.engine``: tensorrt);
 * on CUDA: a prebuilt engine that matches this GPU (``cyc export``) if one exists, else torch-compile fp16
   (CUDA graphs) for long jobs, torch fp16 for short ones;
 * on a CPU: torch-compile bf16 when the CPU has AMX, a C++ compiler exists, and one frame size has enough work
@@ -11,7 +13,8 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
 
 Why AMX and not any bf16 CPU: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256) OpenVINO bf16 ran
 4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling never pays there.
-With AMX (DESIGN.md: 0.15 s/frame OpenVINO bf16, 0.084 compiled bf16, about 25 s to compile) compiling saves
+With AMX (a 2-core Xeon, 256x256: 0.15 s/frame OpenVINO bf16, 0.084 compiled bf16 channels_last, about 25 s to
+compile before the first frame) compiling saves
 about 1 s per megapixel-frame and repays its cost after about 25 megapixel-frames; the threshold of 40 leaves
 a margin for the recompiles of a last short batch and a slower compiler.
 """
@@ -31,7 +34,8 @@ from cyclegan_cli.weights import find_latest_run, load_generator
 # Compile pays off when one frame size has at least this many megapixel-frames (frames x width x height / 1e6).
 # 40 megapixel-frames is about 600 frames at 256x256, or 45 frames of 720p.
 COMPILE_MIN_MEGAPIXEL_FRAMES = 40.0
-EXPORTED_SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+# The auto rule's order of preference; third-party engines come after these, by name.
+AUTO_ORDER = ("tensorrt", "torch-compile", "openvino", "onnxruntime", "torch")
 
 
 @dataclass
@@ -51,7 +55,7 @@ def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> 
         path = Path(checkpoint)
         if not path.exists():
             raise UsageError(f"--checkpoint {path}: no such file or folder")
-    if path.suffix in EXPORTED_SUFFIXES:
+    if path.suffix.lower() in registry.exported_suffixes():
         _check_exported_direction(path, direction)
         return ModelSource(path=path, direction=direction, exported=path), note
     generator, info = load_generator(path, direction)
@@ -81,6 +85,8 @@ def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:
 def choose_engine(
     requested: str, model: ModelSource, device: str, precision: str, per_size: Counter
 ) -> EngineChoice:
+    if model.exported is not None:
+        return _engine_for_file(requested, model.exported, device, precision)
     if requested != "auto":
         cls = registry.load("engines", requested)
         reason = cls.unavailable_reason()
@@ -92,12 +98,58 @@ def choose_engine(
     return EngineChoice(name, _precision_for(cls, precision, device), reason)
 
 
+def engine_order() -> list[str]:
+    """The installed engines that load, in the auto rule's order of preference."""
+    installed = registry.load_all("engines")
+    return [n for n in AUTO_ORDER if n in installed] + sorted(n for n in installed if n not in AUTO_ORDER)
+
+
+def exported_precision(path: Path) -> str:
+    """The precision an exported file was built in: its sidecar says, else an ONNX graph's own metadata."""
+    from cyclegan_cli.export import read_sidecar
+
+    stored = (read_sidecar(path) or {}).get("precision")
+    if stored is None and path.suffix.lower() == ".onnx":
+        from cyclegan_cli.onnx_graph import graph_precision
+
+        stored = graph_precision(path)
+    return stored or "fp32"
+
+
+def _engine_for_file(requested: str, path: Path, device: str, precision: str) -> EngineChoice:
+    """The engine for an exported file: the one asked for, else the first in the auto order that claims the
+    file's suffix, runs on ``device`` and computes the file's precision (fixed when it was exported)."""
+    suffix, built = path.suffix.lower(), exported_precision(path)
+    if precision not in ("auto", built):
+        raise UsageError(f"--precision {precision}: {path.name} is a {built} file (fixed when it was exported)")
+    claimants = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
+    if requested != "auto":
+        if requested not in claimants:
+            raise UsageError(
+                f"--engine {requested} does not run '{suffix}' files; {', '.join(claimants) or 'no engine'} does"
+            )
+        candidates = [requested]
+    else:
+        candidates = claimants
+    problems = []
+    for name in candidates:
+        cls = registry.load("engines", name)
+        reason = cls.unavailable_reason()
+        if reason is None and device.split(":")[0] not in cls.devices:
+            reason = f"runs on {', '.join(cls.devices)}, not {device}"
+        if reason is None and built not in cls.precisions:
+            reason = f"does not compute {built}"
+        if reason is None:
+            why = "chosen with --engine" if requested != "auto" else f"the first engine that runs {built} '{suffix}' files here"
+            return EngineChoice(name, built, why)
+        problems.append(f"{name} {reason}")
+    raise EngineUnavailable(f"{path}: no engine here runs this {built} '{suffix}' file ({'; '.join(problems)})")
+
+
 def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[str, str]:
-    if model.exported is not None:
-        return EXPORTED_SUFFIXES[model.exported.suffix], f"runs the exported {model.exported.suffix} file"
     biggest = max(per_size.values(), default=0.0)
     if device.startswith("cuda"):
-        for name in registry.names("engines"):
+        for name in engine_order():
             cls = registry.load("engines", name)
             if cls.unavailable_reason() is None and cls.prebuilt_for(model, device) is not None:
                 return name, f"a prebuilt {name} engine matches this GPU"
@@ -106,7 +158,7 @@ def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[st
         return "torch", f"CUDA, short job ({_describe_job(biggest)})"
     if device != "cpu":
         return "torch", f"{device}: only the torch engine runs there"
-    available = {n for n in registry.names("engines") if registry.load("engines", n).unavailable_reason() is None}
+    available = {n for n in engine_order() if registry.load("engines", n).unavailable_reason() is None}
     return cpu_engine(available, cpu_bf16_unit(), has_cxx_compiler(), biggest)
 
 

@@ -1,7 +1,7 @@
 """Domain errors. They carry the exit code; the CLI edge turns them into a one-line ``Error: ...``.
 
-Exit codes (DESIGN.md): 1 a runtime failure, 2 a usage error (bad option, no such path, a direction the model
-lacks), 130 interrupted after saving what was done.
+Exit codes: 0 all done, 1 a runtime failure or some inputs failed, 2 a usage error (bad option, no such path, a direction the model
+lacks), 130 interrupted after saving what was done. `cyc --help` states them for users.
 """
 
 
@@ -25,6 +25,12 @@ class WeightsError(CycError):
 
 class EngineUnavailable(CycError):
     """An optional backend is not installed, or the hardware it needs is absent."""
+
+    exit_code = 1
+
+
+class PluginError(CycError):
+    """An installed plugin fails to import (a broken or mismatched third-party package)."""
 
     exit_code = 1
 

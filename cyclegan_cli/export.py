@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cyclegan_cli import __version__
+from cyclegan_cli import __version__, registry
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, WeightsError
 from cyclegan_cli.tensorrt_build import ShapeProfile
@@ -89,7 +89,7 @@ def resolve_source(source: str | None, runs_dir: str | Path) -> tuple[Path, str 
     path = Path(source)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    if path.suffix in (".onnx", ".engine", ".plan"):
+    if path.suffix.lower() in registry.exported_suffixes():
         raise UsageError(f"{path}: already an exported file; export from a run folder or weights file")
     return path, None
 

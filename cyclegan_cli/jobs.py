@@ -1,7 +1,9 @@
-"""Turn ``cyc run``'s inputs into jobs: which files, which reader and writer, and where each output goes.
+"""``cyc run``'s units of work: a :class:`Job` per input file, its :class:`JobResult`, the :class:`Progress` a
+pipeline reports to, and :func:`plan_jobs`, which turns the command line's inputs into jobs.
 
-Every check that needs no decoding happens here, before any work: no such path, an output that would
-overwrite an input, two inputs writing the same output, outputs that already exist.
+Planning decides which files, which reader and writer, and where each output goes. Every check that needs no
+decoding happens here, before any work: no such path, an output that would overwrite an input, two inputs
+writing the same output, outputs that already exist.
 """
 
 from __future__ import annotations
@@ -13,9 +15,43 @@ from pathlib import Path
 
 from cyclegan_cli import registry
 from cyclegan_cli.errors import InputError, UsageError
-from cyclegan_cli.pipeline import Job
+from cyclegan_cli.plugin_api import Reader, Writer
 
 GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass(eq=False)
+class Job:
+    """One input file and the output it becomes. Compared by identity: two jobs are never the same job."""
+
+    source: Path
+    output: Path
+    reader: type[Reader]
+    writer: type[Writer]
+
+
+@dataclass
+class JobResult:
+    job: Job
+    status: str = "pending"  # done, failed, interrupted
+    frames: int = 0
+    message: str = ""  # one line, naming the file, when it failed
+    partial: Path | None = None  # a video's frames so far, kept playable
+    error: BaseException | None = None  # what made it fail, for --debug's traceback
+
+
+class Progress:
+    """What the pipeline reports as it goes; the CLI renders it (a live bar, or plain lines in a log), tests may
+    record it. Called from the writer thread, except ``planned``."""
+
+    def planned(self, total_frames: int | None) -> None:
+        """The whole run's frames (known or estimated from the headers), before the first job starts."""
+
+    def job_started(self, job: Job, total_frames: int | None) -> None: ...
+
+    def frames_done(self, job: Job, count: int) -> None: ...
+
+    def job_finished(self, result: JobResult) -> None: ...
 
 
 @dataclass

@@ -197,6 +197,23 @@ def _tidy(model: onnx.ModelProto, *, fp16: bool) -> None:
         entry.key, entry.value = key, value
 
 
+def graph_precision(path: Path) -> str | None:
+    """The precision recorded in a graph's metadata by :func:`export_onnx` ("fp16" / "fp32"); for a graph made
+    elsewhere, "fp16" when its weights are float16, else None. Reads the structure only, not external data."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a readable graph: the engine that opens it says why
+        return None
+    recorded = {entry.key: entry.value for entry in model.metadata_props}.get("cyc.precision")
+    if recorded:
+        return recorded
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -3,14 +3,22 @@
     reader thread ──bounded queue──> main thread: batcher + engine ──bounded queue──> writer thread
 
 One reader thread walks the jobs in order and emits, per job, a ``start`` event, its frames and an ``end`` event
-(or ``fail`` with a one-line reason). The main thread batches consecutive frames of the same size (across jobs:
-a folder of 256x256 photos is batched too), runs the engine, and forwards every event in the order it came. The
-writer thread opens a writer per job, writes, and commits or aborts it. The slowest stage sets the pace; the
-bounded queues keep a 4K video from filling memory.
+(with a one-line reason when the job failed while reading). The main thread batches consecutive frames of the
+same size (across jobs: a folder of 256x256 photos is batched too), runs the engine, and forwards every event in
+the order it came. The writer thread opens a writer per job, writes, and commits or aborts it. The slowest
+stage sets the pace; the bounded queues keep a 4K video from filling memory.
 
-Rules (as in PySceneDetect): worker threads keep their exception and always put a sentinel in ``finally``; the
-main thread re-raises it, sets the stop event, drains and joins. On Ctrl-C the writer aborts the job in hand,
-which keeps a video's frames so far as a playable ``.partial`` file, and the pipeline raises ``Interrupted``.
+A failure belongs to the job it happened in. Any exception while reading, translating or writing one job fails
+that job alone (its result holds the one-line reason and the exception), and the others go on. When a job fails
+on the writing side (an unwritable folder, a full disk), its reading is cancelled at once, so the rest of a
+two-hour film is not decoded and translated for nothing.
+
+Thread rules (as in PySceneDetect): a worker thread records its own unexpected exception first and then, in
+``finally``, puts the end sentinel, so the main thread never mistakes a crash for a clean end; the main thread
+re-raises it. Every way out of :meth:`Pipeline.run` goes through one shutdown: set the stop event (unless all
+went well), let the writer finish or abort the job in hand, join both threads. On Ctrl-C the writer aborts the
+job in hand, which keeps a video's frames so far as a playable ``.partial`` file, and the pipeline raises
+:class:`Interrupted`.
 """
 
 from __future__ import annotations
@@ -20,13 +28,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from cyclegan_cli.errors import CycError, InputError
 from cyclegan_cli.framing import MIN_SIDE
-from cyclegan_cli.plugin_api import Engine, Frame, Reader, SourceInfo, WriteOptions, Writer
+from cyclegan_cli.jobs import Job, JobResult, Progress
+from cyclegan_cli.plugin_api import Engine, Frame, SourceInfo, WriteOptions, Writer
 
 QUEUE_FRAMES = 16  # per queue: enough to keep every stage busy, small enough for 4K frames
 _END = object()  # the sentinel a worker thread always puts last
@@ -36,25 +44,6 @@ class Interrupted(CycError):
     """Ctrl-C: what was done is kept (finished files, a video's ``.partial`` file)."""
 
     exit_code = 130
-
-
-@dataclass
-class Job:
-    """One input file and the output it becomes."""
-
-    source: Path
-    output: Path
-    reader: type[Reader]
-    writer: type[Writer]
-
-
-@dataclass
-class JobResult:
-    job: Job
-    status: str = "pending"  # done, failed, interrupted
-    frames: int = 0
-    message: str = ""
-    partial: Path | None = None
 
 
 @dataclass
@@ -72,6 +61,9 @@ class PipelineStats:
         return sum(r.status == status for r in self.results)
 
 
+# --- the events that travel through the queues -------------------------------------------------------------------
+
+
 @dataclass
 class _Start:
     job: Job
@@ -83,22 +75,69 @@ class _Frame:
     job: Job
     frame: Frame
     output: np.ndarray | None = None
+    error: BaseException | None = None  # the engine failed on the batch this frame was in
 
 
 @dataclass
 class _End:
     job: Job
-    error: str | None = None  # a one-line reason when the job failed while reading
+    error: BaseException | None = None  # why the job failed while reading
 
 
-class Progress:
-    """What the pipeline reports as it goes; the CLI renders it with rich, tests may record it."""
+class _Run:
+    """The state of one :meth:`Pipeline.run`: its queues, its stop event, the jobs whose reading is cancelled."""
 
-    def job_started(self, job: Job, total_frames: int | None) -> None: ...
+    def __init__(self) -> None:
+        self.decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        self.translated: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []  # unexpected exceptions of the worker threads
+        self.cancelled: set[int] = set()  # id() of jobs that failed while writing: read no further
 
-    def frames_done(self, job: Job, count: int) -> None: ...
+    def cancel(self, job: Job) -> None:
+        self.cancelled.add(id(job))
 
-    def job_finished(self, result: JobResult) -> None: ...
+    def is_cancelled(self, job: Job) -> bool:
+        return id(job) in self.cancelled
+
+    def put(self, q: queue.Queue, item, *, sentinel: bool = False) -> None:
+        """Put without blocking forever: give up when the run stops, unless ``sentinel`` (which must arrive:
+        then the queue is emptied to make room)."""
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    if not sentinel:
+                        return
+                    drain(q)
+
+    def worker(self, name: str, target: Callable[[], None], out: queue.Queue | None = None) -> threading.Thread:
+        """A thread that runs ``target``, records an unexpected exception, then always puts the sentinel into
+        ``out`` (the queue downstream, if any)."""
+
+        def body() -> None:
+            try:
+                target()
+            except BaseException as error:  # noqa: BLE001 - handed to the main thread, which re-raises it
+                self.errors.append(error)
+                self.stop.set()
+            finally:
+                if out is not None:
+                    self.put(out, _END, sentinel=True)
+
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        thread.start()
+        return thread
+
+
+def drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
 
 
 class Pipeline:
@@ -110,7 +149,7 @@ class Pipeline:
         batch_size: int = 1,
         max_frames: int | None = None,
         compare: bool = False,
-        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        transform: Callable[[Frame], Frame] | None = None,
         progress: Progress | None = None,
     ):
         self.engine = engine
@@ -120,143 +159,154 @@ class Pipeline:
         self.compare = compare
         self.transform = transform  # e.g. a resize to --size, applied in the reader thread
         self.progress = progress or Progress()
-        self._stop = threading.Event()
-        self._decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
-        self._translated: queue.Queue = queue.Queue(QUEUE_FRAMES)
-        self._errors: list[BaseException] = []
 
     def run(self, jobs: Iterable[Job]) -> PipelineStats:
-        stats = PipelineStats()
         jobs = list(jobs)
-        reader = threading.Thread(target=self._guard, args=(self._read_all, jobs), name="cyc-reader", daemon=True)
-        writer = threading.Thread(target=self._guard, args=(self._write_all, stats), name="cyc-writer", daemon=True)
+        run, stats = _Run(), PipelineStats()
         started = time.perf_counter()
-        reader.start()
-        writer.start()
+        reader = run.worker("cyc-reader", lambda: self._read_all(run, jobs), run.decoded)
+        writer = run.worker("cyc-writer", lambda: self._write_all(run, stats))
+        interrupted = finished = False
         try:
-            self._translate_all(stats)
+            self._translate_all(run, stats)
+            finished = True
         except KeyboardInterrupt:
-            self._stop.set()
-            self._drain(self._decoded)
-            self._put(self._translated, _END, force=True)
-            writer.join()
-            reader.join()
+            interrupted = True
+        finally:
+            # the one shutdown: stop the reader unless all was read, let the writer finish or abort, join both
+            if not finished:
+                run.stop.set()
+                drain(run.decoded)
+            run.put(run.translated, _END, sentinel=True)
+            for thread in (reader, writer):
+                while thread.is_alive():
+                    drain(run.decoded)  # a reader blocked on a full queue sees the stop event next time round
+                    thread.join(0.1)
+            stats.seconds = time.perf_counter() - started
+        if interrupted:
             partial = [r.partial for r in stats.results if r.partial]
             kept = f"; kept the frames done so far in {', '.join(map(str, partial))}" if partial else ""
-            done = stats.count("done")
-            raise Interrupted(f"interrupted after {done} finished file(s){kept}") from None
-        except BaseException:
-            self._stop.set()
-            self._drain(self._decoded)
-            self._put(self._translated, _END, force=True)
-            raise
-        finally:
-            reader.join()
-            writer.join()
-            stats.seconds = time.perf_counter() - started
-        if self._errors:
-            raise self._errors[0]
+            raise Interrupted(f"interrupted after {stats.count('done')} finished file(s){kept}")
+        if run.errors:
+            raise run.errors[0]
         return stats
 
-    # --- the three stages ------------------------------------------------------------------------------------
+    # --- reading (the reader thread) -------------------------------------------------------------------------
 
-    def _read_all(self, jobs: list[Job]) -> None:
-        try:
-            for job in jobs:
-                if self._stop.is_set():
-                    return
-                self._read_one(job)
-        finally:
-            self._put(self._decoded, _END, force=True)
-
-    def _read_one(self, job: Job) -> None:
-        try:
-            reader = job.reader(job.source, max_frames=self.max_frames)
-        except InputError as error:
-            self._put(self._decoded, _End(job, str(error)))
-            return
-        with reader:
-            self._put(self._decoded, _Start(job, SourceInfo.of(reader)))
-            try:
-                for frame in reader.frames():
-                    if self._stop.is_set():
-                        return
-                    if self.transform is not None:
-                        frame = self.transform(frame)
-                    height, width = frame.image.shape[:2]
-                    if min(height, width) < MIN_SIDE:
-                        raise InputError(
-                            f"{job.source}: {width}x{height} is too small to translate (at least {MIN_SIDE}x{MIN_SIDE} "
-                            "px); enlarge it with --size"
-                        )
-                    self._put(self._decoded, _Frame(job, frame))
-            except InputError as error:
-                self._put(self._decoded, _End(job, str(error)))
+    def _read_all(self, run: _Run, jobs: list[Job]) -> None:
+        for job in jobs:
+            if run.stop.is_set():
                 return
-        self._put(self._decoded, _End(job))
+            try:
+                self._read_one(run, job)
+            except Exception as error:  # noqa: BLE001 - any failure of one input fails that input alone
+                run.put(run.decoded, _End(job, error))
+            else:
+                run.put(run.decoded, _End(job))
 
-    def _translate_all(self, stats: PipelineStats) -> None:
+    def _read_one(self, run: _Run, job: Job) -> None:
+        with job.reader(job.source, max_frames=self.max_frames) as reader:
+            run.put(run.decoded, _Start(job, SourceInfo.of(reader)))
+            for frame in reader.frames():
+                if run.stop.is_set() or run.is_cancelled(job):
+                    return
+                if self.transform is not None:
+                    frame = self.transform(frame)
+                height, width = frame.image.shape[:2]
+                if min(height, width) < MIN_SIDE:
+                    raise InputError(
+                        f"{job.source}: {width}x{height} is too small to translate (at least {MIN_SIDE}x{MIN_SIDE} "
+                        "px); enlarge it with --size"
+                    )
+                run.put(run.decoded, _Frame(job, frame))
+
+    # --- translating (the main thread) -----------------------------------------------------------------------
+
+    def _translate_all(self, run: _Run, stats: PipelineStats) -> None:
         """Batch consecutive same-size frames, run the engine, pass every event on in its order."""
         pending: list = []  # events waiting for the batch in hand to be translated
         batch: list[_Frame] = []
         while True:
-            item = self._decoded.get()
+            item = run.decoded.get()
             if item is _END:
                 break
             if isinstance(item, _Frame):
+                if run.is_cancelled(item.job):
+                    continue  # its writer failed: translating the frames still queued would be wasted
                 if batch and item.frame.image.shape != batch[0].frame.image.shape:
-                    self._flush(batch, pending, stats)
+                    self._flush(run, batch, pending, stats)
                     batch, pending = [], []
                 batch.append(item)
             pending.append(item)
             if len(batch) == self.batch_size:
-                self._flush(batch, pending, stats)
+                self._flush(run, batch, pending, stats)
                 batch, pending = [], []
             elif not batch:
-                self._forward(pending)
+                self._forward(run, pending)
                 pending = []
-        if not self._errors:  # a worker failed: stop here, run() re-raises its error
-            if batch:
-                self._flush(batch, pending, stats)
-            else:
-                self._forward(pending)
-        self._put(self._translated, _END, force=True)
+        if run.errors:  # a worker crashed: run() re-raises its error
+            return
+        if batch:
+            self._flush(run, batch, pending, stats)
+        else:
+            self._forward(run, pending)
 
-    def _flush(self, batch: list[_Frame], pending: list, stats: PipelineStats) -> None:
+    def _flush(self, run: _Run, batch: list[_Frame], pending: list, stats: PipelineStats) -> None:
         images = np.stack([f.frame.image for f in batch])
         started = time.perf_counter()
-        outputs = self.engine(images)
+        try:
+            outputs = self.engine(images)
+        except Exception as error:  # noqa: BLE001 - fails the jobs whose frames were in this batch, not the run
+            for item in batch:
+                item.error = error
+        else:
+            for item, out in zip(batch, outputs):
+                item.output = np.concatenate([item.frame.image, out], axis=1) if self.compare else out
         stats.engine_seconds += time.perf_counter() - started
-        for item, out in zip(batch, outputs):
-            item.output = np.concatenate([item.frame.image, out], axis=1) if self.compare else out
-        self._forward(pending)
+        self._forward(run, pending)
 
-    def _forward(self, items: list) -> None:
+    @staticmethod
+    def _forward(run: _Run, items: list) -> None:
         for item in items:
-            self._put(self._translated, item)
+            run.put(run.translated, item)
 
-    def _write_all(self, stats: PipelineStats) -> None:
-        writer: Writer | None = None
+    # --- writing (the writer thread) -------------------------------------------------------------------------
+
+    def _write_all(self, run: _Run, stats: PipelineStats) -> None:
+        writer: Writer | None = None  # the open writer of the job in hand; None once that job failed
         result: JobResult | None = None
+
+        def fail(error: BaseException, path) -> None:
+            nonlocal writer
+            result.status, result.message, result.error = "failed", one_line(path, error), error
+            if writer is not None:
+                result.partial = writer.abort()
+                writer = None
+            run.cancel(result.job)
+
         try:
             while True:
-                item = self._translated.get()
+                item = run.translated.get()
                 if item is _END:
                     break
                 if isinstance(item, _Start):
                     result = JobResult(item.job)
                     stats.results.append(result)
                     self.progress.job_started(item.job, item.source.info.frame_count)
-                    writer = self._open_writer(item, result)
+                    try:
+                        writer = item.job.writer(item.job.output, item.source, self.options)
+                    except Exception as error:  # noqa: BLE001 - one job's failure
+                        fail(error, item.job.output)
                 elif isinstance(item, _Frame):
-                    if writer is None:  # the job failed: its remaining frames are dropped with it, reported
+                    if result.status == "failed":
+                        continue  # the frames left of a failed job, already in the queue
+                    if item.error is not None:
+                        fail(item.error, item.job.source)
                         continue
                     try:
                         writer.write(item.frame, item.output)
-                    except (InputError, OSError) as error:
-                        result.status, result.message = "failed", _one_line(item.job.source, error)
-                        writer.abort()
-                        writer = None
+                    except Exception as error:  # noqa: BLE001 - one job's failure
+                        fail(error, item.job.output)
                         continue
                     result.frames += 1
                     stats.frames += 1
@@ -265,17 +315,17 @@ class Pipeline:
                     if result is None or result.job is not item.job:  # failed before it started
                         result = JobResult(item.job)
                         stats.results.append(result)
-                    if item.error is not None:
-                        result.status, result.message = "failed", item.error
-                        if writer is not None:
-                            result.partial = writer.abort()
-                    elif writer is not None:
-                        try:
-                            writer.commit()
-                            result.status = "done"
-                        except (InputError, OSError) as error:
-                            result.status, result.message = "failed", _one_line(item.job.source, error)
-                            writer.abort()
+                    if result.status != "failed":
+                        if item.error is not None:
+                            fail(item.error, item.job.source)
+                        else:
+                            try:
+                                writer.commit()
+                                result.status = "done"
+                            except Exception as error:  # noqa: BLE001 - one job's failure
+                                writer.abort()
+                                writer = None
+                                fail(error, item.job.output)
                     self.progress.job_finished(result)
                     writer, result = None, None
         finally:
@@ -283,46 +333,11 @@ class Pipeline:
                 result.partial = writer.abort()
                 result.status = "interrupted"
                 self.progress.job_finished(result)
-            self._stop.set()
-
-    def _open_writer(self, start: _Start, result: JobResult) -> Writer | None:
-        try:
-            return start.job.writer(start.job.output, start.source, self.options)
-        except (InputError, OSError) as error:
-            result.status, result.message = "failed", _one_line(start.job.output, error)
-            return None
-
-    # --- thread plumbing -------------------------------------------------------------------------------------
-
-    def _guard(self, target, arg) -> None:
-        """Run a worker; keep its exception for the main thread, which re-raises it."""
-        try:
-            target(arg)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
-            self._errors.append(error)
-            self._stop.set()
-
-    def _put(self, q: queue.Queue, item, force: bool = False) -> None:
-        """Put without blocking forever: give up when the pipeline stops (unless ``force``: a sentinel)."""
-        while True:
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    if not force:
-                        return
-                    self._drain(q)
-
-    @staticmethod
-    def _drain(q: queue.Queue) -> None:
-        try:
-            while True:
-                q.get_nowait()
-        except queue.Empty:
-            pass
 
 
-def _one_line(path: Path, error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def one_line(path, error: BaseException) -> str:
+    """``path: first line of the error`` (the path once, even when the error names it already)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if not isinstance(error, CycError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if str(path) in text else f"{path}: {text}"

@@ -1,33 +1,77 @@
-"""Plugin discovery through entry points: one code path for first-party and third-party plugins."""
+"""Plugin discovery through entry points: one code path for first-party and third-party plugins.
+
+Engines, readers and writers register under the entry-point groups ``cyc.engines``, ``cyc.readers`` and
+``cyc.writers`` (ours too, in our own pyproject). A plugin that fails to import (a third-party package built for
+another version, a missing dependency of its own) is skipped with one warning naming its package, so that it
+breaks nothing else; asking for it by name gives that reason as the error.
+"""
 
 from __future__ import annotations
 
+import sys
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
-from cyclegan_cli.errors import InputError, UsageError
+from cyclegan_cli.errors import InputError, PluginError, UsageError
 
 GROUPS = {"engines": "cyc.engines", "readers": "cyc.readers", "writers": "cyc.writers"}
+
+
+def _entry_points(kind: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in sorted(entry_points(group=GROUPS[kind]), key=lambda ep: ep.name)}
+
+
+def provider(ep: EntryPoint) -> str:
+    """The distribution that declares ``ep``, for messages."""
+    return ep.dist.name if ep.dist is not None else "an unknown package"
 
 
 @cache
 def names(kind: str) -> tuple[str, ...]:
     """Registered plugin names of ``kind`` (engines, readers, writers), without importing any plugin."""
-    return tuple(sorted({ep.name for ep in entry_points(group=GROUPS[kind])}))
+    return tuple(_entry_points(kind))
+
+
+@cache
+def load_error(kind: str, name: str) -> str | None:
+    """None when the plugin ``name`` imports, else one line saying why not and which package provides it."""
+    try:
+        load(kind, name)
+    except UsageError:
+        raise
+    except PluginError as error:
+        return str(error)
+    return None
 
 
 @cache
 def load(kind: str, name: str) -> type:
     """The plugin class registered as ``name``; its optional libraries are imported only when it runs."""
-    for ep in entry_points(group=GROUPS[kind]):
-        if ep.name == name:
-            return ep.load()
-    raise UsageError(f"no {kind[:-1]} named {name!r}: installed are {', '.join(names(kind))}")
+    ep = _entry_points(kind).get(name)
+    if ep is None:
+        raise UsageError(f"no {kind[:-1]} named {name!r}: installed are {', '.join(names(kind))}")
+    try:
+        return ep.load()
+    except Exception as error:  # noqa: BLE001 - a broken plugin is reported, never fatal to the others
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise PluginError(
+            f"the {kind[:-1]} {name!r} from the package {provider(ep)} fails to load ({what}); "
+            f"reinstall or uninstall {provider(ep)}"
+        ) from error
 
 
+@cache
 def load_all(kind: str) -> dict[str, type]:
-    return {name: load(kind, name) for name in names(kind)}
+    """Every plugin of ``kind`` that imports; each one that does not is skipped with one warning on stderr."""
+    loaded = {}
+    for name in names(kind):
+        reason = load_error(kind, name)
+        if reason is None:
+            loaded[name] = load(kind, name)
+        else:
+            print(f"warning: {reason}; skipped", file=sys.stderr)
+    return loaded
 
 
 def _pick(kind: str, path: Path, score_method: str) -> type:
@@ -47,3 +91,8 @@ def reader_for(path: Path) -> type:
 
 def writer_for(path: Path) -> type:
     return _pick("writers", path, "can_write")
+
+
+def exported_suffixes() -> frozenset[str]:
+    """The suffixes of exported model files that some installed engine runs directly (``Engine.file_suffixes``)."""
+    return frozenset(suffix for cls in load_all("engines").values() for suffix in cls.file_suffixes)

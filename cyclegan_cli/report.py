@@ -1,6 +1,12 @@
-"""What ``cyc run`` shows a person: a live progress display and a closing summary, both on stderr."""
+"""What ``cyc run`` shows a person: progress as it goes and a closing summary, both on stderr.
+
+On a terminal the progress is a live bar; in a log (a batch job, CI, ``nohup``) it is a plain line at a steady
+pace instead, so that a long film does not print nothing for an hour.
+"""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.markup import escape
@@ -8,11 +14,66 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgressBar
 from rich.table import Table
 
-from cyclegan_cli.pipeline import Job, JobResult, Progress
+from cyclegan_cli.jobs import Job, JobResult, Progress
 
 
 def stderr_console() -> Console:
     return Console(stderr=True)
+
+
+def progress_for(console: Console) -> Progress:
+    """A live bar on a terminal, plain lines elsewhere. Use it as a context manager."""
+    return RichProgress(console) if console.is_terminal else PlainProgress(console)
+
+
+class PlainProgress(Progress):
+    """One line every ``every_s`` seconds or ``every_fraction`` of the run's frames, whichever comes first:
+    frames done, frames/s and the time left."""
+
+    def __init__(self, console: Console, every_s: float = 10.0, every_fraction: float = 0.05):
+        self.console = console
+        self.every_s, self.every_fraction = every_s, every_fraction
+        self.total: int | None = None
+        self.done = 0
+        self.started = self.last_time = time.monotonic()
+        self.last_done = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def planned(self, total_frames: int | None) -> None:
+        self.total = total_frames or None
+        self.started = self.last_time = time.monotonic()
+
+    def frames_done(self, job: Job, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        step = max(1, round(self.total * self.every_fraction)) if self.total else None
+        if now - self.last_time < self.every_s and (step is None or self.done - self.last_done < step):
+            return
+        self.last_time, self.last_done = now, self.done
+        fps = self.done / (now - self.started) if now > self.started else 0.0
+        line = f"progress: {self.done}"
+        if self.total:
+            line += f"/{self.total} frames ({100 * min(self.done, self.total) // self.total}%)"
+        else:
+            line += " frames"
+        line += f", {fps:.2f} frames/s"
+        if self.total and fps > 0 and self.total > self.done:
+            line += f", about {_duration((self.total - self.done) / fps)} left"
+        self.console.print(line, highlight=False, markup=False)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {round(seconds % 3600 / 60)} min"
 
 
 class RichProgress(Progress):
@@ -28,7 +89,6 @@ class RichProgress(Progress):
             TimeRemainingColumn(),
             console=console,
             transient=True,
-            disable=not console.is_terminal,
         )
         self._files: dict[int, int] = {}
         self._overall = None

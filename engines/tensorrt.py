@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError
+from cyclegan_cli.errors import CycError, EngineUnavailable
 from cyclegan_cli.plugin_api import Engine, ModelSource
 from cyclegan_cli.tensorrt_build import GpuIdentity, cuda_index, tensorrt_unavailable_reason
 
@@ -96,7 +96,7 @@ class TensorRTEngine(Engine):
     description = "TensorRT (NVIDIA GPU): runs an engine built by 'cyc export' for this GPU"
     devices = ("cuda",)
     precisions = ("fp16", "fp32")
-    file_suffixes = (".engine",)
+    file_suffixes = (".engine", ".plan")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -106,8 +106,8 @@ class TensorRTEngine(Engine):
     def prebuilt_for(cls, model: ModelSource, device: str) -> Path | None:
         if not device.startswith("cuda") or cls.unavailable_reason() is not None:
             return None
-        if model.exported is not None:
-            return model.exported if model.exported.suffix in (".engine", ".plan") else None
+        if model.exported is not None:  # the user named the file to run
+            return None
         from cyclegan_cli.tensorrt_build import current_gpu
 
         return find_engine(export_folder_for(model), model.direction, current_gpu(device))
@@ -162,9 +162,7 @@ class TensorRTEngine(Engine):
         self.profile = (tuple(lo), tuple(opt), tuple(hi))
 
     def _engine_file(self, model: ModelSource, gpu: GpuIdentity, precision: str) -> Path:
-        if model.exported is not None:
-            if model.exported.suffix not in (".engine", ".plan"):
-                raise UsageError(f"{model.exported}: the tensorrt engine runs .engine files; for .onnx use onnxruntime")
+        if model.exported is not None:  # its suffix was checked against file_suffixes when it was chosen
             return Path(model.exported)
         folder = export_folder_for(model)
         found = find_engine(folder, model.direction, gpu, precision)

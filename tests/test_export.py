@@ -250,7 +250,7 @@ def test_engine_unavailable_reason_is_clear():
     reason = TensorRTEngine.unavailable_reason()
     assert isinstance(reason, str) and TRT_HINT in reason and "\n" not in reason
     assert TensorRTEngine.name == "tensorrt" and TensorRTEngine.devices == ("cuda",)
-    assert TensorRTEngine.file_suffixes == (".engine",)
+    assert TensorRTEngine.file_suffixes == (".engine", ".plan")
 
 
 # --- shape profiles ---------------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""``cyc run`` end to end: plan the jobs, load the model, choose the engine, run the pipeline, report."""
+"""``cyc run`` end to end: plan the jobs, load the model, choose the engine, run the pipeline, report.
+
+The CLI layer (:mod:`cyclegan_cli.cmd_run`) turns options into :class:`RunOptions` and renders the
+:class:`RunReport`; everything between is here.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from dataclasses import dataclass, field
 from cyclegan_cli import registry
 from cyclegan_cli.devices import resolve_device
 from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, workload
-from cyclegan_cli.errors import InputError, UsageError
+from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.imageio import image_size
-from cyclegan_cli.jobs import Plan, plan_jobs
-from cyclegan_cli.pipeline import Job, JobResult, Pipeline, PipelineStats, Progress
+from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs
+from cyclegan_cli.pipeline import Pipeline, PipelineStats
 from cyclegan_cli.plugin_api import Frame, WriteOptions
 
 
@@ -97,8 +101,8 @@ def frame_sizes(jobs: list[Job], max_frames: int | None, size) -> list[tuple[int
             try:
                 with job.reader(job.source, max_frames=max_frames) as reader:
                     info = reader.info
-            except InputError:
-                continue  # reported when the pipeline reaches it
+            except Exception:  # noqa: BLE001 - any input's failure is reported when the pipeline reaches it
+                continue
             wh, frames = (info.width, info.height), info.frame_count or 1
             if max_frames is not None:
                 frames = min(frames, max_frames)
@@ -127,7 +131,11 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
     if note:
         say(note)
     device = resolve_device(options.device)
-    per_size = workload(frame_sizes(plan.jobs, options.max_frames, size))
+    sizes = frame_sizes(plan.jobs, options.max_frames, size)
+    per_size = workload(sizes)
+    if progress is not None:
+        unknown = len(plan.jobs) - len(sizes)  # unreadable headers: counted as one frame each, reported later
+        progress.planned(sum(frames for frames, _, _ in sizes) + unknown)
     choice = choose_engine(options.engine, model, device, options.precision, per_size)
     engine_cls = registry.load("engines", choice.name)
     check_device(engine_cls, device)
