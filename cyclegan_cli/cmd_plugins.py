@@ -16,26 +16,21 @@ def plugins() -> None:
     that declares one appears here and in 'cyc run --engine' by itself. An unavailable plugin says why
     (a missing library and the extra that installs it, or missing hardware).
     """
-    from importlib.metadata import entry_points
-
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from cyclegan_cli.registry import GROUPS
+    from cyclegan_cli import registry
 
     table = Table(show_header=True, header_style="bold")
     for column in ("kind", "name", "status", "provided by", "about"):
         table.add_column(column, overflow="fold")
-    for kind, group in GROUPS.items():
-        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-            try:
-                cls = ep.load()
-                reason = cls.unavailable_reason()
-                about = cls.description
-            except Exception as error:  # noqa: BLE001 - a broken third-party plugin is listed, not fatal
-                cls, reason, about = None, f"fails to load: {error}", ""
+    for kind in registry.GROUPS:
+        for name in registry.names(kind):
+            reason, about = registry.load_error(kind, name), ""
+            if reason is None:
+                cls = registry.load(kind, name)
+                reason, about = cls.unavailable_reason(), cls.description
             status = "[green]available[/green]" if reason is None else f"[yellow]unavailable[/yellow]: {escape(reason)}"
-            dist = ep.dist.name if ep.dist is not None else "?"
-            table.add_row(kind[:-1], escape(ep.name), status, escape(dist), escape(about))
+            table.add_row(kind[:-1], escape(name), status, escape(registry.provider(kind, name)), escape(about))
     Console().print(table)

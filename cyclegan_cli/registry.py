@@ -18,13 +18,15 @@ from cyclegan_cli.errors import InputError, PluginError, UsageError
 GROUPS = {"engines": "cyc.engines", "readers": "cyc.readers", "writers": "cyc.writers"}
 
 
+@cache
 def _entry_points(kind: str) -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in sorted(entry_points(group=GROUPS[kind]), key=lambda ep: ep.name)}
 
 
-def provider(ep: EntryPoint) -> str:
-    """The distribution that declares ``ep``, for messages."""
-    return ep.dist.name if ep.dist is not None else "an unknown package"
+def provider(kind: str, name: str) -> str:
+    """The distribution that declares the plugin, for messages and ``cyc plugins``."""
+    dist = _entry_points(kind)[name].dist
+    return dist.name if dist is not None else "an unknown package"
 
 
 @cache
@@ -55,9 +57,10 @@ def load(kind: str, name: str) -> type:
         return ep.load()
     except Exception as error:  # noqa: BLE001 - a broken plugin is reported, never fatal to the others
         what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        package = provider(kind, name)
         raise PluginError(
-            f"the {kind[:-1]} {name!r} from the package {provider(ep)} fails to load ({what}); "
-            f"reinstall or uninstall {provider(ep)}"
+            f"the {kind[:-1]} {name!r} from the package {package} fails to load ({what}); "
+            f"reinstall or uninstall {package}"
         ) from error
 
 
