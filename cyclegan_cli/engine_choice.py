@@ -121,7 +121,7 @@ def _engine_for_file(requested: str, path: Path, device: str, precision: str) ->
     file's suffix, runs on ``device`` and computes the file's precision (fixed when it was exported)."""
     suffix, built = path.suffix.lower(), exported_precision(path)
     if precision not in ("auto", built):
-        raise UsageError(f"--precision {precision}: {path.name} is a {built} file (fixed when it was exported)")
+        raise UsageError(f"--precision {precision}: {path.name} was exported in {built}, which is fixed in the file")
     claimants = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
     if requested != "auto":
         if requested not in claimants:

@@ -34,12 +34,12 @@ def frames() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference(model, frames) -> np.ndarray:
-    return registry.load("engines", "torch")(model, precision="fp32")(frames)
+    return registry.load("engines", "torch")(model, device="cpu", precision="fp32")(frames)
 
 
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
 def test_fp32_engines_match_torch(name, model, frames, reference):
-    engine = registry.load("engines", name)(model, precision="fp32")
+    engine = registry.load("engines", name)(model, device="cpu", precision="fp32")
     out = engine(frames)
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert psnr(out, reference) >= 60
@@ -49,14 +49,14 @@ def test_fp32_engines_match_torch(name, model, frames, reference):
 
 @pytest.mark.parametrize("name", ["torch", "openvino", "torch-compile"])
 def test_bf16_engines_stay_close_to_fp32(name, model, frames, reference):
-    engine = registry.load("engines", name)(model, precision="bf16", batch_size=2)
+    engine = registry.load("engines", name)(model, device="cpu", precision="bf16", batch_size=2)
     out = engine(frames)
     assert out.shape == frames.shape
     assert psnr(out, reference) >= 30
 
 
 def test_compiled_engine_tops_up_a_short_batch(model, frames, reference):
-    engine = registry.load("engines", "torch-compile")(model, precision="fp32", batch_size=2)
+    engine = registry.load("engines", "torch-compile")(model, device="cpu", precision="fp32", batch_size=2)
     assert psnr(engine(frames[:1]), reference[:1]) >= 50
 
 
@@ -65,7 +65,14 @@ def test_onnxruntime_runs_an_exported_file(model, frames, reference, tmp_path):
 
     graph = export_onnx(model.generator, tmp_path / "g.onnx")
     exported = ModelSource(path=graph, direction="AtoB", exported=graph)
-    assert psnr(registry.load("engines", "onnxruntime")(exported)(frames), reference) >= 60
+    assert psnr(registry.load("engines", "onnxruntime")(exported, device="cpu")(frames), reference) >= 60
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["torch", "onnxruntime"])
+def test_cuda_engines_match_the_cpu(name, model, frames, reference):
+    engine = registry.load("engines", name)(model, device="cuda", precision="fp32")
+    assert psnr(engine(frames), reference) >= 40  # cuDNN picks other algorithms than the CPU: close, not equal
 
 
 def test_padding_and_cropping_round_trip():

@@ -1,7 +1,8 @@
 """``cyc export``: ONNX graphs (dynamic shapes, fp16 structure, parity), sidecars, TensorRT messages and checks.
 
-TensorRT and a GPU are absent here: what touches TensorRT is tested around (shape profiles, sidecar matching,
-engine discovery, the messages and exit codes); the GPU check is ``benchmarks/gpu_check.py``.
+What touches TensorRT is tested around it (shape profiles, sidecar matching, engine discovery, the messages and
+exit codes); the GPU check is ``benchmarks/gpu_check.py``. Tests about TensorRT being absent make it absent
+(``no_tensorrt``), so they mean the same on a machine that has it.
 """
 
 from __future__ import annotations
@@ -48,16 +49,30 @@ def _make_run(runs: Path, name: str = "tiny") -> Path:
 
 
 def _invoke(*args: str):
-    return CliRunner().invoke(cli, ["export", *args], catch_exceptions=False)
+    return CliRunner().invoke(cli, ["export", *args, "--device", "cpu"], catch_exceptions=False)
+
+
+def _hide_tensorrt(monkeypatch) -> None:
+    from cyclegan_cli import tensorrt_build
+
+    monkeypatch.setattr(tensorrt_build, "tensorrt_installed", lambda: False)
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """TensorRT is not installed, whatever this machine has."""
+    _hide_tensorrt(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny run exported twice through the CLI: fp32 (--format onnx) and fp16 (--format auto, no TensorRT here)."""
+    """A tiny run exported twice through the CLI: fp32 (--format onnx) and fp16 (--format auto, TensorRT absent)."""
     runs = tmp_path_factory.mktemp("runs")
     run = _make_run(runs)
-    fp32 = _invoke(str(run), "--format", "onnx")
-    fp16 = _invoke("--runs-dir", str(runs), "--fp16")  # the latest run, found by itself
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _hide_tensorrt(monkeypatch)
+        fp32 = _invoke(str(run), "--format", "onnx")
+        fp16 = _invoke("--runs-dir", str(runs), "--fp16")  # the latest run, found by itself
     return run, fp32, fp16
 
 
@@ -223,7 +238,7 @@ def test_auto_fp16_without_tensorrt_says_one_line(exported):
     assert fp16.exit_code == 0
 
 
-def test_format_tensorrt_without_tensorrt_exits_1(tmp_path):
+def test_format_tensorrt_without_tensorrt_exits_1(tmp_path, no_tensorrt):
     run = _make_run(tmp_path)
     result = _invoke(str(run), "--format", "tensorrt", "--fp16")
     assert result.exit_code == 1
@@ -244,7 +259,7 @@ def test_no_gpu_reason(monkeypatch):
     assert "NVIDIA GPU" in tensorrt_build.tensorrt_unavailable_reason("cpu")
 
 
-def test_engine_unavailable_reason_is_clear():
+def test_engine_unavailable_reason_is_clear(no_tensorrt):
     from cyc_engines.tensorrt import TensorRTEngine
 
     reason = TensorRTEngine.unavailable_reason()
@@ -362,9 +377,12 @@ def test_cyc_run_with_exported_onnx(exported, tmp_path):
     run, *_ = exported
     image = tmp_path / "in.png"
     Image.fromarray(synthetic_image(50, 66)).save(image)
-    out = tmp_path / "out.png"
-    result = CliRunner().invoke(
-        cli, ["run", str(image), "--checkpoint", str(run / "export" / "G_AB.onnx"), "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    assert Image.open(out).size == (66, 50)
+    for graph, engine in (("G_AB.onnx", "openvino fp32"), ("G_AB.fp16.onnx", "onnxruntime fp16")):
+        out = tmp_path / f"{graph}.png"
+        args = ["run", str(image), "--checkpoint", str(run / "export" / graph), "--out", str(out), "--device", "cpu"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert f"engine: {engine} on cpu" in result.output  # the graph's own precision, not the default
+        assert Image.open(out).size == (66, 50)
+    refused = CliRunner().invoke(cli, [*args[:-2], "--precision", "bf16", "--overwrite"])
+    assert refused.exit_code == 2 and "was exported in fp16" in refused.output

@@ -19,7 +19,11 @@ from tests.media import make_images, make_video, probe
 
 
 def cyc(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+    """``cyc ...`` in this process. These tests mean the CPU: ``cyc run`` gets ``--device cpu`` unless it names one."""
+    args = [str(a) for a in args]
+    if args[0] == "run" and "--device" not in args:
+        args += ["--device", "cpu"]
+    return CliRunner().invoke(cli, args)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,9 @@ def test_video_keeps_frames_rate_timestamps_and_audio(tiny_runs, clip, tmp_path)
     assert abs(dst["duration"] - src["duration"]) <= 1 / 29.97
     assert dst["audio"] and dst["audio_codec"] == src["audio_codec"]
     assert dst["audio_duration"] == pytest.approx(src["audio_duration"], abs=0.05)
+    # not a terminal: plain progress lines at every 5 % (or 10 s), the last one at the end
+    lines = [line for line in result.output.splitlines() if line.startswith("progress: ")]
+    assert len(lines) >= 10 and lines[-1].startswith("progress: 48/48 frames (100%), "), lines
 
 
 def test_variable_frame_rate_keeps_every_timestamp(tiny_runs, tmp_path):
