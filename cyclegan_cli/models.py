@@ -1,7 +1,7 @@
 """The CycleGAN networks, layer for layer as the official implementation builds them.
 
 The generator's ``nn.Sequential`` is named ``model`` and its indices match the official one, so the published
-``*.pth`` files load with ``strict=True`` (DESIGN.md lists the layout). InstanceNorm has no affine parameters and
+``*.pth`` files load with ``strict=True`` (docs/internals.md lists the layout). InstanceNorm has no affine parameters and
 no running statistics; every conv has a bias.
 """
 

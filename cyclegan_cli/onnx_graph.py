@@ -4,7 +4,7 @@ Every graph cyc writes has one interface: input ``input``, float32 NCHW RGB in [
 W multiples of 4); output ``output``, the same. An fp16 graph keeps that float32 interface (Cast nodes at the
 edges), holds fp16 weights and computes in fp16, except every InstanceNormalization, which takes and gives float32
 (casts around it): fp16 InstanceNorm overflows on TensorRT and ONNX Runtime's CUDA provider, and TensorRT 11 builds
-strongly typed networks only, so the graph's types are the engine's precision (DESIGN.md).
+strongly typed networks only, so the graph's types are the engine's precision (docs/internals.md).
 
 The export uses the torch.export-based exporter (``dynamo=True``), which gives a clean graph here: reflection
 padding becomes one ``Pad(mode=reflect)``, each norm one ``InstanceNormalization``, no shape arithmetic. The

@@ -1,4 +1,5 @@
-"""Options shared by the subcommands: one name, one meaning, one help text everywhere (DESIGN.md)."""
+"""Options shared by the subcommands, each with one name, one meaning and one help text everywhere:
+``--device``, ``--precision``, ``--runs-dir``, ``--checkpoint``, ``--direction`` and ``--debug``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Build a TensorRT engine from a cyc ONNX graph, and the facts that say where an engine can run.
 
-Only the name-based API that TensorRT 10.x and 11.x share is used (DESIGN.md, "TensorRT"):
+Only the name-based API that TensorRT 10.x and 11.x share is used (docs/internals.md, "TensorRT"):
 
     trt.Builder(logger); builder.create_network(flags)         flags: STRONGLY_TYPED where the enum has it
     trt.OnnxParser(network, logger).parse(data)                errors: parser.num_errors / parser.get_error(i)
