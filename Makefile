@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := onnx,openvino,tensorboard,demo,dev
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: test demo install bench clean
+.PHONY: test lint demo install bench clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: $(STAMP)
 	$(BIN)/python -m cyclegan_cli.demo

@@ -121,7 +121,7 @@ def main() -> int:
     trt_reason = None
     try:
         trt_reason = build_tensorrt(run, say)
-    except Exception as exc:  # report and go on: the other rows still mean something
+    except Exception as exc:  # noqa: BLE001 - report and go on: the other rows still mean something
         trt_reason = f"export/build failed: {type(exc).__name__}: {exc}"
     if trt_reason:
         say(f"tensorrt: {trt_reason}")
@@ -144,7 +144,7 @@ def main() -> int:
                 continue
             cells = []
             quality = ""
-            for index, (cell, h, w, n) in enumerate(CELLS):
+            for index, (_cell, h, w, n) in enumerate(CELLS):
                 engine = cls(model, device="cuda", precision=precision, batch_size=n)
                 frames = np.repeat(synthetic_image(h, w)[None], n, axis=0)
                 t0 = time.monotonic()
@@ -167,7 +167,7 @@ def main() -> int:
                 cells.append(f"{fps:8.1f} ({first:.1f}s)")
                 del engine
             table.append((label, cells, quality))
-        except Exception as exc:  # one row failing must not hide the others
+        except Exception as exc:  # noqa: BLE001 - one row failing must not hide the others
             table.append((label, ["-"] * len(CELLS), f"failed: {type(exc).__name__}: {str(exc)[:160]}"))
         say(f"{label}: done")
 

@@ -24,14 +24,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator, init_weights  # noqa: E402
 from cyclegan_cli.train import TrainConfig, build_state, train_step  # noqa: E402
-
 
 # --- the reference: the canonical loop, plain eager fp32 --------------------------------------------------
 

@@ -28,7 +28,6 @@ from cyclegan_cli.errors import CycError, EngineUnavailable
 if TYPE_CHECKING:
     import numpy as np
     import onnx
-    import torch
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -107,7 +106,7 @@ def export_onnx(generator, path: str | Path, *, fp16: bool = False, opset: int =
     _tidy(model, fp16=fp16)
     try:
         onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:  # onnx raises several checker/inference error types
+    except Exception as exc:  # noqa: BLE001 - onnx raises several checker/inference error types
         raise CycError(f"export: the ONNX graph does not pass onnx.checker ({_first_line(exc)})") from None
     if fp16:
         wrong = [n for n in instance_norm_dtypes(model) if n.input != "float32" or n.output != "float32"]

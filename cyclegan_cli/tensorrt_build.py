@@ -142,7 +142,7 @@ def _call(obj, method: str):
         return None
     try:
         return fn()
-    except Exception:  # an accessor missing from this TensorRT build's error object
+    except Exception:  # noqa: BLE001 - an accessor missing from this TensorRT build's error object
         return None
 
 

@@ -141,8 +141,8 @@ class ImageWriter(Writer):
         self._done = False
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        from PIL import Image
         import numpy as np
+        from PIL import Image
 
         if self._done:
             raise RuntimeError("write() after commit() or abort()")
@@ -199,8 +199,8 @@ class ImageWriter(Writer):
 def _fit_alpha(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
     """The source alpha for an output of ``width`` x ``height``: as is, repeated side by side (``--compare``
     writes input | output), or resized (``--size``)."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     h, w = alpha.shape[:2]
     if (w, h) == (width, height):

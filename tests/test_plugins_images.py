@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media import make_image, make_images, pattern
 from PIL import Image
 
+from cyc_plugins.images import ImageReader, ImageWriter
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import WriteOptions
-from cyc_plugins.images import ImageReader, ImageWriter
-from media import make_image, make_images, pattern
 
 
 @pytest.fixture(scope="module")
