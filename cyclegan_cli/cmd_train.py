@@ -21,36 +21,136 @@ def _folder(**kwargs):
 @click.option("--a", "a", type=_folder(), help="Folder of domain A images (instead of DATAROOT/trainA).")
 @click.option("--b", "b", type=_folder(), help="Folder of domain B images (instead of DATAROOT/trainB).")
 @click.option("--name", help="Run name: the run folder is OUT/NAME. Default: DATAROOT's folder name (or A2B).")
-@click.option("--out", type=_folder(), default=RUNS_DIR_DEFAULT, show_default=True, help="Folder that holds run folders.")
-@click.option("--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial learning rate.")
-@click.option("--epochs-decay", type=click.IntRange(0), default=100, show_default=True, help="Epochs of linear decay of the learning rate to zero after those.")
-@click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps in all (a short run; resume later with a higher value).")
-@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of each domain per step.")
-@click.option("--load-size", type=click.IntRange(4), default=286, show_default=True, help="Resize images to this square size (bicubic) first.")
-@click.option("--crop-size", type=click.IntRange(4), default=256, show_default=True, help="Then crop this square at random (a multiple of 4).")
+@click.option(
+    "--out", type=_folder(), default=RUNS_DIR_DEFAULT, show_default=True, help="Folder that holds run folders."
+)
+@click.option(
+    "--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial learning rate."
+)
+@click.option(
+    "--epochs-decay",
+    type=click.IntRange(0),
+    default=100,
+    show_default=True,
+    help="Epochs of linear decay of the learning rate to zero after those.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(1),
+    help="Stop after this many steps in all, counted over the whole run (a short run; resume later with a "
+    "higher value). With --resume at or below the run's step, nothing is trained: a note says so and the exit "
+    "code is 0.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of each domain per step."
+)
+@click.option(
+    "--load-size",
+    type=click.IntRange(4),
+    default=286,
+    show_default=True,
+    help="Resize images to this square size (bicubic) first.",
+)
+@click.option(
+    "--crop-size",
+    type=click.IntRange(4),
+    default=256,
+    show_default=True,
+    help="Then crop this square at random (a multiple of 4).",
+)
 @click.option("--no-flip", is_flag=True, help="Do not flip images left-right at random.")
-@click.option("--ngf", type=click.IntRange(1), default=64, show_default=True, help="Generator width: filters of its first layer.")
-@click.option("--n-blocks", type=click.IntRange(1), default=9, show_default=True, help="Residual blocks in the generator (9 for 256 px, 6 for 128 px).")
-@click.option("--ndf", type=click.IntRange(1), default=64, show_default=True, help="Discriminator width: filters of its first layer.")
-@click.option("--n-layers-d", type=click.IntRange(1), default=3, show_default=True, help="Discriminator depth (3: the 70x70 PatchGAN).")
-@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate of generators and discriminators.")
-@click.option("--lambda-cyc", type=float, default=10.0, show_default=True, help="Weight of the cycle-consistency L1 loss.")
-@click.option("--lambda-id", type=float, default=0.5, show_default=True, help="Weight of the identity loss, as a fraction of --lambda-cyc (0 turns it off).")
-@click.option("--pool-size", type=click.IntRange(0), default=50, show_default=True, help="Generated images kept to train the discriminators on (0: none).")
-@click.option("--save-every", type=click.IntRange(1), default=1000, show_default=True, help="Write a checkpoint every N steps (and at each epoch's end).")
-@click.option("--sample-every", type=click.IntRange(1), default=500, show_default=True, help="Write a sample grid to samples/ every N steps (and at each epoch's end).")
-@click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Append the mean losses to metrics.csv every N steps.")
-@click.option("--keep", type=click.IntRange(1), default=3, show_default=True, help="Periodic checkpoints to keep (older ones are deleted).")
+@click.option(
+    "--ngf", type=click.IntRange(1), default=64, show_default=True, help="Generator width: filters of its first layer."
+)
+@click.option(
+    "--n-blocks",
+    type=click.IntRange(1),
+    default=9,
+    show_default=True,
+    help="Residual blocks in the generator (9 for 256 px, 6 for 128 px).",
+)
+@click.option(
+    "--ndf",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Discriminator width: filters of its first layer.",
+)
+@click.option(
+    "--n-layers-d",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Discriminator depth (3: the 70x70 PatchGAN).",
+)
+@click.option(
+    "--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate of generators and discriminators."
+)
+@click.option(
+    "--lambda-cyc", type=float, default=10.0, show_default=True, help="Weight of the cycle-consistency L1 loss."
+)
+@click.option(
+    "--lambda-id",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Weight of the identity loss, as a fraction of --lambda-cyc (0 turns it off).",
+)
+@click.option(
+    "--pool-size",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Generated images kept to train the discriminators on (0: none).",
+)
+@click.option(
+    "--save-every",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Write a checkpoint every N steps (and at each epoch's end).",
+)
+@click.option(
+    "--sample-every",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Write a sample grid to samples/ every N steps (and at each epoch's end).",
+)
+@click.option(
+    "--log-every",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="Append the mean losses to metrics.csv every N steps.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Periodic checkpoints to keep (older ones are deleted).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run OUT/NAME exactly where its last checkpoint left it.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights, the data order, crops and flips.")
-@click.option("--workers", type=click.IntRange(0), help="Processes that decode images (default: 0 on a CPU, up to 4 with a GPU).")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the initial weights, the data order, crops and flips.",
+)
+@click.option(
+    "--workers", type=click.IntRange(0), help="Processes that decode images (default: 0 on a CPU, up to 4 with a GPU)."
+)
 @device_option
 @precision_option(
     default="fp32",
     help_text="Arithmetic: fp32 (the canonical numbers), bf16 or fp16 autocast (fp16 with a grad scaler), "
     "or auto (bf16 on CPUs with fast bf16, fp16 on CUDA).",
 )
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (a minute to start, then faster).")
+@click.option(
+    "--compile", "compile_", is_flag=True, help="torch.compile the networks (a minute to start, then faster)."
+)
 @debug_option
 @click.pass_context
 def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **options) -> None:
@@ -89,7 +189,10 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     and the position in the data, so on a CPU N steps + --resume + N steps give exactly the weights of
     2N steps in one go. A resumed run keeps its architecture and optimisation settings; --max-steps,
     --epochs, --epochs-decay, --device, --precision, --workers and the logging options may change.
-    Training into a folder that holds a run without --resume is refused.
+    A run already at its --max-steps or done with all its epochs trains nothing: a one-line note
+    says so (exit 0). When checkpoints/last.pt cannot be read (truncated, damaged), --resume uses
+    the newest checkpoints/step_NNNNNN.pt that can, and says so. Training into a folder that holds
+    a run without --resume is refused.
 
     Ctrl-C finishes the current step, saves a checkpoint and exits with 130 (press it twice to stop at
     once). A loss that becomes NaN or infinite stops the run with exit 1, keeping the last good
@@ -98,9 +201,7 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     from cyclegan_cli import train as training
 
     params = {p.name for p in ctx.command.params}
-    explicit = {
-        n for n in params if (src := ctx.get_parameter_source(n)) is not None and src.name in _EXPLICIT_SOURCES
-    }
+    explicit = {n for n in params if (src := ctx.get_parameter_source(n)) is not None and src.name in _EXPLICIT_SOURCES}
     resume = options["resume"]
     if name is None:
         if dataroot is not None:
@@ -112,7 +213,9 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
 
             name = find_latest_run(out).name
         else:
-            raise UsageError("no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR")
+            raise UsageError(
+                "no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR"
+            )
     elif dataroot is None and (a is None or b is None) and not resume:
         raise UsageError("no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR")
 
@@ -122,6 +225,9 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     renamed = {"compile_": "compile", "no_flip": "flip"}
     explicit = {renamed.get(n, n) for n in explicit} | {"name"}
     result = training.train(config, explicit=explicit)
+    if result.note is not None:  # a resumed run with no step left: nothing was trained or written
+        click.echo(result.note)
+        return
     _summary(result)
 
 

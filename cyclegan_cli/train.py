@@ -1,8 +1,13 @@
 """``cyc train``: the canonical CycleGAN training loop, resumable bit for bit.
 
-Read it top to bottom: :class:`TrainConfig` holds every setting; :func:`build_state` makes the models, optimizers,
-schedulers and replay pools; :func:`train_step` is one iteration of the canonical algorithm (the generators'
-step, then the discriminators'); :func:`train` is the loop around it: data, logging, samples, checkpoints.
+Read it top to bottom. The model: :class:`TrainConfig` holds every setting; :func:`build_state` makes the models,
+optimizers, schedulers and replay pools; :func:`train_step` is one iteration of the canonical algorithm (the
+generators' step, then the discriminators'); :func:`end_epoch` decays the learning rates. Around it:
+:func:`open_run` and :func:`setup` prepare a run (the run folder, the checkpoint to continue from, the data, the
+device, the state, ``config.json``); :class:`TrainLog` shows and records progress (the bar, ``metrics.csv``,
+TensorBoard); :class:`CtrlC` turns Ctrl-C into a clean stop; :func:`train` is the loop itself. Checkpoints (what
+one holds, writing them, finding the one to resume, a damaged ``last.pt``, merging the saved settings) live in
+:mod:`cyclegan_cli.checkpoints`.
 
 The algorithm (Zhu et al. 2017 and the official implementation): LSGAN (MSE) adversarial losses, cycle L1 x
 ``lambda_cyc`` (10), identity L1 x ``lambda_id * lambda_cyc`` (5), discriminator loss (real + fake) / 2 on
@@ -14,11 +19,18 @@ Names: ``G_AB`` translates A into B and ``D_B`` judges B images (real B vs G_AB'
 the other way. The losses logged: ``G_AB``/``G_BA`` adversarial, ``cyc_A`` = |G_BA(G_AB(A)) - A|,
 ``cyc_B``, ``idt_A`` = |G_BA(A) - A|, ``idt_B``, ``D_A``, ``D_B`` (weighted as they enter the sums).
 
-A checkpoint is a plain dict of tensors and primitives (``torch.load(weights_only=True)`` reads it): models,
-optimizers, schedulers, grad scaler, replay pools with their random state, the python and torch random states,
-and the position in the data (epoch, batch within the epoch, global step). The data order and every sample's
-crop and flip derive from ``(seed, epoch, index)`` (see :mod:`cyclegan_cli.data`), so N steps, a resume and
-N more steps give on the CPU exactly the weights of 2N steps in one go.
+Exact resume: a checkpoint holds everything the step changes and where the loop is (epoch, batch within the
+epoch, global step). The data order and every sample's crop and flip derive from ``(seed, epoch, index)`` (see
+:mod:`cyclegan_cli.data`), so N steps, a resume and N more steps give on the CPU exactly the weights of 2N steps
+in one go. A resumed run that has no step left (at ``--max-steps``, or all epochs done) trains nothing, touches
+nothing and says so.
+
+Stopping: the first Ctrl-C lets the current step finish, saves a checkpoint and exits with 130; a second one stops
+at once, and saves too unless it lands inside a step (then the last checkpoint is kept). An epoch's end (both
+schedulers and the epoch counter) is applied whole before a second Ctrl-C takes effect, so a checkpoint never
+holds a half-advanced schedule. A loss that becomes NaN or infinite stops the run with exit 1
+(:class:`TrainingDiverged`), keeping the last good checkpoint. Exit codes: 0 done (or nothing left to train),
+1 a failure, 2 a usage or data error (an unreadable checkpoint too), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -27,15 +39,13 @@ import contextlib
 import csv
 import json
 import math
-import os
 import random
-import shutil
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -45,23 +55,28 @@ from torch import nn
 
 from cyclegan_cli import data
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
+from cyclegan_cli.checkpoints import (
+    Checkpointer,
+    Resume,
+    TrainingDiverged,
+    load_checkpoint,
+    merge_resume_config,
+    nothing_to_train,
+    restore_state,
+    saved_config,
+)
 from cyclegan_cli.errors import CycError, UsageError
 from cyclegan_cli.framing import to_uint8_frames
 from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator, init_weights
-from cyclegan_cli.weights import CHECKPOINT_FORMAT, GeneratorInfo, save_generator
+from cyclegan_cli.weights import GeneratorInfo, save_generator
 
 LOSS_NAMES = ("G_AB", "G_BA", "cyc_A", "cyc_B", "idt_A", "idt_B", "D_A", "D_B")
-CHECKPOINT_VERSION = 1
-
-
-class TrainingDiverged(CycError):
-    """A loss became NaN or infinite: the run stops and the last good checkpoint is kept."""
-
-    exit_code = 1
 
 
 @dataclass
 class TrainConfig:
+    """Every setting of a run (a resumed run may change only those in ``checkpoints.RESUME_MAY_CHANGE``)."""
+
     # data
     dataroot: str | None = None  # holds trainA/ + trainB/ (or train/A + train/B)
     a: str | None = None  # explicit domain folders (override DATAROOT's)
@@ -104,20 +119,6 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     on_step: Callable[[TrainState], None] | None = field(default=None, repr=False, compare=False)
-
-
-# Settings a resumed run may change; everything else is fixed by the checkpoint (architecture, optimisation, data
-# transforms, seed), because changing it would make the run something other than a continuation.
-RESUME_MAY_CHANGE = frozenset(
-    {"dataroot", "a", "b", "name", "out", "workers", "epochs", "epochs_decay", "max_steps", "save_every",
-     "sample_every", "log_every", "keep", "resume", "device", "precision", "compile", "channels_last",
-     "progress", "tensorboard", "on_step"}
-)  # fmt: skip
-NOT_SAVED = ("on_step", "resume", "progress")
-
-
-def saved_config(config: TrainConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if k not in NOT_SAVED}
 
 
 # --- the models, optimizers and replay pools ----------------------------------------------------------------
@@ -230,11 +231,23 @@ def build_state(config: TrainConfig, device: str = "cpu", precision: str = "fp32
         # static shapes: a step has few (batch n and 2n, a last smaller batch), each compiled once
         forward = {name: torch.compile(model, dynamic=False) for name, model in forward.items()}
     return TrainState(
-        config, dev, G_AB, G_BA, D_A, D_B, opt_G, opt_D, sched_G, sched_D, scaler,
-        ImagePool(config.pool_size, data.derive_seed(config.seed, 1)),
-        ImagePool(config.pool_size, data.derive_seed(config.seed, 2)),
-        amp_dtype, channels_last, forward,
-    )  # fmt: skip
+        config=config,
+        device=dev,
+        G_AB=G_AB,
+        G_BA=G_BA,
+        D_A=D_A,
+        D_B=D_B,
+        opt_G=opt_G,
+        opt_D=opt_D,
+        sched_G=sched_G,
+        sched_D=sched_D,
+        scaler=scaler,
+        pool_A=ImagePool(config.pool_size, data.derive_seed(config.seed, 1)),
+        pool_B=ImagePool(config.pool_size, data.derive_seed(config.seed, 2)),
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        forward=forward,
+    )
 
 
 def _set_requires_grad(models: tuple[nn.Module, ...], flag: bool) -> None:
@@ -294,120 +307,18 @@ def train_step(s: TrainState, real_A: torch.Tensor, real_B: torch.Tensor) -> tor
     return torch.stack([loss.detach().float() for loss in losses])
 
 
-# --- checkpoints --------------------------------------------------------------------------------------------
+def end_epoch(s: TrainState) -> None:
+    """Decay both learning rates one epoch's worth and move to the next epoch's first batch.
+
+    Four changes that belong together: the loop applies them with a second Ctrl-C deferred and the state marked
+    unsaveable, so no checkpoint holds the schedulers of one epoch and the counters of another."""
+    s.sched_G.step()
+    s.sched_D.step()
+    s.epoch += 1
+    s.batch_in_epoch = 0
 
 
-def checkpoint_dict(s: TrainState, extra_config: dict, skipped: list[str]) -> dict:
-    rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": {**saved_config(s.config), **extra_config},
-        "models": {name: getattr(s, name).state_dict() for name in ("G_AB", "G_BA", "D_A", "D_B")},
-        "optimizers": {"G": s.opt_G.state_dict(), "D": s.opt_D.state_dict()},
-        "schedulers": {"G": s.sched_G.state_dict(), "D": s.sched_D.state_dict()},
-        "scaler": s.scaler.state_dict(),
-        "pools": {"A": s.pool_A.state_dict(), "B": s.pool_B.state_dict()},
-        "rng": rng,
-        "epoch": s.epoch,
-        "batch_in_epoch": s.batch_in_epoch,
-        "step": s.step,
-        "elapsed_s": s.elapsed_s,
-        "skipped": list(skipped),
-    }
-
-
-def restore_state(s: TrainState, ckpt: dict) -> None:
-    """Put a checkpoint's models, optimizers, schedulers, pools, random states and position into ``s``."""
-    for name in ("G_AB", "G_BA", "D_A", "D_B"):
-        getattr(s, name).load_state_dict(ckpt["models"][name], strict=True)
-    s.opt_G.load_state_dict(ckpt["optimizers"]["G"])
-    s.opt_D.load_state_dict(ckpt["optimizers"]["D"])
-    s.sched_G.load_state_dict(ckpt["schedulers"]["G"])
-    s.sched_D.load_state_dict(ckpt["schedulers"]["D"])
-    if ckpt.get("scaler"):
-        s.scaler.load_state_dict(ckpt["scaler"])
-    s.pool_A.load_state_dict(ckpt["pools"]["A"], s.device, s.channels_last)
-    s.pool_B.load_state_dict(ckpt["pools"]["B"], s.device, s.channels_last)
-    python_state = ckpt["rng"]["python"]
-    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if "cuda" in ckpt["rng"] and torch.cuda.is_available() and len(ckpt["rng"]["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    s.epoch, s.batch_in_epoch, s.step = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), int(ckpt["step"])
-    s.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
-
-
-def _params_finite(s: TrainState) -> bool:
-    return all(bool(torch.isfinite(p).all()) for m in (s.G_AB, s.G_BA, s.D_A, s.D_B) for p in m.parameters())
-
-
-def save_checkpoint(s: TrainState, run_dir: Path, extra_config: dict, skipped: list[str], keep: int) -> Path:
-    """Write ``step_XXXXXX.pt`` atomically, point ``last.pt`` at it, keep the newest ``keep`` step files."""
-    if not _params_finite(s):
-        raise TrainingDiverged(
-            f"the weights hold NaN or infinite values at step {s.step}: not saved; "
-            f"the last good checkpoint in {run_dir / 'checkpoints'} is kept (try a lower --lr)"
-        )
-    folder = run_dir / "checkpoints"
-    path = folder / f"step_{s.step:06d}.pt"
-    payload = checkpoint_dict(s, extra_config, skipped)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-    with atomic_path(folder / "last.pt") as tmp:
-        try:
-            os.link(path, tmp)  # same bytes, no second copy
-        except OSError:
-            shutil.copyfile(path, tmp)
-    for old in sorted(folder.glob("step_*.pt"))[: -max(1, keep)]:
-        with contextlib.suppress(FileNotFoundError):
-            old.unlink()
-    return path
-
-
-def load_checkpoint(run_dir: Path) -> dict:
-    from cyclegan_cli.weights import _torch_load  # one place that turns a bad file into a one-line error
-
-    last = run_dir / "checkpoints" / "last.pt"
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume: no run folder {run_dir} (check --name and --out)")
-    if not last.is_file():
-        raise UsageError(f"--resume: {run_dir} has no checkpoints/last.pt to resume from")
-    ckpt = _torch_load(last)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "optimizers" not in ckpt:
-        raise UsageError(f"--resume: {last} is not a resumable cyc training checkpoint")
-    return ckpt
-
-
-def merge_resume_config(config: TrainConfig, saved: dict, explicit: set[str] | None) -> TrainConfig:
-    """The saved settings, with the ones the user gave again: those that may change replace the saved ones;
-    a fixed one (architecture, optimisation, transforms, seed) that differs is a usage error."""
-    explicit = {f.name for f in fields(config)} if explicit is None else set(explicit)
-    merged = {}
-    for f in fields(config):
-        given = getattr(config, f.name)
-        if f.name not in saved or f.name in NOT_SAVED or f.name in ("name", "out"):  # where the run was found
-            merged[f.name] = given
-        elif f.name in explicit and f.name in RESUME_MAY_CHANGE:
-            merged[f.name] = given
-        elif f.name in explicit and given != saved[f.name]:
-            option = "--" + f.name.replace("_", "-")
-            raise UsageError(
-                f"--resume: {option} {given} differs from the run's {saved[f.name]}; a resumed run keeps its "
-                "architecture, optimisation and data settings (start a new run with another --name to change them)"
-            )
-        else:
-            merged[f.name] = saved[f.name]
-    merged["resume"] = True
-    return TrainConfig(**merged)
-
-
-# --- logging: samples, metrics, progress --------------------------------------------------------------------
+# --- samples, progress and metrics --------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -438,15 +349,58 @@ def _fixed_images(files: list[Path], load_size: int, crop_size: int, count: int 
     return torch.stack(images) if images else torch.zeros(1, 3, crop_size, crop_size)
 
 
-class MetricsLog:
-    """``metrics.csv`` (one row per ``log_every`` steps, the window's mean losses) and TensorBoard events."""
+def _loss_text(losses: dict[str, float]) -> str:
+    """The six losses in little room: G (adversarial) AB/BA, cyc A/B, D A/B."""
+    return (
+        f"G {losses['G_AB']:.3f}/{losses['G_BA']:.3f} cyc {losses['cyc_A']:.3f}/{losses['cyc_B']:.3f} "
+        f"D {losses['D_A']:.3f}/{losses['D_B']:.3f}"
+    )
+
+
+class TrainLog:
+    """What a run shows and records as it trains, step by step.
+
+    On a terminal, a rich progress bar (epoch, steps, the last step's losses, the rate over the last 20 steps);
+    elsewhere (a log file), a plain line every ``log_every`` steps instead. Every ``log_every`` steps, the mean
+    losses of those steps as a row of ``metrics.csv`` and as TensorBoard scalars (where tensorboard is installed).
+    Resuming at step N drops the rows past N that an interrupted session had written. A context manager: it
+    starts the bar, and stops it and closes the files at the end.
+    """
 
     COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, "steps_per_s")
 
-    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool):
-        self.path = run_dir / "metrics.csv"
+    def __init__(self, run: Run, console, resume_step: int | None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        c, s = run.config, run.state
+        self.console, self.log_every = console, c.log_every
+        self.total_steps, self.total_epochs = run.total_steps, run.total_epochs
+        self.window: list[torch.Tensor] = []  # the losses of the steps since the last row
+        self.step_times: deque[float] = deque(maxlen=20)
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"),
+            TextColumn("{task.fields[rate]} it/s"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not (c.progress and console.is_terminal),
+        )
+        self.plain = c.progress and self.bar.disable  # not a terminal: a line per row instead of the bar
+        self.task = self.bar.add_task(
+            "train",
+            total=self.total_steps,
+            completed=s.step,
+            losses="",
+            rate="-",
+            epoch=f"{s.epoch + 1}/{self.total_epochs}",
+        )
+
+        # metrics.csv: rewritten with the rows up to the checkpoint being resumed, then appended to
+        self.path = run.dir / "metrics.csv"
         rows = []
-        if resume_step is not None and self.path.is_file():  # drop rows past the checkpoint being resumed
+        if resume_step is not None and self.path.is_file():
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
         with atomic_path(self.path) as tmp:
@@ -457,42 +411,92 @@ class MetricsLog:
         self.file = open(self.path, "a", newline="")
         self.writer = csv.DictWriter(self.file, self.COLUMNS, extrasaction="ignore")
         self.tb = None
-        if tensorboard:
+        if c.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 pass
             else:
-                self.tb = SummaryWriter(str(run_dir), purge_step=resume_step)
+                self.tb = SummaryWriter(str(run.dir), purge_step=resume_step)
 
-    def write(self, step: int, epoch: int, lr: float, losses: dict[str, float], rate: float) -> None:
-        self.writer.writerow({"step": step, "epoch": epoch, "lr": f"{lr:.6g}", "steps_per_s": f"{rate:.3f}",
-                              **{k: f"{v:.6f}" for k, v in losses.items()}})  # fmt: skip
-        self.file.flush()
-        if self.tb is not None:
-            for name, value in losses.items():
-                self.tb.add_scalar(f"loss/{name}", value, step)
-            self.tb.add_scalar("lr", lr, step)
+    def __enter__(self) -> TrainLog:
+        self.bar.start()
+        return self
 
-    def close(self) -> None:
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
         self.file.close()
         if self.tb is not None:
             self.tb.close()
 
+    def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
+        """After each step: the bar; every ``log_every`` steps, a row of mean losses (and the plain line)."""
+        self.step_times.append(seconds)
+        rate = len(self.step_times) / sum(self.step_times)
+        epoch = f"{s.epoch + 1}/{self.total_epochs}"
+        last = _loss_text(dict(zip(LOSS_NAMES, losses.tolist())))
+        self.bar.update(self.task, completed=s.step, epoch=epoch, rate=f"{rate:.2f}", losses=last)
+        self.window.append(losses)
+        if s.step % self.log_every != 0:
+            return
+        mean = dict(zip(LOSS_NAMES, torch.stack(self.window).mean(0).tolist()))
+        self.window.clear()
+        lr = s.opt_G.param_groups[0]["lr"]
+        self.writer.writerow(
+            {
+                "step": s.step,
+                "epoch": s.epoch + 1,
+                "lr": f"{lr:.6g}",
+                "steps_per_s": f"{rate:.3f}",
+                **{k: f"{v:.6f}" for k, v in mean.items()},
+            }
+        )
+        self.file.flush()
+        if self.tb is not None:
+            for name, value in mean.items():
+                self.tb.add_scalar(f"loss/{name}", value, s.step)
+            self.tb.add_scalar("lr", lr, s.step)
+        if self.plain:
+            self.console.print(
+                f"epoch {epoch} step {s.step}/{self.total_steps} {_loss_text(mean)} {rate:.2f} it/s", highlight=False
+            )
+
+    def warn(self, text: str) -> None:
+        """A warning above the bar."""
+        self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
 
 class CtrlC:
-    """The first Ctrl-C asks the loop to stop after the current step (and save); a second one stops at once."""
+    """The first Ctrl-C asks the loop to stop after the current step (and save); a second one stops at once,
+    except inside :meth:`deferred`, which it lets finish first."""
 
     def __init__(self, console):
         self.requested = False
         self.console = console
         self.previous = None
+        self.deferring = False
+        self.pending = False  # a second Ctrl-C came inside deferred()
 
     def _handler(self, signum, frame):
-        if self.requested:
+        if not self.requested:
+            self.requested = True
+            self.console.print("[yellow]Ctrl-C: stopping after this step and saving a checkpoint (again: stop now)")
+        elif self.deferring:
+            self.pending = True
+        else:
             raise KeyboardInterrupt
-        self.requested = True
-        self.console.print("[yellow]Ctrl-C: stopping after this step and saving a checkpoint (again: stop now)")
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A second Ctrl-C inside the block (a few statements) takes effect when the block is done."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -504,30 +508,34 @@ class CtrlC:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _loss_text(losses: dict[str, float]) -> str:
-    """The six losses in little room: G (adversarial) AB/BA, cyc A/B, D A/B."""
-    return (
-        f"G {losses['G_AB']:.3f}/{losses['G_BA']:.3f} cyc {losses['cyc_A']:.3f}/{losses['cyc_B']:.3f} "
-        f"D {losses['D_A']:.3f}/{losses['D_B']:.3f}"
-    )
+# --- setup ----------------------------------------------------------------------------------------------------
 
 
-def _progress(console, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+@dataclass
+class Run:
+    """A run ready to train, as :func:`setup` leaves it."""
 
-    return Progress(
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[losses]}"),
-        TextColumn("{task.fields[rate]} it/s"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-    )
+    dir: Path
+    config: TrainConfig
+    state: TrainState
+    dataset: data.UnpairedDataset
+    domains: data.Domains
+    workers: int  # DataLoader processes
+    steps_per_epoch: int
+    total_epochs: int
+    total_steps: int  # where this run stops: the end of its last epoch, or --max-steps
+    extra_config: dict  # what config.json and checkpoints record besides the settings
+    skipped: dict[str, str]  # unreadable images: path -> reason (grows when an image goes bad mid-run)
+    fixed_A: torch.Tensor  # the images of every sample grid
+    fixed_B: torch.Tensor
 
+    def done(self) -> bool:
+        s, c = self.state, self.config
+        return s.epoch >= self.total_epochs or (c.max_steps is not None and s.step >= c.max_steps)
 
-# --- the run ------------------------------------------------------------------------------------------------
+    def save_samples(self) -> None:
+        s = self.state
+        save_samples(s, self.fixed_A, self.fixed_B, self.dir / "samples" / f"step_{s.step:06d}.png")
 
 
 @dataclass
@@ -542,12 +550,21 @@ class TrainResult:
     checkpoint: Path
     weights: list[Path]
     config: TrainConfig
+    note: str | None = None  # why nothing was trained: a resumed run at --max-steps or past its last epoch
 
 
 def _check_config(c: TrainConfig) -> None:
     data.check_sizes(c.load_size, c.crop_size)
-    positive = {"batch_size": c.batch_size, "save_every": c.save_every, "sample_every": c.sample_every,
-                "log_every": c.log_every, "keep": c.keep, "ngf": c.ngf, "ndf": c.ndf, "n_layers_d": c.n_layers_d}  # fmt: skip
+    positive = {
+        "batch_size": c.batch_size,
+        "save_every": c.save_every,
+        "sample_every": c.sample_every,
+        "log_every": c.log_every,
+        "keep": c.keep,
+        "ngf": c.ngf,
+        "ndf": c.ndf,
+        "n_layers_d": c.n_layers_d,
+    }
     for name, value in positive.items():
         if value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
@@ -561,42 +578,46 @@ def _check_config(c: TrainConfig) -> None:
         raise UsageError(f"--lr must be a positive number (got {c.lr})")
 
 
-def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -> TrainResult:
-    """Train (or with ``config.resume``, continue) the run ``config.out/config.name``; see the module docstring.
-
-    ``explicit``: the settings the user gave (the rest come from the checkpoint when resuming; None: all).
-    """
-    from rich.console import Console
-
-    from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
-
-    console = console or Console(stderr=True, soft_wrap=True)
-
-    # -- the run folder, and the checkpoint to continue from -------------------------------------------------
+def open_run(config: TrainConfig, explicit: set[str] | None, console) -> tuple[TrainConfig, Resume | None]:
+    """The run folder ``config.out/config.name``. With ``config.resume``: the checkpoint to continue from (a
+    damaged ``last.pt`` falls back to the newest whole ``step_*.pt``, with a warning) and the settings merged
+    with its own; without: a folder that holds no run yet. Returns the checked settings and the checkpoint."""
     run_dir = Path(config.out) / config.name
-    ckpt = None
+    resume = None
     if config.resume:
-        ckpt = load_checkpoint(run_dir)
-        config = merge_resume_config(config, ckpt["config"], explicit)
+        resume = load_checkpoint(
+            run_dir, warn=lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+        )
+        config = merge_resume_config(config, resume.payload["config"], explicit, resume.path)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(
             f"{run_dir} already holds a run: continue it with --resume, or choose another --name (or --out)"
         )
-    c = config
-    _check_config(c)
+    _check_config(config)
+    return config, resume
 
-    # -- data: find both domains and decode every image once, before any work ------------------------------------
+
+def setup(c: TrainConfig, resume: Resume | None, console) -> Run:
+    """Everything before the first step: the data (every image decoded once, before any work), the device and
+    precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and its
+    ``config.json``, and the fixed images of the sample grids."""
+    from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
+
+    # data: find both domains and decode every image once
     domains = data.scan_domains(c.dataroot, c.a, c.b)
     skipped = {str(path): reason for path, reason in domains.skipped}
-    for path, reason in list(skipped.items())[:20]:
+    for reason in list(skipped.values())[:20]:
         console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
     if len(skipped) > 20:
         console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
     dataset = data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
     steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size)
     total_epochs = c.epochs + c.epochs_decay
+    total_steps = total_epochs * steps_per_epoch
+    if c.max_steps is not None:
+        total_steps = min(c.max_steps, total_steps)
 
-    # -- device, precision, models -------------------------------------------------------------------------------
+    # device, precision, state
     device = resolve_device(c.device)
     precision = resolve_precision(c.precision, device)
     if c.compile and device == "cpu" and not has_cxx_compiler():
@@ -605,9 +626,11 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
         torch.backends.cudnn.benchmark = True
     workers = data.default_workers(device) if c.workers is None else c.workers
     s = build_state(c, device, precision)
-    if ckpt is not None:
-        restore_state(s, ckpt)
-        del ckpt  # the tensors now live in the models and optimizers
+    if resume is not None:
+        restore_state(s, resume.payload, resume.path)
+
+    # the run folder and config.json (data folders absolute, so a resumed run finds its data from anywhere)
+    run_dir = Path(c.out) / c.name
     extra_config = {
         "domain_a": domains.name_a,
         "domain_b": domains.name_b,
@@ -616,133 +639,159 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
         "images_a": len(domains.files_a),
         "images_b": len(domains.files_b),
     }
-    for key in ("dataroot", "a", "b"):  # absolute, so a resumed run finds its data from anywhere
+    for key in ("dataroot", "a", "b"):
         if getattr(c, key) is not None:
             setattr(c, key, str(Path(getattr(c, key)).resolve()))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
-    atomic_write_bytes(run_dir / "config.json", (json.dumps({**saved_config(c), **extra_config,
-                       "resolved_device": device, "resolved_precision": precision, "workers": workers},
-                       indent=2) + "\n").encode())  # fmt: skip
-    fixed_A = _fixed_images(domains.files_a, c.load_size, c.crop_size)
-    fixed_B = _fixed_images(domains.files_b, c.load_size, c.crop_size)
-    metrics = MetricsLog(run_dir, s.step if c.resume else None, c.tensorboard)
+    resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
+    config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
+    atomic_write_bytes(run_dir / "config.json", config_json.encode())
 
-    # -- the loop ------------------------------------------------------------------------------------------------
-    total_steps = total_epochs * steps_per_epoch if c.max_steps is None else min(c.max_steps, total_epochs * steps_per_epoch)
+    return Run(
+        dir=run_dir,
+        config=c,
+        state=s,
+        dataset=dataset,
+        domains=domains,
+        workers=workers,
+        steps_per_epoch=steps_per_epoch,
+        total_epochs=total_epochs,
+        total_steps=total_steps,
+        extra_config=extra_config,
+        skipped=skipped,
+        fixed_A=_fixed_images(domains.files_a, c.load_size, c.crop_size),
+        fixed_B=_fixed_images(domains.files_b, c.load_size, c.crop_size),
+    )
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -> TrainResult:
+    """Train (or with ``config.resume``, continue) the run ``config.out/config.name``; see the module docstring.
+
+    ``explicit``: the settings the user gave (the rest come from the checkpoint when resuming; None: all).
+    """
+    from rich.console import Console
+
+    console = console or Console(stderr=True, soft_wrap=True)
+
+    # -- setup: the run folder and the checkpoint to continue from; with no step left, stop here, touching nothing
+    config, resume = open_run(config, explicit, console)
+    if resume is not None and (note := nothing_to_train(config, resume)):
+        return _nothing_trained(config, resume, note)
+    run = setup(config, resume, console)
+    s, c = run.state, run.config
+
+    resumed_from = resume.path if resume is not None else None
+    del resume  # its tensors now live in the state
+
+    # -- logging and checkpoints (a resumed run's newest checkpoint is the one it continues from)
+    saved_step = s.step if resumed_from is not None else None
+    checkpointer = Checkpointer(run.dir, run.extra_config, run.skipped, c.keep, resumed_from, saved_step, s.elapsed_s)
+    log = TrainLog(run, console, resume_step=saved_step)
     start_step, started = s.step, time.perf_counter()
-    session_start_elapsed = s.elapsed_s
-    last_saved = s.step if c.resume else -1
-    checkpoint_path = run_dir / "checkpoints" / "last.pt"
-    window: list[torch.Tensor] = []
-    step_times: deque[float] = deque(maxlen=20)
-    consistent = True  # False while a step is half done: nothing can be saved then
-    progress = _progress(console, c.progress and console.is_terminal)
-
-    def save() -> Path:
-        nonlocal last_saved, checkpoint_path
-        s.elapsed_s = session_start_elapsed + time.perf_counter() - started
-        if last_saved != s.step:
-            checkpoint_path = save_checkpoint(s, run_dir, extra_config, list(skipped), c.keep)
-            last_saved = s.step
-        return checkpoint_path
-
-    def done() -> bool:
-        return s.epoch >= total_epochs or (c.max_steps is not None and s.step >= c.max_steps)
+    pin = s.device.type == "cuda"  # page-locked batches: asynchronous copies to the GPU
 
     try:
-        with CtrlC(console) as ctrl_c, progress:
-            task = progress.add_task("train", total=total_steps, completed=s.step, epoch=f"{s.epoch + 1}/{total_epochs}",
-                                     losses="", rate="-")  # fmt: skip
-            while not done():
-                loader = data.epoch_loader(dataset, c.batch_size, s.epoch, s.batch_in_epoch, workers,
-                                           pin_memory=s.device.type == "cuda")  # fmt: skip
+        with CtrlC(console) as ctrl_c, log:
+            while not run.done():
+                loader = data.epoch_loader(run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin)
                 for batch in loader:
-                    # one step
+                    # -- one step (interrupted inside it, the state is half changed: nothing is saved)
                     t0 = time.perf_counter()
-                    consistent = False
-                    losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
-                    s.step += 1
-                    s.batch_in_epoch += 1
-                    consistent = True
+                    with checkpointer.unsaveable(f"step {s.step + 1}"):
+                        losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
+                        s.step += 1
+                        s.batch_in_epoch += 1
                     values = losses.tolist()
-                    step_times.append(time.perf_counter() - t0)
+                    seconds = time.perf_counter() - t0
 
-                    # a loss that is NaN or infinite ends the run; the last checkpoint stays as it was
+                    # -- a loss that is NaN or infinite ends the run; the last checkpoint stays as it was
                     if not all(math.isfinite(v) for v in values):
                         bad = ", ".join(f"{k}={v}" for k, v in zip(LOSS_NAMES, values) if not math.isfinite(v))
-                        kept = f"the last good checkpoint {checkpoint_path} (step {last_saved}) is kept" if last_saved >= 0 else "no checkpoint was written"
                         raise TrainingDiverged(
-                            f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, {kept}; "
-                            f"try a lower --lr (now {c.lr:g}) or --precision fp32"
-                        )  # fmt: skip
-                    for line in batch["bad"]:  # images that became unreadable since the scan
-                        path, _, reason = line.partition("\t")
-                        if path not in skipped:
-                            skipped[path] = reason
-                            progress.console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
+                            f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
+                            f"{checkpointer.kept_text()}; try a lower --lr (now {c.lr:g}) or --precision fp32"
+                        )
 
-                    # progress, metrics.csv / TensorBoard
-                    rate = len(step_times) / sum(step_times)
-                    named = dict(zip(LOSS_NAMES, values))
-                    progress.update(task, completed=s.step, epoch=f"{s.epoch + 1}/{total_epochs}", rate=f"{rate:.2f}",
-                                    losses=_loss_text(named))  # fmt: skip
-                    window.append(losses)
-                    if s.step % c.log_every == 0:
-                        mean = torch.stack(window).mean(0).tolist()
-                        metrics.write(s.step, s.epoch + 1, s.opt_G.param_groups[0]["lr"], dict(zip(LOSS_NAMES, mean)), rate)
-                        window.clear()
-                        if c.progress and progress.disable:  # not a terminal (a log file): one line instead of a bar
-                            console.print(f"epoch {s.epoch + 1}/{total_epochs} step {s.step}/{total_steps} "
-                                          f"{_loss_text(dict(zip(LOSS_NAMES, mean)))} {rate:.2f} it/s", highlight=False)  # fmt: skip
+                    # -- images that became unreadable since the scan
+                    for line in batch["bad"]:
+                        path, _, reason = line.partition("\t")
+                        if path not in run.skipped:
+                            run.skipped[path] = reason
+                            log.warn(f"{reason} (skipped)")
+
+                    # -- progress, metrics.csv, TensorBoard; the hook; a first Ctrl-C stops here
+                    log.step(s, losses, seconds)
                     if c.on_step is not None:
                         c.on_step(s)
                     if ctrl_c.requested:
                         raise KeyboardInterrupt
 
-                    # samples and checkpoints (at an epoch's end they are written below, once)
-                    end_of_epoch = s.batch_in_epoch >= steps_per_epoch
-                    if s.step % c.sample_every == 0 and not end_of_epoch:
-                        save_samples(s, fixed_A, fixed_B, run_dir / "samples" / f"step_{s.step:06d}.png")
-                    if s.step % c.save_every == 0 and not end_of_epoch:
-                        save()
-                    if done():
+                    # -- samples and checkpoints (at an epoch's end they are written below, once)
+                    if s.batch_in_epoch < run.steps_per_epoch:
+                        if s.step % c.sample_every == 0:
+                            run.save_samples()
+                        if s.step % c.save_every == 0:
+                            checkpointer.save(s)
+                    if run.done():
                         break
 
-                # the end of an epoch: decay the learning rate, write samples and a checkpoint
-                if s.batch_in_epoch >= steps_per_epoch:
-                    s.sched_G.step()
-                    s.sched_D.step()
-                    s.epoch += 1
-                    s.batch_in_epoch = 0
-                    save_samples(s, fixed_A, fixed_B, run_dir / "samples" / f"step_{s.step:06d}.png")
-                    save()
-            save()
+                # -- the end of an epoch: decay the learning rates (whole: a second Ctrl-C waits for it),
+                #    then samples and a checkpoint
+                if s.batch_in_epoch >= run.steps_per_epoch:
+                    with ctrl_c.deferred(), checkpointer.unsaveable(f"the end of epoch {s.epoch + 1}"):
+                        end_epoch(s)
+                    run.save_samples()
+                    checkpointer.save(s)
+                    if ctrl_c.requested:
+                        raise KeyboardInterrupt
+            checkpointer.save(s)
     except KeyboardInterrupt:
-        if consistent:
-            path = save()
+        if checkpointer.saveable:
+            path = checkpointer.save(s)
             console.print(escape(f"Interrupted at step {s.step}: saved {path}; continue with --resume."))
         else:
-            console.print(f"Interrupted in the middle of step {s.step + 1}: not saved; the last checkpoint is kept.")
+            kept = checkpointer.kept_text()
+            console.print(escape(f"Interrupted in the middle of {checkpointer.busy_with}: not saved; {kept}."))
         raise
-    finally:
-        metrics.close()
 
-    # -- the end: the generators for sharing -----------------------------------------------------------------------
+    # -- the end: the generators for sharing
     weights = []
     for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
-        info = GeneratorInfo(c.ngf, c.n_blocks, direction, domains.name_a, domains.name_b)
-        save_generator(getattr(s, name), info, run_dir / f"{name}.safetensors")
-        weights.append(run_dir / f"{name}.safetensors")
+        info = GeneratorInfo(c.ngf, c.n_blocks, direction, run.domains.name_a, run.domains.name_b)
+        save_generator(getattr(s, name), info, run.dir / f"{name}.safetensors")
+        weights.append(run.dir / f"{name}.safetensors")
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=run.dir,
         step=s.step,
         steps_run=s.step - start_step,
         epoch=s.epoch,
-        total_epochs=total_epochs,
+        total_epochs=run.total_epochs,
         seconds=time.perf_counter() - started,
-        skipped=sorted(skipped),
-        checkpoint=run_dir / "checkpoints" / "last.pt",
+        skipped=sorted(run.skipped),
+        checkpoint=run.dir / "checkpoints" / "last.pt",
         weights=weights,
         config=c,
+    )
+
+
+def _nothing_trained(c: TrainConfig, resume: Resume, note: str) -> TrainResult:
+    """The result of a resumed run with no step left: the run folder is as it was."""
+    run_dir = Path(c.out) / c.name
+    weights = [run_dir / f"{name}.safetensors" for name in ("G_AB", "G_BA")]
+    return TrainResult(
+        run_dir=run_dir,
+        step=resume.step,
+        steps_run=0,
+        epoch=resume.epoch,
+        total_epochs=c.epochs + c.epochs_decay,
+        seconds=0.0,
+        skipped=[],
+        checkpoint=resume.path,
+        weights=[p for p in weights if p.is_file()],
+        config=c,
+        note=note,
     )

@@ -1,12 +1,14 @@
 """``cyc train``: it learns, it resumes bit for bit, it survives bad data, NaN and Ctrl-C.
 
-Everything runs on the CPU with tiny networks (ngf 8, 2 blocks, 32 px crops) on images the tests make.
+Everything runs on the CPU, named (``--device cpu``, ``device="cpu"``) so the suite means the same on a machine
+with a GPU, with tiny networks (ngf 8, 2 blocks, 32 px crops) on images the tests make.
 The one long run (a few hundred steps) is a session fixture, shared by the tests that look at its results.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import signal
 from pathlib import Path
@@ -14,12 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from rich.console import Console
+from torch.optim.lr_scheduler import LRScheduler
 
 from cyclegan_cli import data
 from cyclegan_cli import train as training
 from cyclegan_cli.cli import cli
 from cyclegan_cli.weights import load_generator
-from tests.train_fixtures import TINY, make_domains, truncated_jpeg
+from tests.train_fixtures import CPU, TINY, TINY_API, make_domains, truncated_jpeg
 
 LEARN_STEPS = 400
 
@@ -37,9 +41,8 @@ def trained_run(tmp_path_factory) -> tuple[Path, object]:
     """A tiny translator trained through the CLI for LEARN_STEPS steps on B = A with colour channels rotated."""
     root = tmp_path_factory.mktemp("learn")
     dataroot = make_domains(root / "colours", count=16)
-    result = cyc_train(str(dataroot), "--out", str(root / "runs"), "--name", "learn", *TINY,
-                       "--max-steps", str(LEARN_STEPS), "--log-every", "1", "--save-every", "100",
-                       "--sample-every", "150", "--keep", "2", "--lr", "5e-4")  # fmt: skip
+    options = f"--max-steps {LEARN_STEPS} --log-every 1 --save-every 100 --sample-every 150 --keep 2 --lr 5e-4"
+    result = cyc_train(str(dataroot), "--out", str(root / "runs"), "--name", "learn", *CPU, *TINY, *options.split())
     assert result.exit_code == 0, result.output
     return root / "runs" / "learn", result
 
@@ -113,15 +116,16 @@ def test_resume_is_bit_identical(tmp_path):
     """3 steps + --resume + 3 steps == 6 steps: across an epoch's end (lr decay), with the replay pool full and
     swapping, and with DataLoader workers in the resumed part only."""
     dataroot = make_domains(tmp_path / "data", count=4, count_b=3)
-    common = [str(dataroot), "--name", "r", *TINY, "--epochs", "1", "--epochs-decay", "2", "--pool-size", "2",
-              "--save-every", "100", "--sample-every", "100", "--log-every", "1"]  # fmt: skip
+    schedule = "--epochs 1 --epochs-decay 2 --pool-size 2 --save-every 100 --sample-every 100 --log-every 1"
+    common = [str(dataroot), "--name", "r", *CPU, *TINY, *schedule.split()]
     straight = cyc_train(*common, "--out", str(tmp_path / "straight"), "--max-steps", "6")
     assert straight.exit_code == 0, straight.output
     first = cyc_train(*common, "--out", str(tmp_path / "split"), "--max-steps", "3")
     assert first.exit_code == 0, first.output
     assert load_ckpt(tmp_path / "split" / "r" / "checkpoints" / "last.pt")["batch_in_epoch"] == 3
-    second = cyc_train("--out", str(tmp_path / "split"), "--name", "r", "--resume", "--max-steps", "6",
-                       "--workers", "2")  # fmt: skip
+    second = cyc_train(
+        "--out", str(tmp_path / "split"), "--name", "r", "--resume", "--max-steps", "6", "--workers", "2", *CPU
+    )
     assert second.exit_code == 0, second.output
     assert "Trained 3 steps (step 6 of the run" in second.output
 
@@ -143,14 +147,124 @@ def test_resume_refusals(tmp_path):
     (tmp_path / "runs" / "empty").mkdir(parents=True)
     empty = cyc_train("--out", str(tmp_path / "runs"), "--name", "empty", "--resume")
     assert empty.exit_code == 2 and "no checkpoints/last.pt" in empty.output
-    ok = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "x", *TINY, "--max-steps", "1")
+    ok = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "x", *CPU, *TINY, "--max-steps", "1")
     assert ok.exit_code == 0, ok.output
-    again = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "x", *TINY, "--max-steps", "1")
+    again = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "x", *CPU, *TINY, "--max-steps", "1")
     assert again.exit_code == 2 and "--resume" in again.output and "--name" in again.output
     other = cyc_train("--out", str(tmp_path / "runs"), "--name", "x", "--resume", "--ngf", "16")
     assert other.exit_code == 2 and "--ngf 16 differs" in other.output
     for result in (missing, empty, again, other):
         assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+
+
+def short_run(tmp_path: Path, *options: str, name: str = "s") -> Path:
+    """A tiny run (4 steps per epoch) trained through the CLI on the CPU; returns its run folder."""
+    dataroot = make_domains(tmp_path / f"data_{name}", count=4)
+    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", name, *CPU, *TINY, *options)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "runs" / name
+
+
+def cyc_resume(run: Path, *options: str):
+    return cyc_train("--out", str(run.parent), "--name", run.name, "--resume", *CPU, *options)
+
+
+def test_resume_with_nothing_left_to_train_says_so_and_touches_nothing(tmp_path):
+    run = short_run(tmp_path, "--epochs", "1", "--epochs-decay", "0", "--max-steps", "3", "--log-every", "1")
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for options, max_steps in ((["--max-steps", "2"], 2), ([], 3), (["--max-steps", "3"], 3)):  # [] keeps the run's
+        result = cyc_resume(run, *options)
+        assert result.exit_code == 0, result.output
+        assert result.output == (
+            f"nothing to train: the run is at step 3, --max-steps {max_steps} (raise --max-steps to continue)\n"
+        )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # not even config.json rewritten
+    # trained to the end of the only epoch, the run is done: resuming again says so
+    finish = cyc_resume(run, "--max-steps", "100")
+    assert finish.exit_code == 0 and "Trained 1 steps (step 4 of the run; all 1 epochs done" in finish.output
+    done = cyc_resume(run, "--max-steps", "100")
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("nothing to train: the run is at step 4, all 1 epochs done")
+    assert len(done.output.strip().splitlines()) == 1 and "--epochs" in done.output
+    # the API says it in the result
+    config = training.TrainConfig(out=str(run.parent), name=run.name, device="cpu", resume=True, progress=False)
+    result = training.train(config, explicit={"device", "resume", "name", "out"})
+    assert (result.steps_run, result.step) == (0, 4) and result.note.startswith("nothing to train")
+    # and --help tells
+    help_text = " ".join(cyc_train("--help").output.split())
+    assert "With --resume at or below the run's step, nothing is trained" in help_text
+
+
+def test_damaged_last_pt_falls_back_to_the_newest_whole_step_file(tmp_path):
+    run = short_run(tmp_path, "--max-steps", "4", "--save-every", "1", "--keep", "3")
+    folder = run / "checkpoints"
+    assert sorted(p.name for p in folder.glob("step_*.pt")) == ["step_000002.pt", "step_000003.pt", "step_000004.pt"]
+    whole = (folder / "last.pt").read_bytes()
+    (folder / "last.pt").unlink()  # a new file: last.pt is a hard link to step_000004.pt
+    (folder / "last.pt").write_bytes(whole[: len(whole) // 2])  # truncated
+    (folder / "step_000004.pt").write_bytes(b"\x00garbage" * 100)
+    result = cyc_resume(run, "--max-steps", "5")
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and str(folder / "last.pt") in warning[0], result.output
+    assert "is damaged" in warning[0] and warning[0].endswith("resuming from step_000003.pt instead")
+    assert "Trained 2 steps (step 5 of the run" in result.output
+    assert load_ckpt(folder / "last.pt")["step"] == 5  # and last.pt is whole again
+
+
+def test_no_whole_checkpoint_is_a_one_line_error(tmp_path):
+    run = short_run(tmp_path, "--max-steps", "2", "--save-every", "1")
+    folder = run / "checkpoints"
+    for path in folder.glob("step_*.pt"):
+        path.write_bytes(path.read_bytes()[:100])  # truncated (last.pt with the newest: the same file)
+    (folder / "last.pt").unlink()
+    (folder / "last.pt").write_bytes(b"not a checkpoint at all")
+    result = cyc_resume(run, "--max-steps", "5")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: --resume: {folder / 'last.pt'} is damaged")
+    assert "none of its 2 checkpoints/step_*.pt files reads either" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_checkpoint_with_damaged_settings_or_parts_is_a_one_line_error(tmp_path):
+    run = short_run(tmp_path, "--max-steps", "2")
+    last = run / "checkpoints" / "last.pt"
+    whole = last.read_bytes()
+
+    def without_ngf(c):
+        del c["config"]["ngf"]
+
+    def seed_as_text(c):
+        c["config"]["seed"] = "0"
+
+    def config_as_list(c):
+        c["config"] = [1, 2]
+
+    def step_as_text(c):
+        c["step"] = "2"
+
+    def no_D_A(c):
+        del c["models"]["D_A"]
+
+    cases = {
+        without_ngf: "holds damaged settings: no ngf",
+        seed_as_text: "holds damaged settings: seed is '0', not int",
+        config_as_list: "is a damaged cyc checkpoint: config is list",
+        step_as_text: "is a damaged cyc checkpoint: step is '2'",
+        no_D_A: "cannot restore the training state from it (KeyError: 'D_A')",
+    }
+    for damage, expected in cases.items():
+        payload = torch.load(io.BytesIO(whole), weights_only=True)
+        damage(payload)
+        last.unlink()  # a new file (last.pt is a hard link to a step file)
+        torch.save(payload, last)
+        result = cyc_resume(run, "--max-steps", "5")
+        assert result.exit_code == 2, (damage.__name__, result.output)
+        assert result.output.startswith(f"Error: --resume: {last}") and expected in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    last.unlink()
+    last.write_bytes(whole)
+    assert cyc_resume(run, "--max-steps", "3").exit_code == 0  # the undamaged one resumes
 
 
 # --- Ctrl-C and NaN ----------------------------------------------------------------------------------------
@@ -169,7 +283,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, monkeypatch):
         return losses
 
     monkeypatch.setattr(training, "train_step", step_then_ctrl_c)
-    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "c", *TINY, "--max-steps", "10")
+    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "c", *CPU, *TINY, "--max-steps", "10")
     assert result.exit_code == 130, result.output
     assert len(calls) == 2 and "Interrupted at step 2" in result.output
     last = load_ckpt(tmp_path / "runs" / "c" / "checkpoints" / "last.pt")
@@ -185,8 +299,16 @@ def test_keyboard_interrupt_from_on_step_hook_saves(tmp_path):
         if state.step == 3:
             raise KeyboardInterrupt
 
-    config = training.TrainConfig(dataroot=str(dataroot), out=str(tmp_path / "runs"), name="k", ngf=8, n_blocks=2,
-                                  ndf=8, load_size=36, crop_size=32, progress=False, tensorboard=False, on_step=hook)  # fmt: skip
+    config = training.TrainConfig(
+        dataroot=str(dataroot),
+        out=str(tmp_path / "runs"),
+        name="k",
+        device="cpu",
+        **TINY_API,
+        progress=False,
+        tensorboard=False,
+        on_step=hook,
+    )
     with pytest.raises(KeyboardInterrupt):
         training.train(config)
     assert load_ckpt(tmp_path / "runs" / "k" / "checkpoints" / "last.pt")["step"] == 3
@@ -196,15 +318,96 @@ def test_keyboard_interrupt_from_on_step_hook_saves(tmp_path):
     assert (result.step, result.steps_run) == (4, 1)
 
 
+def _assert_schedule_agrees(ckpt: dict) -> None:
+    """Both schedulers at the checkpoint's epoch, and the optimizers' learning rates the schedulers'."""
+    for opt in ("G", "D"):
+        sched = ckpt["schedulers"][opt]
+        assert sched["last_epoch"] == ckpt["epoch"], (opt, sched["last_epoch"], ckpt["epoch"])
+        assert ckpt["optimizers"][opt]["param_groups"][0]["lr"] == sched["_last_lr"][0]
+    assert ckpt["batch_in_epoch"] < 4 or ckpt["epoch"] == 0  # 4 steps per epoch: never past an epoch's end
+
+
+def _epoch_end_run(tmp_path, monkeypatch, meddle) -> tuple[training.TrainConfig, io.StringIO]:
+    """An API run of 4 steps per epoch (a checkpoint every 2) that must end in KeyboardInterrupt: at the end of
+    epoch 1, after the G scheduler's step, ``meddle(step)`` runs instead of the D scheduler's ``step``."""
+    sched_D, real_step = [], LRScheduler.step
+
+    def step(self, *args, **kwargs):
+        if sched_D and self is sched_D[0]:
+            sched_D.clear()
+            return meddle(lambda: real_step(self, *args, **kwargs))
+        return real_step(self, *args, **kwargs)
+
+    def hook(s):
+        if s.step == 4:  # the last step of epoch 1: its end comes next
+            sched_D.append(s.sched_D)
+
+    monkeypatch.setattr(LRScheduler, "step", step)
+    dataroot = make_domains(tmp_path / "data", count=4)
+    console = Console(file=io.StringIO(), soft_wrap=True)
+    config = training.TrainConfig(
+        dataroot=str(dataroot),
+        out=str(tmp_path / "runs"),
+        name="e",
+        device="cpu",
+        **TINY_API,
+        epochs=1,
+        epochs_decay=1,
+        save_every=2,
+        progress=False,
+        tensorboard=False,
+        on_step=hook,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, console=console)
+    monkeypatch.undo()
+    return config, console.file
+
+
+def test_interrupted_epoch_end_saves_no_half_advanced_schedule(tmp_path, monkeypatch):
+    """An interruption between the two schedulers' steps at an epoch's end: nothing is saved from that half-done
+    state; the checkpoint of step 2 stays, whole, and resumes."""
+
+    def interrupt(step):
+        raise KeyboardInterrupt  # sched_G has stepped, sched_D not, the epoch counter not
+
+    config, output = _epoch_end_run(tmp_path, monkeypatch, interrupt)
+    assert "Interrupted in the middle of the end of epoch 1: not saved" in output.getvalue()
+    last = load_ckpt(tmp_path / "runs" / "e" / "checkpoints" / "last.pt")
+    assert (last["step"], last["epoch"], last["batch_in_epoch"]) == (2, 0, 2)
+    _assert_schedule_agrees(last)
+    config.on_step, config.resume, config.max_steps = None, True, 5
+    result = training.train(config, console=Console(file=io.StringIO()))
+    assert (result.step, result.epoch) == (5, 1)
+    _assert_schedule_agrees(load_ckpt(tmp_path / "runs" / "e" / "checkpoints" / "last.pt"))
+
+
+def test_second_ctrl_c_during_epoch_end_waits_for_it_and_saves(tmp_path, monkeypatch):
+    """Two real SIGINTs between the two schedulers' steps: the epoch's end is applied whole, then saved."""
+
+    def two_ctrl_c(step):
+        signal.raise_signal(signal.SIGINT)  # the first: stop after this step
+        signal.raise_signal(signal.SIGINT)  # the second: stop now (here: once the epoch's end is applied)
+        step()
+
+    _, output = _epoch_end_run(tmp_path, monkeypatch, two_ctrl_c)
+    assert "Interrupted at step 4: saved" in output.getvalue()
+    last = load_ckpt(tmp_path / "runs" / "e" / "checkpoints" / "last.pt")
+    assert (last["step"], last["epoch"], last["batch_in_epoch"]) == (4, 1, 0)
+    _assert_schedule_agrees(last)
+    assert last["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed: epoch 2 of 1 + 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path):
     """--lr 1e30: the first update throws the weights to 1e30 and the next forward pass overflows."""
     dataroot = make_domains(tmp_path / "data", count=4)
-    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "n", *TINY, "--lr", "1e30",
-                       "--save-every", "1", "--max-steps", "20")  # fmt: skip
+    run = tmp_path / "runs" / "n"
+    options = "--lr 1e30 --save-every 1 --max-steps 20".split()
+    result = cyc_train(str(dataroot), "--out", str(run.parent), "--name", "n", *CPU, *TINY, *options)
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: training diverged at step") and "nan" in result.output.lower()
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
-    run = tmp_path / "runs" / "n"
     last = load_ckpt(run / "checkpoints" / "last.pt")
     assert 1 <= last["step"] < 20
     assert all(torch.isfinite(t).all() for t in last["models"]["G_AB"].values())
@@ -221,7 +424,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path):
     (dataroot / "trainB" / "nested").mkdir()
     (dataroot / "trainB" / "nested" / "noise.jpg").write_bytes(b"not a jpeg at all")
     (dataroot / "trainB" / "notes.txt").write_text("not an image, not counted")
-    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), *TINY, "--max-steps", "4")
+    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), *CPU, *TINY, "--max-steps", "4")
     assert result.exit_code == 0, result.output
     assert "2 unreadable images skipped" in result.output
     assert "cut [1].jpg" in result.output and "noise.jpg" in result.output
@@ -242,7 +445,7 @@ def test_unusable_domain_is_refused_before_any_work(tmp_path, case):
             (dataroot / "trainB").rmdir()
     else:
         dataroot.mkdir()
-    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), *TINY)
+    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), *CPU, *TINY)
     assert result.exit_code == 2, result.output
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
@@ -256,8 +459,8 @@ def test_layouts_and_explicit_folders(tmp_path):
     assert len(found.files_b) == 2 and (found.name_a, found.name_b) == ("horses", "zebras")
     names = data.domain_names(tmp_path / "horse2zebra", tmp_path / "trainA", tmp_path / "trainB")
     assert names == ("horse", "zebra")
-    result = cyc_train("--a", str(tmp_path / "d2/horses"), "--b", str(tmp_path / "d2/zebras"),
-                       "--out", str(tmp_path / "runs"), *TINY, "--max-steps", "1")  # fmt: skip
+    folders = ["--a", str(tmp_path / "d2/horses"), "--b", str(tmp_path / "d2/zebras")]
+    result = cyc_train(*folders, "--out", str(tmp_path / "runs"), *CPU, *TINY, "--max-steps", "1")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "horses2zebras" / "G_BA.safetensors").is_file()
 

@@ -8,6 +8,9 @@ import numpy as np
 
 # The tiny networks and sizes every training test uses: about 30 steps/s on one CPU core.
 TINY = ["--ngf", "8", "--n-blocks", "2", "--ndf", "8", "--load-size", "36", "--crop-size", "32"]
+# Every training test names its device, so the suite means the same on a machine with a GPU ("auto" would pick it).
+CPU = ["--device", "cpu"]
+TINY_API = {"ngf": 8, "n_blocks": 2, "ndf": 8, "load_size": 36, "crop_size": 32}  # TINY as TrainConfig fields
 
 
 def pattern_image(rng: np.random.Generator, size: int = 36) -> np.ndarray:
@@ -23,8 +26,15 @@ def pattern_image(rng: np.random.Generator, size: int = 36) -> np.ndarray:
     return (np.stack(channels, axis=-1) * 255).astype(np.uint8)
 
 
-def make_domains(root: Path, count: int = 8, count_b: int | None = None, size: int = 36, seed: int = 0,
-                 ext: str = ".png", layout: tuple[str, str] = ("trainA", "trainB")) -> Path:  # fmt: skip
+def make_domains(
+    root: Path,
+    count: int = 8,
+    count_b: int | None = None,
+    size: int = 36,
+    seed: int = 0,
+    ext: str = ".png",
+    layout: tuple[str, str] = ("trainA", "trainB"),
+) -> Path:
     """``root/trainA`` with ``count`` images and ``root/trainB`` with the same kind of images, colour channels
     rotated (R,G,B -> G,B,R): a translation a tiny CycleGAN learns in a few hundred steps. Returns ``root``."""
     from PIL import Image

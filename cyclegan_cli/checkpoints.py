@@ -1,0 +1,386 @@
+"""Training checkpoints: what one holds, writing it, finding and reading the one to resume, merging its settings.
+
+A checkpoint is a plain dict of tensors and primitives, so ``torch.load(weights_only=True)`` reads it (no pickled
+Python objects): ``format`` and ``version``; ``config``, the run's settings (:func:`saved_config`) plus what the
+data scan found (domain names and folders, image counts); the ``models``, ``optimizers`` and ``schedulers``
+state dicts, the grad ``scaler``, the replay ``pools`` with their random state, the python, torch (and CUDA)
+random states under ``rng``; and the position: ``epoch`` (0-based, the epoch being trained), ``batch_in_epoch``
+(batches of it already trained), the global ``step``, ``elapsed_s`` and the ``skipped`` unreadable images.
+
+The files: ``checkpoints/step_NNNNNN.pt``, written atomically (a temporary name, fsync, rename), and
+``checkpoints/last.pt``, a hard link to the newest one (a copy where links are not possible); the newest ``keep``
+step files are kept. ``--resume`` reads ``last.pt``; when its bytes cannot be read (truncated, garbage), it falls
+back to the newest step file that reads, and says so.
+
+A checkpoint is written only from a whole state: the loop marks the spans where the state is half changed (a
+step between the optimizer updates and the counters, an epoch's end between the schedulers and the epoch
+counter) with :meth:`Checkpointer.unsaveable`, and an interruption inside one saves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from cyclegan_cli.atomic import atomic_path
+from cyclegan_cli.errors import CycError, UsageError, WeightsError
+from cyclegan_cli.weights import CHECKPOINT_FORMAT
+
+if TYPE_CHECKING:
+    from cyclegan_cli.train import TrainConfig, TrainState
+
+CHECKPOINT_VERSION = 1
+MODEL_NAMES = ("G_AB", "G_BA", "D_A", "D_B")
+
+# Settings a resumed run may change; everything else is fixed by the checkpoint (architecture, optimisation, data
+# transforms, seed), because changing it would make the run something other than a continuation.
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "dataroot",
+        "a",
+        "b",
+        "name",
+        "out",
+        "workers",
+        "epochs",
+        "epochs_decay",
+        "max_steps",
+        "save_every",
+        "sample_every",
+        "log_every",
+        "keep",
+        "resume",
+        "device",
+        "precision",
+        "compile",
+        "channels_last",
+        "progress",
+        "tensorboard",
+        "on_step",
+    }
+)
+NOT_SAVED = ("on_step", "resume", "progress")
+
+
+class TrainingDiverged(CycError):
+    """A loss or a weight became NaN or infinite: the run stops and the last good checkpoint is kept.
+
+    Raised by the loop (a loss) and by :func:`save_checkpoint` (it never writes non-finite weights)."""
+
+    exit_code = 1
+
+
+def saved_config(config: TrainConfig) -> dict:
+    """The settings that ``config.json`` and checkpoints record (not the hook and the presentation flags)."""
+    return {k: v for k, v in asdict(config).items() if k not in NOT_SAVED}
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+
+def checkpoint_dict(s: TrainState, extra_config: dict, skipped: list[str]) -> dict:
+    rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": {**saved_config(s.config), **extra_config},
+        "models": {name: getattr(s, name).state_dict() for name in MODEL_NAMES},
+        "optimizers": {"G": s.opt_G.state_dict(), "D": s.opt_D.state_dict()},
+        "schedulers": {"G": s.sched_G.state_dict(), "D": s.sched_D.state_dict()},
+        "scaler": s.scaler.state_dict(),
+        "pools": {"A": s.pool_A.state_dict(), "B": s.pool_B.state_dict()},
+        "rng": rng,
+        "epoch": s.epoch,
+        "batch_in_epoch": s.batch_in_epoch,
+        "step": s.step,
+        "elapsed_s": s.elapsed_s,
+        "skipped": list(skipped),
+    }
+
+
+def _params_finite(s: TrainState) -> bool:
+    return all(bool(torch.isfinite(p).all()) for name in MODEL_NAMES for p in getattr(s, name).parameters())
+
+
+def save_checkpoint(s: TrainState, run_dir: Path, extra_config: dict, skipped: list[str], keep: int) -> Path:
+    """Write ``step_XXXXXX.pt`` atomically, point ``last.pt`` at it, keep the newest ``keep`` step files."""
+    if not _params_finite(s):
+        raise TrainingDiverged(
+            f"the weights hold NaN or infinite values at step {s.step}: not saved; "
+            f"the last good checkpoint in {run_dir / 'checkpoints'} is kept (try a lower --lr)"
+        )
+    folder = run_dir / "checkpoints"
+    path = folder / f"step_{s.step:06d}.pt"
+    payload = checkpoint_dict(s, extra_config, skipped)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+    with atomic_path(folder / "last.pt") as tmp:
+        try:
+            os.link(path, tmp)  # same bytes, no second copy
+        except OSError:
+            shutil.copyfile(path, tmp)
+    for old in step_files(folder)[: -max(1, keep)]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    return path
+
+
+class Checkpointer:
+    """Saves the run's state and remembers the newest checkpoint on disk (for the messages that name it).
+
+    ``saved_step``: the step of the checkpoint already on disk (the one resumed from), None for a new run.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        extra_config: dict,
+        skipped: dict[str, str],
+        keep: int,
+        path: Path | None,
+        saved_step: int | None,
+        elapsed_s: float,
+    ):
+        self.run_dir, self.extra_config, self.skipped, self.keep = run_dir, extra_config, skipped, keep
+        self.path = path or run_dir / "checkpoints" / "last.pt"  # the newest checkpoint
+        self.step = saved_step  # its step; None: nothing written yet
+        self.busy_with: str | None = None  # what is half done while the state must not be saved
+        self.elapsed_before = elapsed_s  # training time of the run's earlier sessions
+        self.started = time.perf_counter()
+
+    @property
+    def saveable(self) -> bool:
+        return self.busy_with is None
+
+    @contextlib.contextmanager
+    def unsaveable(self, what: str) -> Iterator[None]:
+        """The block changes the state in more than one place: if it raises (Ctrl-C), the state is half changed
+        and :meth:`save` refuses it, so the last checkpoint stays as it was; after the block it is whole again."""
+        self.busy_with = what
+        yield
+        self.busy_with = None
+
+    def save(self, s: TrainState) -> Path:
+        """Write a checkpoint of ``s`` unless the newest one is already of this step; return the newest."""
+        if not self.saveable:
+            raise RuntimeError(f"the training state is half changed ({self.busy_with}): it cannot be saved")
+        s.elapsed_s = self.elapsed_before + time.perf_counter() - self.started
+        if self.step != s.step:
+            self.path = save_checkpoint(s, self.run_dir, self.extra_config, list(self.skipped), self.keep)
+            self.step = s.step
+        return self.path
+
+    def kept_text(self) -> str:
+        """What remains on disk, for a message about a run that stops without saving."""
+        if self.step is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint {self.path} (step {self.step}) is kept"
+
+
+# --- reading and resuming -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Resume:
+    """The checkpoint a resumed run continues from."""
+
+    path: Path
+    payload: dict
+
+    @property
+    def step(self) -> int:
+        return self.payload["step"]
+
+    @property
+    def epoch(self) -> int:
+        return self.payload["epoch"]
+
+
+def step_files(folder: Path) -> list[Path]:
+    """The ``step_*.pt`` files in ``folder``, oldest first (by the step in the name)."""
+
+    def step_of(path: Path) -> int:
+        digits = path.stem.removeprefix("step_")
+        return int(digits) if digits.isdigit() else -1
+
+    return sorted(folder.glob("step_*.pt"), key=lambda p: (step_of(p), p.name))
+
+
+def _read(path: Path) -> dict:
+    """A cyc training checkpoint from ``path``: WeightsError when its bytes do not load, UsageError when they load
+    but are something else."""
+    from cyclegan_cli.weights import _torch_load  # one place that turns bad bytes into a one-line error
+
+    payload = _torch_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "optimizers" not in payload:
+        raise UsageError(f"--resume: {path} is not a resumable cyc training checkpoint")
+    return payload
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """Why a file did not load, short: without its name and the low-level exception text in parentheses."""
+    text = str(error).removeprefix(f"{path}: ")
+    return text[: text.index(" (")] if text.endswith(")") and " (" in text else text
+
+
+def load_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) -> Resume:
+    """The checkpoint to resume ``run_dir`` from: ``checkpoints/last.pt``, or where its bytes cannot be read, the
+    newest ``step_*.pt`` that can (``warn`` gets a one-line note naming both). Its layout is checked here, so a
+    damaged one is a one-line error naming the file, never a KeyError later."""
+    folder = run_dir / "checkpoints"
+    last = folder / "last.pt"
+    if not run_dir.is_dir():
+        raise UsageError(f"--resume: no run folder {run_dir} (check --name and --out)")
+    if not last.is_file():
+        raise UsageError(f"--resume: {run_dir} has no checkpoints/last.pt to resume from")
+    try:
+        resume = Resume(last, _read(last))
+    except WeightsError as damaged:
+        why = _reason(damaged, last)
+        candidates = list(reversed(step_files(folder)))  # newest first
+        resume = None
+        for path in candidates:
+            with contextlib.suppress(WeightsError, UsageError):
+                resume = Resume(path, _read(path))
+                break
+        if resume is None:
+            if candidates:
+                tried = f"none of its {len(candidates)} checkpoints/step_*.pt files reads either"
+            else:
+                tried = "there is no checkpoints/step_*.pt to fall back on"
+            raise WeightsError(f"--resume: {last} is damaged ({why}) and {tried}: the run cannot be resumed") from None
+        if warn is not None:
+            warn(f"{last} is damaged ({why}); resuming from {resume.path.name} instead")
+    check_layout(resume.payload, resume.path)
+    return resume
+
+
+def check_layout(payload: dict, path: Path) -> None:
+    """The parts of a checkpoint that resuming reads must be there, with the right kinds of values."""
+    problems = []
+    for key in ("config", "models", "optimizers", "schedulers", "pools", "rng"):
+        if not isinstance(payload.get(key), dict):
+            problems.append(f"no {key}" if key not in payload else f"{key} is {type(payload[key]).__name__}")
+    for key in ("epoch", "batch_in_epoch", "step"):
+        value = payload.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            problems.append(f"no {key}" if key not in payload else f"{key} is {value!r}")
+    if problems:
+        raise WeightsError(f"--resume: {path} is a damaged cyc checkpoint: {', '.join(problems)}")
+
+
+def restore_state(s: TrainState, ckpt: dict, source: Path | str = "the checkpoint") -> None:
+    """Put a checkpoint's models, optimizers, schedulers, pools, random states and position into ``s``."""
+    try:
+        for name in MODEL_NAMES:
+            getattr(s, name).load_state_dict(ckpt["models"][name], strict=True)
+        s.opt_G.load_state_dict(ckpt["optimizers"]["G"])
+        s.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+        s.sched_G.load_state_dict(ckpt["schedulers"]["G"])
+        s.sched_D.load_state_dict(ckpt["schedulers"]["D"])
+        if ckpt.get("scaler"):
+            s.scaler.load_state_dict(ckpt["scaler"])
+        s.pool_A.load_state_dict(ckpt["pools"]["A"], s.device, s.channels_last)
+        s.pool_B.load_state_dict(ckpt["pools"]["B"], s.device, s.channels_last)
+        python_state = ckpt["rng"]["python"]
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        cuda = ckpt["rng"].get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        s.epoch, s.batch_in_epoch, s.step = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), int(ckpt["step"])
+        s.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise WeightsError(f"--resume: {source}: cannot restore the training state from it ({reason})") from None
+
+
+def _fits(value, annotation: str) -> bool | None:
+    """Whether ``value`` is of the field type ``annotation`` ("int", "str | None", ...); None: a type not saved."""
+    kinds = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "None": lambda v: v is None,
+    }
+    names = [name.strip() for name in annotation.split("|")]
+    if not all(name in kinds for name in names):
+        return None
+    return any(kinds[name](value) for name in names)
+
+
+def check_saved_config(config: TrainConfig, saved: dict, source: Path | str) -> None:
+    """A checkpoint's settings must hold every fixed setting, and every setting it holds must have its type."""
+    problems = []
+    for f in fields(config):
+        if f.name in NOT_SAVED:
+            continue
+        if f.name not in saved:
+            if f.name not in RESUME_MAY_CHANGE:  # a setting that may change falls back to the one given
+                problems.append(f"no {f.name}")
+            continue
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if _fits(saved[f.name], annotation) is False:
+            problems.append(f"{f.name} is {saved[f.name]!r}, not {annotation}")
+    if problems:
+        raise WeightsError(f"--resume: {source} holds damaged settings: {'; '.join(problems)}")
+
+
+def merge_resume_config(
+    config: TrainConfig, saved: dict, explicit: set[str] | None, source: Path | str = "the checkpoint"
+) -> TrainConfig:
+    """The saved settings, with the ones the user gave again: those that may change replace the saved ones;
+    a fixed one (architecture, optimisation, transforms, seed) that differs is a usage error."""
+    check_saved_config(config, saved, source)
+    explicit = {f.name for f in fields(config)} if explicit is None else set(explicit)
+    merged = {}
+    for f in fields(config):
+        given = getattr(config, f.name)
+        if f.name not in saved or f.name in NOT_SAVED or f.name in ("name", "out"):  # where the run was found
+            merged[f.name] = given
+        elif f.name in explicit and f.name in RESUME_MAY_CHANGE:
+            merged[f.name] = given
+        elif f.name in explicit and given != saved[f.name]:
+            option = "--" + f.name.replace("_", "-")
+            raise UsageError(
+                f"--resume: {option} {given} differs from the run's {saved[f.name]}; a resumed run keeps its "
+                "architecture, optimisation and data settings (start a new run with another --name to change them)"
+            )
+        else:
+            merged[f.name] = saved[f.name]
+    merged["resume"] = True
+    return replace(config, **merged)
+
+
+def nothing_to_train(config: TrainConfig, resume: Resume) -> str | None:
+    """Why a resumed run has no step left to train (a one-line note), or None when it has."""
+    total_epochs = config.epochs + config.epochs_decay
+    if resume.epoch >= total_epochs:
+        return (
+            f"nothing to train: the run is at step {resume.step}, all {total_epochs} epochs done "
+            f"(--epochs {config.epochs} + --epochs-decay {config.epochs_decay}; raise either to continue)"
+        )
+    if config.max_steps is not None and resume.step >= config.max_steps:
+        return (
+            f"nothing to train: the run is at step {resume.step}, --max-steps {config.max_steps} "
+            "(raise --max-steps to continue)"
+        )
+    return None
