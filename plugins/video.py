@@ -11,13 +11,27 @@ Reader
 
 Writer
     Opens on the first frame (an output may be larger than its input, e.g. ``--compare``), encodes H.264 (libx264,
-    ``crf`` 18, yuv420p) or the codec asked for / the one that fits the container (VP9 for .webm), with the input
-    stream's time base and every frame's pts kept, so 29.97 (30000/1001) and variable frame rate stay exact. The
-    first audio stream of the input is copied packet for packet when the output container can carry its codec,
-    else re-encoded (AAC; Opus for .webm). Audio is muxed as the video goes (packets up to the current video
-    time), so memory stays bounded however long the file. Output goes to a temporary name renamed at commit;
-    ``abort()`` finishes what was written into a playable ``<stem>.partial<ext>``. Subtitle and data streams are
-    not carried over.
+    ``crf`` 18, yuv420p) or the codec asked for / the one that fits the container (VP9 for .webm, MPEG-4 part 2
+    for .avi), with the input stream's time base and every frame's pts kept, so 29.97 (30000/1001) and variable
+    frame rate stay exact. A frame the file gives no duration (MPEG-4 part 2 in MPEG-TS, FLV) lasts one period
+    of the stream's rate. The last video packet is muxed at the end with the duration that closes the track
+    where the video ends, so an MP4's average rate (frames over track length) is the input's: an encoder's
+    decode times need not keep the input's gaps to the tick.
+
+    An AVI stores no timestamps, only frame slots at one rate (an empty chunk is a dropped frame): it gets the
+    stream's rate as its time base (a gap in the frames becomes empty slots) and no B-frames, whose reordering
+    an AVI cannot express (H.264 in AVI reads back shifted or out of order).
+
+    The first audio stream of the input is carried over by ``cyc_plugins.audio``: copied when the output
+    container can hold its codec, else re-encoded, muxed as the video goes, trimmed to the video's end. Output
+    goes to a temporary name renamed at commit; ``abort()`` finishes what was written into a playable
+    ``<stem>.partial<ext>``. Subtitle and data streams are not carried over.
+
+Errors
+    Anything that makes one file unusable raises ``InputError`` with a one-line message naming it: FFmpeg's
+    errors, PyAV's ``ValueError`` where it refuses a conversion (a frame it cannot turn into RGB, audio whose
+    layout or rate changes mid-stream), and the ``OSError`` of a folder that cannot be made or read, or an
+    output name taken by a folder.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cyc_plugins.audio import AudioCopy, audio_codec_for, pyav
 from cyclegan_cli.atomic import temp_path_for
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, SourceInfo, WriteOptions, Writer
@@ -38,8 +53,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
-     ".3gp", ".ogv", ".mxf"}
+    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv .mxf".split()
 )
 
 # AVColorSpace (frame / stream tag) -> the swscale matrix name PyAV's reformat takes, and back.
@@ -47,25 +61,20 @@ _MATRIX_FROM_AVCOL = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE
 _AVCOL_FROM_MATRIX = {"ITU709": 1, "FCC": 4, "ITU601": 6, "SMPTE240M": 7, "BT2020": 9}
 _RANGE_MPEG, _RANGE_JPEG = 1, 2  # AVColorRange: limited (16-235) and full (0-255)
 
-# What the containers take when cyc picks: (video codec, audio codec to re-encode to).
-_CONTAINER_DEFAULTS = {".webm": ("libvpx-vp9", "libopus"), ".ogv": ("libtheora", "libvorbis")}
-_DEFAULT_CODECS = ("libx264", "aac")
+# The video codec cyc picks for a container (the audio one is cyc_plugins.audio's).
+_VIDEO_CODECS = {".webm": "libvpx-vp9", ".ogv": "libtheora", ".avi": "mpeg4"}
+_DEFAULT_VIDEO_CODEC = "libx264"
+# Containers that store frame slots at one rate instead of timestamps (see the module docstring).
+_SLOTTED = frozenset({".avi"})
+_MAX_SLOT_RATE = 240  # a time base finer than this many ticks a second is no frame rate: AVI would fill it
 # Containers that hold only a few video codecs: a --codec outside them is refused with a clear message.
 _WEBM_VIDEO = frozenset({"libvpx-vp9", "libvpx", "vp9", "vp8", "libaom-av1", "libsvtav1", "libdav1d", "av1"})
 
 
-def _av():
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - av is a core dependency
-        raise InputError(f"PyAV is not installed ({exc}); pip install av") from None
-    return av
-
-
 def _pyav_unavailable() -> str | None:
     try:
-        import av  # noqa: F401
-    except ImportError:
+        pyav()
+    except InputError:
         return "PyAV is not installed: pip install av"
     return None
 
@@ -80,7 +89,9 @@ class VideoReader(Reader):
 
     name = "video"
     kind = "video"
-    description = "video files (mp4, mkv, mov, avi, webm, ...) decoded with PyAV/FFmpeg; rotation and colour matrix applied"
+    description = (
+        "video files (mp4, mkv, mov, avi, webm, ...) decoded with PyAV/FFmpeg; rotation and colour matrix applied"
+    )
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -92,14 +103,18 @@ class VideoReader(Reader):
 
     def __init__(self, path: Path, *, max_frames: int | None = None):
         super().__init__(path, max_frames=max_frames)
-        av = _av()
+        av = pyav()
         self._container = None
         self._first = None  # the first decoded frame, kept from the check at open
         self._packets = None
         self._used = False
-        if not self.path.is_file():
-            raise InputError(f"{self.path}: no such file")
-        if self.path.stat().st_size == 0:
+        try:
+            if not self.path.is_file():
+                raise InputError(f"{self.path}: no such file")
+            empty = self.path.stat().st_size == 0
+        except OSError as exc:  # e.g. a folder on the way that may not be searched
+            raise InputError(f"{self.path}: cannot read: {_reason(exc)}") from None
+        if empty:
             raise InputError(f"{self.path}: cannot decode: an empty file")
         try:
             self._container = av.open(str(self.path), mode="r")
@@ -159,6 +174,7 @@ class VideoReader(Reader):
                 "codec": stream.codec_context.name,
                 "pix_fmt": first.format.name,
                 "time_base": stream.time_base,
+                "base_rate": Fraction(stream.base_rate) if stream.base_rate else None,  # FFmpeg's r_frame_rate
                 "rotation": self._rotation,
                 "color_matrix": matrix,
                 "color_range": "full" if color_range == _RANGE_JPEG else "limited",
@@ -192,17 +208,26 @@ class VideoReader(Reader):
         if self._used:
             raise RuntimeError("VideoReader.frames() may be called only once")
         self._used = True
-        av = _av()
+        av = pyav()
         index, end = 0, None
         source = self._decoded_with_first()
         while self.max_frames is None or index < self.max_frames:
             try:
-                converted = self._convert(next(source), index)
+                decoded = next(source)
             except StopIteration:
                 break
             except (av.FFmpegError, _BrokenStream) as exc:
                 raise InputError(
                     f"{self.path}: broken video stream after {index} good frame(s) (at frame {index}): {_reason(exc)}"
+                ) from None
+            try:
+                converted = self._convert(decoded, index)
+            except (av.FFmpegError, ValueError) as exc:
+                # swscale takes some pixel formats only as output (bgr4, rgb4: "Operation not supported"); PyAV
+                # raises ValueError where it refuses a conversion itself (a hardware frame, an argument it cannot
+                # map to swscale's).
+                raise InputError(
+                    f"{self.path}: cannot convert video frame {index} ({decoded.format.name}) to RGB: {_reason(exc)}"
                 ) from None
             yield converted
             index += 1
@@ -352,16 +377,19 @@ class VideoWriter(Writer):
 
     def __init__(self, path: Path, source: SourceInfo, options: WriteOptions):
         super().__init__(path, source, options)
-        _av()
+        pyav()
         self._tmp = temp_path_for(self.path)
         self._out = None  # output container, opened on the first frame
         self._video = None
         self._size = None  # (width, height) of the encoded pictures
         self._time_base: Fraction | None = None
+        self._first_pts: int | None = None
+        self._first_dts: Fraction | None = None  # decode time (seconds) of the first video packet
+        self._held = None  # the newest video packet, muxed when the next one comes (the last one at finish)
         self._last_pts: int | None = None
         self._end: Fraction | None = None  # end time (seconds) of the last frame written
         self._frames = 0
-        self._audio = None  # _AudioCopy, when the input has audio and it is kept
+        self._audio = None  # AudioCopy, when the input has audio and it is kept
         self._closed = False
         self._fps = source.info.fps or None
         self._color = None  # the YUV matrix the frames are encoded with (and tagged as), chosen at open
@@ -370,25 +398,42 @@ class VideoWriter(Writer):
 
     def _codecs(self) -> tuple[str, str]:
         suffix = self.path.suffix.lower()
-        video, audio = _CONTAINER_DEFAULTS.get(suffix, _DEFAULT_CODECS)
+        video, audio = _VIDEO_CODECS.get(suffix, _DEFAULT_VIDEO_CODEC), audio_codec_for(suffix)
         if self.options.codec:
             video = self.options.codec
             if suffix == ".webm" and video not in _WEBM_VIDEO:
                 raise InputError(f"{self.path}: a .webm file cannot hold {video}; use libvpx-vp9 or an AV1 codec")
         return video, audio
 
+    def _slot_rate(self, fps: Fraction) -> Fraction:
+        """The frame rate an AVI's slots run at: FFmpeg's base rate of the input stream (the NTSC grid of a
+        variable-rate phone clip, whose average rate is lower), else the average rate."""
+        base = self.source.info.extra.get("base_rate")
+        if base and fps <= base <= _MAX_SLOT_RATE:
+            return Fraction(base)
+        return fps
+
     def _open(self, frame: Frame, width: int, height: int) -> None:
-        av = _av()
+        av = pyav()
         video_codec, audio_codec = self._codecs()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        slotted = self.path.suffix.lower() in _SLOTTED
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder should be, a read-only place
+            raise InputError(f"{self.path}: cannot create the folder {self.path.parent}: {_reason(exc)}") from None
         time_base = frame.time_base or self.source.time_base
-        fps = self._fps or (Fraction(1, 1) / time_base if time_base and time_base.numerator == 1 and
-                            time_base.denominator <= 240 else Fraction(25))
-        if time_base is None:
-            time_base = Fraction(1) / fps
+        fps = self._fps or (
+            Fraction(1, 1) / time_base
+            if time_base and time_base.numerator == 1 and time_base.denominator <= _MAX_SLOT_RATE
+            else Fraction(25)
+        )
+        if time_base is None or (slotted and time_base < Fraction(1, _MAX_SLOT_RATE)):
+            time_base = 1 / self._slot_rate(fps) if slotted else Fraction(1) / fps
         self._time_base = Fraction(time_base)
         try:
-            out = av.open(str(self._tmp), mode="w")
+            # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
+            # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
+            out = av.open(str(self._tmp), mode="w", options={"avoid_negative_ts": "disabled"} if slotted else None)
         except (av.FFmpegError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot create the video file: {_reason(exc)}") from None
         self._out = out
@@ -396,7 +441,9 @@ class VideoWriter(Writer):
             try:
                 stream = out.add_stream(video_codec, rate=fps)
             except (av.FFmpegError, ValueError) as exc:
-                raise InputError(f"{self.path}: cannot encode {video_codec} into '{self.path.suffix}': {_reason(exc)}") from None
+                raise InputError(
+                    f"{self.path}: cannot encode {video_codec} into '{self.path.suffix}': {_reason(exc)}"
+                ) from None
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
             stream.time_base = self._time_base
@@ -417,9 +464,13 @@ class VideoWriter(Writer):
             stream.options = _encoder_options(video_codec, self.options.crf)
             if video_codec in ("libx264", "libx265"):
                 stream.thread_count = 0
+            if video_codec == "mpeg4" and slotted:
+                ctx.codec_tag = "XVID"  # what AVI players look for; FFmpeg's own tag is FMP4
+            if slotted:
+                ctx.max_b_frames = 0  # an AVI stores frames in decoding order only: no reordering
             self._video = stream
             if self.options.audio:
-                self._audio = _AudioCopy.open(self.source, out, audio_codec)
+                self._audio = AudioCopy.open(self.source, out, audio_codec)
             out.start_encoding()
         except InputError:
             self._discard()
@@ -431,7 +482,7 @@ class VideoWriter(Writer):
     # -- writing --------------------------------------------------------------------------------------------------
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        av = _av()
+        av = pyav()
         if self._closed:
             raise RuntimeError("write() after commit() or abort()")
         height, width = image.shape[:2]
@@ -442,6 +493,8 @@ class VideoWriter(Writer):
         if (image.shape[1], image.shape[0]) != (self._video.width, self._video.height):
             image = _resize(image, self._video.width, self._video.height)
         pts = self._pts_of(frame)
+        if self._first_pts is None:
+            self._first_pts = pts
         picture = av.VideoFrame.from_ndarray(image, format="rgb24")
         picture = picture.reformat(format="yuv420p", dst_colorspace=self._color, dst_color_range=_RANGE_MPEG)
         picture.pts = pts
@@ -450,15 +503,55 @@ class VideoWriter(Writer):
         with contextlib.suppress(AttributeError):
             picture.duration = duration
         try:
-            for packet in self._video.encode(picture):
-                self._out.mux(packet)
-            self._end = Fraction(pts + duration) * self._time_base
-            if self._audio is not None:
-                self._audio.copy_until(self._end)
+            self._mux_video(self._video.encode(picture))
         except av.FFmpegError as exc:
             raise InputError(f"{self.path}: cannot encode frame {frame.index}: {_reason(exc)}") from None
+        self._end = Fraction(pts + duration) * self._time_base
         self._last_pts = pts
         self._frames += 1
+        if self._audio is not None:
+            with self._audio_errors():
+                self._audio.copy_until(self._end)
+
+    def _mux_video(self, packets) -> None:
+        """Mux the encoder's packets one behind: the last one waits for ``_mux_last``."""
+        for packet in packets:
+            if self._first_dts is None and packet.dts is not None:
+                self._first_dts = Fraction(packet.dts) * Fraction(packet.time_base or self._time_base)
+            held, self._held = self._held, packet
+            if held is not None:
+                self._out.mux(held)
+
+    def _mux_last(self) -> None:
+        """Mux the last video packet with the duration that makes the track as long as the video.
+
+        An MP4 track lasts from the first packet's decode time to the last one's end, and its average rate is
+        frames over that; an encoder's decode times need not keep the input's gaps to the tick (x264 on 90 kHz
+        timestamps of 23.976 fps, 3754 and 3753 ticks apart), so the last packet's duration closes the track
+        where the video ends (first frame's start to last frame's end). Elsewhere it moves by a tick at most."""
+        packet, self._held = self._held, None
+        if packet is None:
+            return
+        if packet.dts is not None and None not in (self._first_dts, self._end, self._first_pts):
+            tb = Fraction(packet.time_base or self._time_base)
+            end = self._first_dts + self._end - self._first_pts * self._time_base
+            ticks = round(end / tb) - packet.dts
+            if ticks > 0:
+                packet.duration = ticks
+        self._out.mux(packet)
+
+    @contextlib.contextmanager
+    def _audio_errors(self):
+        """FFmpeg's errors while carrying the audio over, and PyAV's ValueError when re-encoding audio that
+        changes sample format, channel layout or rate mid-stream (its resampler is set up on the first frame),
+        as this file's ``InputError``."""
+        av = pyav()
+        try:
+            yield
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(
+                f"{self.path}: cannot write the audio of {self.source.path.name}: {_reason(exc)}"
+            ) from None
 
     def _pts_of(self, frame: Frame) -> int:
         """The frame's own pts in the output time base; made strictly increasing if the input's are not."""
@@ -477,6 +570,8 @@ class VideoWriter(Writer):
         return 1
 
     def _duration_of(self, frame: Frame) -> int:
+        """The frame's own duration in the output time base; one period of the stream's rate where the file
+        gives none (MPEG-4 part 2 in MPEG-TS, FLV), so the last frame ends where the input's does."""
         duration = frame.meta.get("duration")
         if duration and frame.time_base and Fraction(frame.time_base) != self._time_base:
             duration = round(Fraction(duration) * Fraction(frame.time_base) / self._time_base)
@@ -486,13 +581,14 @@ class VideoWriter(Writer):
 
     def _finish(self, *, whole: bool) -> None:
         """Flush the encoder, copy the audio left (all of it, or up to the video's end) and close the file."""
-        av = _av()
+        av = pyav()
         try:
-            for packet in self._video.encode(None):
-                self._out.mux(packet)
+            self._mux_video(self._video.encode(None))
+            self._mux_last()
             if self._audio is not None:
                 limited = self.source.max_frames is not None and self._frames >= self.source.max_frames
-                self._audio.finish(None if whole and not limited else self._end)
+                with self._audio_errors():
+                    self._audio.finish(None if whole and not limited else self._end)
             self._out.close()
         except av.FFmpegError as exc:
             raise InputError(f"{self.path}: cannot finish the video file: {_reason(exc)}") from None
@@ -510,7 +606,10 @@ class VideoWriter(Writer):
             raise InputError(f"{self.path}: no frame to write")
         try:
             self._finish(whole=True)
-            os.replace(self._tmp, self.path)
+            try:
+                os.replace(self._tmp, self.path)
+            except OSError as exc:  # the name is taken by a folder, the folder went read-only
+                raise InputError(f"{self.path}: cannot put the finished file in place: {_reason(exc)}") from None
         except BaseException:
             self._discard()
             raise
@@ -544,7 +643,7 @@ class VideoWriter(Writer):
             with contextlib.suppress(Exception):
                 self._out.close()
             self._out = None
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             self._tmp.unlink()
 
 
@@ -560,6 +659,9 @@ def _encoder_options(codec: str, crf: int) -> dict[str, str]:
         return {"crf": str(crf), "b": "0", "cpu-used": "6", "row-mt": "1"}
     if codec == "libsvtav1":
         return {"crf": str(crf), "preset": "8"}
+    if codec == "mpeg4":  # no CRF: one quantizer, 2 (best) .. 31, held by its bounds; crf 18 -> 3
+        quantizer = str(min(31, max(2, round(crf / 6))))
+        return {"qmin": quantizer, "qmax": quantizer}
     return {}
 
 
@@ -575,218 +677,7 @@ def _even(image: np.ndarray) -> np.ndarray:
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """A frame whose size differs from the stream's (should not happen in one video) is scaled to fit."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
-
-
-class _AudioCopy:
-    """The input's first audio stream, read from its own demuxer and muxed into the output as the video goes."""
-
-    def __init__(self, src, src_stream, out_stream, encode: bool):
-        self.src = src
-        self.src_stream = src_stream
-        self.out_stream = out_stream
-        self.encode = encode
-        self.packets = src.demux(src_stream)
-        self.pending = None  # a packet read past the current video time, kept for the next call
-        self.done = False
-        self.tb = Fraction(src_stream.time_base)
-        self.next_pts = None  # re-encoding: the next input sample's timestamp, in 1 / sample_rate
-
-    @classmethod
-    def open(cls, source: SourceInfo, out, audio_codec: str):
-        av = _av()
-        if not Path(source.path).is_file():
-            return None
-        try:
-            src = av.open(str(source.path), mode="r")
-        except av.FFmpegError:
-            return None
-        if not src.streams.audio:
-            src.close()
-            return None
-        src_stream = src.streams.audio[0]
-        if _remux_works(out.format.name, source.path):
-            try:
-                out_stream = out.add_stream_from_template(src_stream)  # a remux: the same packets
-                out_stream.time_base = src_stream.time_base
-                return cls(src, src_stream, out_stream, encode=False)
-            except (ValueError, av.FFmpegError):
-                pass
-        # This container cannot hold the input's audio as it is: re-encode it.
-        rate = src_stream.codec_context.sample_rate or 48000
-        if audio_codec == "libopus" or rate not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000,
-                                                   88200, 96000):
-            rate = 48000
-        if audio_codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-            rate = 48000
-        layout = src_stream.codec_context.layout.name if src_stream.codec_context.layout else "stereo"
-        if layout not in ("mono", "stereo"):
-            layout = "stereo"  # downmix anything else: every encoder and container takes these two
-        out_stream = out.add_stream(audio_codec, rate=rate)
-        with contextlib.suppress(Exception):
-            out_stream.layout = layout
-        if audio_codec == "aac":
-            out_stream.bit_rate = 192_000
-        elif audio_codec == "libopus":
-            out_stream.bit_rate = 128_000
-        out_stream.time_base = Fraction(1, rate)
-        return cls(src, src_stream, out_stream, encode=True)
-
-    def _next(self):
-        if self.pending is not None:
-            packet, self.pending = self.pending, None
-            return packet
-        if self.done:
-            return None
-        av = _av()
-        try:
-            while True:
-                packet = next(self.packets)
-                if packet.dts is not None or packet.pts is not None:
-                    return packet
-                if packet.size == 0 and packet.pts is None:  # the demuxer's flush packet: the end
-                    self.done = True
-                    return None
-        except (StopIteration, av.FFmpegError):  # the end, or a broken file: the video reader reports that
-            self.done = True
-            return None
-
-    def copy_until(self, end: Fraction | None) -> None:
-        """Mux the audio packets that end by ``end`` seconds (all that are left when ``end`` is None).
-
-        Only whole packets that end by the video's current end go in, so a run stopped at any point (Ctrl-C,
-        ``--max-frames``) has no audio past its last frame; the rest follows at commit."""
-        while True:
-            packet = self._next()
-            if packet is None:
-                return
-            if end is not None:
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if (Fraction(ts) + Fraction(packet.duration or 0)) * self.tb > end:
-                    self.pending = packet
-                    return
-            if self.encode:
-                self._reencode(packet, None)
-            else:
-                packet.stream = self.out_stream
-                self.out_stream.container.mux(packet)
-
-    def _reencode(self, packet, end: Fraction | None) -> None:
-        av = _av()
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            return  # a damaged audio packet: skipped, the video goes on
-        for frame in frames:
-            if end is not None:
-                frame = _trim_audio(frame, end)
-                if frame is None:
-                    continue
-            self._encode(frame)
-
-    def _encode(self, frame) -> None:
-        frame = _known_layout(frame)
-        # Count samples from where the input's audio starts, so the encoder gets gapless, increasing timestamps.
-        if self.next_pts is None:
-            start = Fraction(frame.pts) * Fraction(frame.time_base) if frame.pts is not None and frame.time_base else 0
-            self.next_pts = round(max(Fraction(0), Fraction(start)) * frame.sample_rate)
-        frame.pts = self.next_pts
-        frame.time_base = Fraction(1, frame.sample_rate)
-        self.next_pts += frame.samples
-        for out_packet in self.out_stream.encode(frame):
-            self.out_stream.container.mux(out_packet)
-
-    def finish(self, end: Fraction | None) -> None:
-        """Copy what is left: everything, or (``end`` given) only the audio that ends by ``end`` seconds; a
-        re-encoded stream is cut at ``end`` to the sample, a copied one at the last whole packet before it."""
-        self.copy_until(end)
-        if end is not None and self.encode:
-            packet = self._next()
-            if packet is not None:
-                self._reencode(packet, end)
-        if self.encode:
-            with contextlib.suppress(av_errors()):  # drain the audio decoder, then the encoder
-                for frame in self.src_stream.decode(None):
-                    frame = _trim_audio(frame, end) if end is not None else frame
-                    if frame is not None:
-                        self._encode(frame)
-            for out_packet in self.out_stream.encode(None):
-                self.out_stream.container.mux(out_packet)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.packets.close()
-        with contextlib.suppress(Exception):
-            self.src.close()
-
-
-def _remux_works(format_name: str, source: Path) -> bool:
-    """Whether the first audio stream of ``source`` can be copied into a ``format_name`` file: tried for real on
-    a scrap file in memory with its first packet (some refusals, such as an unordered channel layout in MP4,
-    only come when the trailer is written)."""
-    import io
-
-    av = _av()
-    try:
-        with av.logging.Capture(), av.open(str(source), mode="r") as src:
-            stream = src.streams.audio[0]
-            packet = next((p for p in src.demux(stream) if p.size), None)
-            with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
-                copy = trial.add_stream_from_template(stream)
-                copy.time_base = stream.time_base
-                trial.start_encoding()
-                if packet is not None:
-                    packet.stream = copy
-                    trial.mux(packet)
-    except (av.FFmpegError, ValueError, IndexError, OSError):
-        return False
-    return True
-
-
-def _known_layout(frame):
-    """A decoded frame whose channel layout has no order (e.g. PCM in Matroska: "2 channels") rebuilt as mono or
-    stereo, which the resampler in front of the encoder accepts."""
-    import numpy as np
-
-    av = _av()
-    if frame.layout.name in ("mono", "stereo") or not frame.layout.name.endswith("channels"):
-        return frame
-    count = len(frame.layout.channels)
-    array = frame.to_ndarray()
-    if not frame.format.is_planar:
-        array = array.reshape(-1, count).T
-    array = array[:2] if count >= 2 else array[:1]
-    planar = frame.format.name if frame.format.is_planar else frame.format.name + "p"
-    rebuilt = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(array), format=planar, layout="stereo" if count >= 2 else "mono"
-    )
-    rebuilt.sample_rate = frame.sample_rate
-    rebuilt.pts, rebuilt.time_base = frame.pts, frame.time_base
-    return rebuilt
-
-
-def av_errors():
-    return _av().FFmpegError
-
-
-def _trim_audio(frame, end: Fraction):
-    """The part of a decoded audio frame before ``end`` seconds; None when it starts at or after it."""
-    av = _av()
-    if frame.pts is None or frame.time_base is None:
-        return frame
-    start = Fraction(frame.pts) * Fraction(frame.time_base)
-    if start >= end:
-        return None
-    keep = int((end - start) * frame.sample_rate)
-    if keep >= frame.samples:
-        return frame
-    array = frame.to_ndarray()
-    array = array[:, :keep] if frame.format.is_planar else array[:, : keep * len(frame.layout.channels)]
-    trimmed = av.AudioFrame.from_ndarray(array, format=frame.format.name, layout=frame.layout.name)
-    trimmed.sample_rate = frame.sample_rate
-    trimmed.pts = frame.pts
-    trimmed.time_base = frame.time_base
-    return trimmed

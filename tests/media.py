@@ -1,8 +1,9 @@
 """Real media files made by the tests (nothing downloaded), and a probe that measures them by decoding.
 
-``make_video`` encodes a moving pattern (and an AAC sine tone) with PyAV; ``probe`` decodes a file and reports
-its frame count, rate, every frame's pts, duration and audio; ``make_images`` builds a nested folder of the
-still images that trip readers up (corrupt, empty, grayscale, RGBA, 16-bit, EXIF-rotated).
+``make_video`` encodes a moving pattern (and a sine tone) with PyAV; ``make_audio_switch`` a clip whose audio
+changes channel layout half way; ``probe`` decodes a file and reports its frame count, rate, every frame's pts,
+duration and audio; ``make_images`` builds a nested folder of the still images that trip readers up (corrupt,
+empty, grayscale, RGBA, 16-bit, EXIF-rotated).
 Keep the clips tiny: the test machines have two cores.
 """
 
@@ -61,6 +62,7 @@ def make_video(
     noise: bool = False,
     faststart: bool = False,
     fill: tuple[int, int, int] | None = None,
+    empty_slots: tuple[int, ...] = (),
 ) -> Path:
     """Write a real video: ``frames`` of the moving pattern at ``rate`` (or the VFR schedule), ``size`` = (w, h),
     plus a sine tone as long as the video (AAC; Opus in .webm) when ``audio``.
@@ -68,8 +70,12 @@ def make_video(
     ``rotate`` is the classic clockwise 'rotate' tag (90 = a phone held upright), stored as the display matrix.
     ``colorspace`` "bt709" / "bt601" converts RGB with that matrix and tags the stream with it.
     ``faststart`` puts the mp4 index first, so a file cut short still opens (a download that stopped).
-    ``codec`` defaults to libx264 (libvpx-vp9 for .webm).
+    ``codec`` defaults to libx264 (libvpx-vp9 for .webm, MPEG-4 part 2 for .avi, as Xvid writes); ``audio_codec``
+    to AAC (Opus for .webm, PCM for .avi: no encoder delay, which an AVI turns into an empty slot after frame 0).
     ``fill`` makes every frame one solid RGB colour instead of the pattern (colour checks).
+    ``empty_slots`` are frame periods with no frame (a constant-rate schedule with holes): the frames after one
+    come a period later. An AVI stores such a slot as an empty chunk, a dropped frame the player holds the
+    previous picture over; the AVI's frame count and rate count it, its decoded frames do not.
     """
     import av
 
@@ -83,13 +89,15 @@ def make_video(
         schedule = vfr_pts(frames, time_base)
     else:
         step = Fraction(1) / (rate * time_base)
-        schedule = [int(i * step) for i in range(frames)]
+        slots = [slot for slot in range(frames + len(empty_slots)) if slot not in empty_slots]
+        schedule = [int(slot * step) for slot in slots[:frames]]
     frame_duration = int(Fraction(1) / (rate * time_base))
     options = {"movflags": "+faststart"} if faststart else {}
+    suffix = path.suffix.lower()
     if codec is None:
-        codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
+        codec = {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(suffix, "libx264")
     if audio_codec is None:
-        audio_codec = "libopus" if path.suffix.lower() == ".webm" else "aac"
+        audio_codec = {".webm": "libopus", ".avi": "pcm_s16le"}.get(suffix, "aac")
     matrix = {"bt709": ("ITU709", 1), "bt601": ("ITU601", 6)}.get(colorspace or "", (None, None))
 
     with av.open(str(path), mode="w", options=options) as container:
@@ -160,30 +168,80 @@ def make_video(
     return path
 
 
+def make_audio_switch(path: str | Path, *, frames: int = 12, rate: Fraction = Fraction(24)) -> Path:
+    """An MPEG-TS clip whose AAC audio turns from stereo to mono half way (as broadcast recordings do at an ad
+    break): each ADTS frame carries its own channel configuration, so one audio stream holds both."""
+    import io
+
+    import av
+
+    path = Path(path)
+    seconds = Fraction(frames) / Fraction(rate)
+
+    def adts(layout: str, length: Fraction) -> bytes:
+        data = io.BytesIO()
+        with av.open(data, mode="w", format="adts") as container:
+            stream = container.add_stream("aac", rate=48000)
+            stream.layout = layout
+            channels = len(av.AudioLayout(layout).channels)
+            total, done = int(length * 48000), 0
+            while done < total:
+                n = min(1024, total - done)
+                tone = np.sin(2 * math.pi * TONE_HZ * np.arange(done, done + n) / 48000.0).astype(np.float32) * 0.3
+                frame = av.AudioFrame.from_ndarray(np.tile(tone, (channels, 1)), format="fltp", layout=layout)
+                frame.sample_rate, frame.pts = 48000, done
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                done += n
+            for packet in stream.encode():
+                container.mux(packet)
+        return data.getvalue()
+
+    audio = io.BytesIO(adts("stereo", seconds / 2) + adts("mono", seconds / 2))
+    with av.open(audio, mode="r", format="aac") as source, av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        sound = container.add_stream_from_template(source.streams.audio[0])
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(pattern(i, 32, 24), format="rgb24")
+            picture.pts, picture.time_base = i, 1 / Fraction(rate)
+            for packet in video.encode(picture):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        for packet in source.demux(source.streams.audio[0]):
+            if packet.size:
+                packet.stream = sound
+                container.mux(packet)
+    return path
+
+
 def probe(path: str | Path) -> dict:
     """Measure a video by decoding it all: what a viewer would get.
 
-    Keys: frames, rate (average_rate, a Fraction), pts (every frame's pts in seconds, in order), time_base,
+    Keys: frames, rate (average_rate, a Fraction), pts (every frame's pts in seconds, in order), durations (every
+    decoded frame's own duration in time_base units, 0 where the file gives none), time_base,
     duration (seconds from the first frame's start to the last frame's end), width, height, codec,
     rotation (display matrix, CCW degrees), audio (bool), audio_codec, audio_start, audio_duration (decoded
     samples / rate), audio_end (seconds).
     """
     import av
 
-    result: dict = {"audio": False, "audio_codec": None, "audio_duration": None, "audio_start": None,
-                    "audio_end": None}
+    result: dict = {"audio": False, "audio_codec": None, "audio_duration": None, "audio_start": None, "audio_end": None}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         result["rate"] = stream.average_rate
         result["time_base"] = stream.time_base
         result["codec"] = stream.codec_context.name
-        pts, last_duration, rotation = [], 0, 0
+        pts, durations, last_duration, rotation = [], [], 0, 0
         width = height = 0
         for frame in container.decode(stream):
             pts.append(float(frame.pts * frame.time_base))
+            durations.append(frame.duration or 0)
             last_duration = float((frame.duration or 0) * frame.time_base)
             width, height, rotation = frame.width, frame.height, frame.rotation
-        result.update(frames=len(pts), pts=pts, width=width, height=height, rotation=rotation)
+        result.update(frames=len(pts), pts=pts, durations=durations, width=width, height=height, rotation=rotation)
         if not last_duration and result["rate"]:
             last_duration = float(1 / result["rate"])
         result["duration"] = (pts[-1] + last_duration - pts[0]) if pts else 0.0
@@ -197,8 +255,12 @@ def probe(path: str | Path) -> dict:
                     start = float(frame.pts * frame.time_base)
                 samples += frame.samples
                 rate = frame.sample_rate
-            result.update(audio=True, audio_codec=sound.codec_context.name, audio_start=start or 0.0,
-                          audio_duration=samples / rate if rate else 0.0)
+            result.update(
+                audio=True,
+                audio_codec=sound.codec_context.name,
+                audio_start=start or 0.0,
+                audio_duration=samples / rate if rate else 0.0,
+            )
             result["audio_end"] = result["audio_start"] + result["audio_duration"]
     return result
 

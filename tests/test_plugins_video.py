@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media import make_audio_switch, make_video, pattern, probe
 
+from cyc_plugins.video import VideoReader, VideoWriter
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import SourceInfo, WriteOptions
-from cyc_plugins.video import VideoReader, VideoWriter
-from media import make_video, pattern, probe
 
 NTSC = Fraction(30000, 1001)
 FRAME = 1001 / 30000  # seconds
+FILM = Fraction(2997, 125)  # 23.976 as AVI headers hold it (OpenCV's Megamind.avi: 270 frames at this rate)
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +281,112 @@ def test_identity_round_trip_keeps_the_picture(clips, tmp_path):
     with VideoReader(clips["cfr"]) as a, VideoReader(out) as b:
         first_a, first_b = next(iter(a.frames())).image, next(iter(b.frames())).image
     assert np.abs(first_a.astype(int) - first_b.astype(int)).mean() < 3
+
+
+# --- frame rate and duration: AVI, frames without a duration ------------------------------------------------------
+
+
+def assert_rate_and_duration_kept(got: dict, want: dict, *, tick: float) -> None:
+    """The measures a player shows: frame count, average rate (as a fraction), every pts, total duration."""
+    assert got["frames"] == want["frames"]
+    assert got["rate"] == want["rate"], f"average rate {got['rate']} ({float(got['rate']):.4f}), not {want['rate']}"
+    assert np.allclose(got["pts"], want["pts"], atol=1e-9, rtol=0), "every frame keeps its timestamp"
+    assert abs(got["duration"] - want["duration"]) <= tick, (got["duration"], want["duration"])
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_avi_keeps_rate_duration_and_timestamps(tmp_path, suffix):
+    """An Xvid-style AVI at 2997/125 (the output takes the input's extension by default, so .avi -> .avi is the
+    common case): same frame count, the same average rate as a fraction, every pts, the same duration."""
+    src = make_video(tmp_path / "film.avi", frames=24, rate=FILM)
+    want = probe(src)
+    assert want["codec"] == "mpeg4" and want["rate"] == FILM and want["audio_codec"] == "pcm_s16le"
+    out = tmp_path / f"out{suffix}"
+    assert translate(src, out) == 24
+    got = probe(out)
+    assert_rate_and_duration_kept(got, want, tick=1e-6)
+    assert got["audio"] and abs(got["audio_end"] - want["audio_end"]) <= 0.03
+
+
+def test_avi_dropped_frame_slot_is_kept(tmp_path):
+    """An AVI with an empty chunk (a dropped frame; FFmpeg writes one after the first frame when AAC's or MP3's
+    encoder delay shifts the streams) keeps the slot empty in an .avi output, so its rate still counts it."""
+    src = make_video(tmp_path / "dropped.avi", frames=12, rate=FILM, empty_slots=(5,))
+    want = probe(src)
+    assert want["frames"] == 12 and want["rate"] == FILM
+    out = tmp_path / "out.avi"
+    translate(src, out)
+    assert_rate_and_duration_kept(probe(out), want, tick=1e-6)
+
+
+def test_frames_without_a_duration_end_on_the_stream_rate(tmp_path):
+    """MPEG-4 part 2 in MPEG-TS decodes to frames with no duration (FFmpeg cannot tell one: 90 kHz ticks, no
+    fixed VOP rate). The last one lasts a period of the stream's rate and the MP4 track ends where the video
+    does (x264's decode times are a tick off the input's 3754/3753-tick gaps), so the average rate and the
+    duration are the input's."""
+    # No audio: AAC's priming would start the video at 21.33 ms, which MP4's edit list holds to the millisecond.
+    src = make_video(tmp_path / "camera.ts", frames=24, rate=FILM, codec="mpeg4", audio=False)
+    want = probe(src)
+    assert set(want["durations"]) == {0}, "the decoded frames really carry no duration"
+    assert want["rate"] == Fraction(24000, 1001)  # FFmpeg's guess for 2997/125 without the AVI header
+    out = tmp_path / "out.mp4"
+    translate(src, out)
+    got = probe(out)
+    assert_rate_and_duration_kept(got, want, tick=float(got["time_base"]))
+    assert got["durations"][-1] > 0, "the last frame has a duration in the output"
+
+
+@pytest.mark.parametrize("kind", ["cfr", "vfr"])
+def test_mp4_to_avi_keeps_timestamps(clips, tmp_path, kind):
+    """An AVI has no timestamps, only frame slots at the stream rate: the NTSC grid, gaps as empty slots."""
+    out = tmp_path / "out.avi"
+    translate(clips[kind], out)
+    want, got = probe(clips[kind]), probe(out)
+    assert got["frames"] == 48
+    assert np.allclose(got["pts"], want["pts"], atol=1e-9, rtol=0), "every frame keeps its timestamp"
+    assert abs(got["duration"] - want["duration"]) <= 1e-6
+    assert got["rate"] == NTSC if kind == "cfr" else got["time_base"] == 1 / NTSC
+    assert out.stat().st_size < 200_000  # no run of empty chunks for every tick of a fine time base
+
+
+# --- errors that are not FFmpeg's --------------------------------------------------------------------------------
+
+
+def test_audio_changing_layout_mid_stream_is_an_input_error(tmp_path):
+    """Re-encoding audio that turns from stereo to mono half way: PyAV's resampler raises ValueError."""
+    src = make_audio_switch(tmp_path / "broadcast.ts")
+    out = tmp_path / "out.webm"  # the AAC is re-encoded to Opus
+    with pytest.raises(InputError, match=r"out\.webm.*audio") as caught:
+        translate(src, out, WriteOptions(crf=40))
+    assert "\n" not in str(caught.value)
+    assert not out.exists() and not list(tmp_path.glob(".*cyc-tmp*"))
+
+
+def test_frame_that_cannot_be_converted_is_an_input_error(clips, monkeypatch):
+    """PyAV raises ValueError for a conversion it cannot do (a hardware frame, an argument it cannot map to
+    swscale's); simulated with a colour matrix PyAV cannot map."""
+    import cyc_plugins.video as video
+
+    monkeypatch.setattr(video, "_color_of", lambda frame: (1.5, 1))
+    with VideoReader(clips["cfr"]) as reader:
+        with pytest.raises(InputError, match=r"cfr\.mp4.*frame 0") as caught:
+            next(iter(reader.frames()))
+    assert "\n" not in str(caught.value)
+
+
+def test_output_folder_that_cannot_be_made_is_an_input_error(clips, tmp_path):
+    (tmp_path / "taken").write_text("a file where the output folder should go")
+    out = tmp_path / "taken" / "film.mp4"
+    with pytest.raises(InputError, match="film.mp4"):
+        translate(clips["cfr"], out, max_frames=2)
+
+
+def test_output_name_taken_by_a_folder_is_an_input_error(clips, tmp_path):
+    out = tmp_path / "film.mp4"
+    out.mkdir()
+    with pytest.raises(InputError, match="film.mp4"):
+        translate(clips["cfr"], out, max_frames=2)
+    assert out.is_dir() and not list(tmp_path.glob(".*cyc-tmp*"))
 
 
 # --- stopping early ----------------------------------------------------------------------------------------------
