@@ -65,8 +65,10 @@ def make_run(root: Path, checkpoint: str | None) -> Path:
     run = root / "gpu-check"
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     state = generator.state_dict()
-    torch.save({"format": "cyc-checkpoint", "config": config, "models": {"G_AB": state, "G_BA": state}},
-               run / "checkpoints" / "last.pt")
+    torch.save(
+        {"format": "cyc-checkpoint", "config": config, "models": {"G_AB": state, "G_BA": state}},
+        run / "checkpoints" / "last.pt",
+    )
     return run
 
 
@@ -78,8 +80,14 @@ def build_tensorrt(run: Path, say) -> str | None:
     reason = tensorrt_unavailable_reason("cuda")
     if reason:
         return reason
-    request = ExportRequest(source=str(run), direction="AtoB", format="tensorrt", precision="fp16", device="cuda",
-                            profile=make_profile("1x3x256x256", "1x3x1080x1920", "8x3x1088x1920"))
+    request = ExportRequest(
+        source=str(run),
+        direction="AtoB",
+        format="tensorrt",
+        precision="fp16",
+        device="cuda",
+        profile=make_profile("1x3x256x256", "1x3x1080x1920", "8x3x1088x1920"),
+    )
     started = time.monotonic()
     run_export(request, say=say)
     say(f"TensorRT export + build: {time.monotonic() - started:.0f} s")
@@ -126,9 +134,13 @@ def main() -> int:
     if trt_reason:
         say(f"tensorrt: {trt_reason}")
 
-    rows = [("torch eager fp32", "torch", "fp32"), ("torch eager fp16", "torch", "fp16"),
-            ("torch.compile fp16 (CUDA graphs)", "torch-compile", "fp16"),
-            ("onnxruntime CUDA fp16", "onnxruntime", "fp16"), ("tensorrt fp16", "tensorrt", "fp16")]
+    rows = [
+        ("torch eager fp32", "torch", "fp32"),
+        ("torch eager fp16", "torch", "fp16"),
+        ("torch.compile fp16 (CUDA graphs)", "torch-compile", "fp16"),
+        ("onnxruntime CUDA fp16", "onnxruntime", "fp16"),
+        ("tensorrt fp16", "tensorrt", "fp16"),
+    ]
     reference = None
     table: list[tuple[str, list[str], str]] = []
     failed = False
@@ -208,13 +220,30 @@ def run_cyc(run: Path, work: Path, frames: int, deadline: float, say) -> None:
         for packet in video.encode():
             container.mux(packet)
     out = work / "clip_AtoB.mp4"
-    command = [sys.executable, "-m", "cyclegan_cli", "run", str(clip), "--checkpoint", str(run), "--out", str(out),
-               "--device", "cuda"]
+    command = [
+        sys.executable,
+        "-m",
+        "cyclegan_cli",
+        "run",
+        str(clip),
+        "--checkpoint",
+        str(run),
+        "--out",
+        str(out),
+        "--device",
+        "cuda",
+    ]
     say("cyc run: " + " ".join(command[2:]))
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                              timeout=max(10, deadline - time.monotonic()), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=max(10, deadline - time.monotonic()),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     except subprocess.TimeoutExpired:
         say("cyc run on 1080p: out of time")
         return
@@ -228,8 +257,10 @@ def run_cyc(run: Path, work: Path, frames: int, deadline: float, say) -> None:
         return
     with av.open(str(out)) as container:
         got = sum(1 for _ in container.decode(video=0))
-    say(f"cyc run on 1080p: {frames} frames in {seconds:.1f} s end to end ({frames / seconds:.1f} frames/s "
-        f"including start-up); output has {got} frames {'ok' if got == frames else 'MISMATCH'}")
+    say(
+        f"cyc run on 1080p: {frames} frames in {seconds:.1f} s end to end ({frames / seconds:.1f} frames/s "
+        f"including start-up); output has {got} frames {'ok' if got == frames else 'MISMATCH'}"
+    )
     for line in tail:
         print("    " + line)
 

@@ -88,7 +88,9 @@ def make_video(path: Path, frames: int, width: int, height: int) -> None:
         samples = int(48000 * frames * 1001 / 30000)
         tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)[None]
         for start in range(0, samples, 1024):
-            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono")
+            chunk = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono"
+            )
             chunk.sample_rate, chunk.pts = 48000, start
             container.mux(audio.encode(chunk))
         container.mux(audio.encode(None))
@@ -119,8 +121,8 @@ def short_job(runs: Path, video: Path, out: Path, engine: str, precision: str) -
     """Wall time of ``cyc run`` on the whole video in a fresh process: start-up and compilation included."""
     import subprocess
 
-    command = [sys.executable, "-m", "cyclegan_cli", "run", str(video), "--runs-dir", str(runs), "--out", str(out),
-               "--overwrite", "--engine", engine, "--precision", precision]  # fmt: skip
+    command = [sys.executable, "-m", "cyclegan_cli", "run", str(video), "--runs-dir", str(runs), "--out", str(out)]
+    command += ["--overwrite", "--engine", engine, "--precision", precision, "--device", "cpu"]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - started
@@ -146,14 +148,21 @@ def main() -> None:
         name, precision, _, _ = best[(256, 256)] if (256, 256) in best else ("torch", "fp32", 0, 0)
         e2e, engine_only = end_to_end(model, name, precision, video, tmp / "out.mp4")
         print(f"\npipeline, {args.video_frames} frames 256x256 with audio, {name} {precision}:")
-        print(f"  end to end {e2e:.2f} frames/s, engine alone {engine_only:.2f} frames/s, "
-              f"efficiency {e2e / engine_only:.2f}")  # fmt: skip
+        print(
+            f"  end to end {e2e:.2f} frames/s, engine alone {engine_only:.2f} frames/s, "
+            f"efficiency {e2e / engine_only:.2f}"
+        )
 
         runs = tmp / "runs"
         (runs / "bench" / "checkpoints").mkdir(parents=True)
-        torch.save({"format": "cyc-checkpoint", "config": {"ngf": 64, "n_blocks": 9},
-                    "models": {"G_AB": generator.state_dict(), "G_BA": generator.state_dict()}},
-                   runs / "bench" / "checkpoints" / "last.pt")  # fmt: skip
+        torch.save(
+            {
+                "format": "cyc-checkpoint",
+                "config": {"ngf": 64, "n_blocks": 9},
+                "models": {"G_AB": generator.state_dict(), "G_BA": generator.state_dict()},
+            },
+            runs / "bench" / "checkpoints" / "last.pt",
+        )
         eager = short_job(runs, video, tmp / "eager.mp4", "torch", "fp32")
         auto = short_job(runs, video, tmp / "auto.mp4", "auto", "auto")
         print(f"\nshort job, {args.video_frames} frames 256x256, `cyc run` wall time in a fresh process:")

@@ -59,8 +59,12 @@ class CanonicalCycleGAN:
         self.G_A, self.G_B = init_weights(ResnetGenerator(64, 9)), init_weights(ResnetGenerator(64, 9))
         self.D_A, self.D_B = init_weights(NLayerDiscriminator(64, 3)), init_weights(NLayerDiscriminator(64, 3))
         self.gan, self.cycle, self.idt = nn.MSELoss(), nn.L1Loss(), nn.L1Loss()
-        self.opt_G = torch.optim.Adam(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr, betas=(0.5, 0.999))
-        self.opt_D = torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr, betas=(0.5, 0.999))
+        self.opt_G = torch.optim.Adam(
+            itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr, betas=(0.5, 0.999)
+        )
+        self.opt_D = torch.optim.Adam(
+            itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr, betas=(0.5, 0.999)
+        )
         self.fake_A_pool, self.fake_B_pool = CanonicalPool(), CanonicalPool()
 
     def gan_loss(self, prediction, is_real: bool):
@@ -120,10 +124,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     random.seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, full-size networks "
-          f"(ngf 64, 9 blocks), median of {args.steps} steps after {args.warmup} warm-up")  # fmt: skip
-    print(f"{'size':>5} {'canonical s/step':>17} {'cyc s/step':>11} {'cyc/canonical':>14}"
-          f" {'cyc bf16+compile s/step':>24} {'speed-up':>9} {'compile s':>10}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, full-size networks "
+        f"(ngf 64, 9 blocks), median of {args.steps} steps after {args.warmup} warm-up"
+    )
+    print(
+        f"{'size':>5} {'canonical s/step':>17} {'cyc s/step':>11} {'cyc/canonical':>14}"
+        f" {'cyc bf16+compile s/step':>24} {'speed-up':>9} {'compile s':>10}"
+    )
     for size in args.sizes:
         a, b = torch.rand(1, 3, size, size) * 2 - 1, torch.rand(1, 3, size, size) * 2 - 1
         canonical, cyc = CanonicalCycleGAN(), cyc_stepper(size)
@@ -147,8 +155,10 @@ def main() -> None:
             fast_text = f"{fast_s:>24.3f} {canon_s / fast_s:>8.2f}x {compile_s:>10.1f}"
             del fast
         print(f"{size:>5} {canon_s:>17.3f} {cyc_s:>11.3f} {cyc_s / canon_s:>14.3f} {fast_text}", flush=True)
-    print("cyc/canonical <= 1.05 means the default loop costs nothing over the canonical one; "
-          "speed-up = canonical s/step over cyc bf16+compile s/step.")  # fmt: skip
+    print(
+        "cyc/canonical <= 1.05 means the default loop costs nothing over the canonical one; "
+        "speed-up = canonical s/step over cyc bf16+compile s/step."
+    )
 
 
 if __name__ == "__main__":

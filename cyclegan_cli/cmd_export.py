@@ -49,19 +49,44 @@ def _shape(ctx, param, value: str) -> str:
 )
 @click.option("--fp16", "fp16", is_flag=True, help="Shorthand for --precision fp16.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset version.")
-@click.option("--min-shape", default=_DEFAULT_MIN, show_default=True, callback=_shape, metavar="NxCxHxW",
-              help="Smallest input the TensorRT engine accepts.")
-@click.option("--opt-shape", default=_DEFAULT_OPT, show_default=True, callback=_shape, metavar="NxCxHxW",
-              help="Input shape the TensorRT engine is tuned for.")
-@click.option("--max-shape", default=_DEFAULT_MAX, show_default=True, callback=_shape, metavar="NxCxHxW",
-              help="Largest input the TensorRT engine accepts.")
-@click.option("--workspace", type=click.FloatRange(min=0.25), default=4.0, show_default=True, metavar="GIB",
-              help="GPU scratch memory TensorRT may use while building, in GiB.")
+@click.option(
+    "--min-shape",
+    default=_DEFAULT_MIN,
+    show_default=True,
+    callback=_shape,
+    metavar="NxCxHxW",
+    help="Smallest input the TensorRT engine accepts.",
+)
+@click.option(
+    "--opt-shape",
+    default=_DEFAULT_OPT,
+    show_default=True,
+    callback=_shape,
+    metavar="NxCxHxW",
+    help="Input shape the TensorRT engine is tuned for.",
+)
+@click.option(
+    "--max-shape",
+    default=_DEFAULT_MAX,
+    show_default=True,
+    callback=_shape,
+    metavar="NxCxHxW",
+    help="Largest input the TensorRT engine accepts.",
+)
+@click.option(
+    "--workspace",
+    type=click.FloatRange(min=0.25),
+    default=4.0,
+    show_default=True,
+    metavar="GIB",
+    help="GPU scratch memory TensorRT may use while building, in GiB.",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for the files (default: the run's export/).")
 @device_option
 @debug_option
-def export(source, runs_dir, direction, fmt, precision, fp16, opset, min_shape, opt_shape, max_shape, workspace, out,
-           device) -> None:
+def export(
+    source, runs_dir, direction, fmt, precision, fp16, opset, min_shape, opt_shape, max_shape, workspace, out, device
+) -> None:
     """Export a trained generator to ONNX, and build a TensorRT engine where a GPU and TensorRT exist.
 
     SOURCE is a run folder, a checkpoint .pt, a .safetensors generator or an official CycleGAN .pth

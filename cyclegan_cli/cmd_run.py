@@ -36,20 +36,45 @@ from cyclegan_cli.options import (
 )
 @device_option
 @precision_option()
-@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Frames of one size per batch.")
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Frames of one size per batch."
+)
 @click.option("--size", metavar="N|WxH", help="Resize frames first: N scales the shorter side to N, WxH is exact.")
-@click.option("--max-frames", type=click.IntRange(1), help="Translate only the first N frames of each video (a preview).")
+@click.option(
+    "--max-frames", type=click.IntRange(1), help="Translate only the first N frames of each video (a preview)."
+)
 @click.option("--compare", is_flag=True, help="Write input and output side by side.")
 @click.option("--ext", help="Image output format, e.g. png or .jpg (default: the input's).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG / WebP quality.")
 @click.option("--codec", help="Video codec, e.g. libx264, libx265, libvpx-vp9 (default: one that fits the container).")
-@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Video quality (lower is better).")
+@click.option(
+    "--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Video quality (lower is better)."
+)
 @click.option("--no-audio", is_flag=True, help="Drop the audio track instead of copying it.")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a big job).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (inputs are never overwritten).")
 @debug_option
-def run(inputs, direction, checkpoint, runs_dir, out, engine, device, precision, batch_size, size, max_frames,
-        compare, ext, quality, codec, crf, no_audio, skip_existing, overwrite) -> None:  # fmt: skip
+def run(
+    inputs,
+    direction,
+    checkpoint,
+    runs_dir,
+    out,
+    engine,
+    device,
+    precision,
+    batch_size,
+    size,
+    max_frames,
+    compare,
+    ext,
+    quality,
+    codec,
+    crf,
+    no_audio,
+    skip_existing,
+    overwrite,
+) -> None:
     """Translate images, folders, globs and videos.
 
     \b

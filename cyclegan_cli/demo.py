@@ -85,12 +85,38 @@ def main(root: Path = Path("demo"), steps: int = 600) -> None:
     _video(colour[0], root / "pan.mp4")
     print(f"made {root}/data (trainA: colour photos, trainB: grayscale photos) and {root}/pan.mp4")
 
-    _cyc("train", str(root / "data"), "--name", "colour2gray", "--out", str(root / "runs"), "--load-size", "72",
-         "--crop-size", "64", "--ngf", "16", "--n-blocks", "3", "--max-steps", str(steps), "--save-every", "200",
-         "--sample-every", "100")  # fmt: skip
+    _cyc(
+        "train",
+        str(root / "data"),
+        "--name",
+        "colour2gray",
+        "--out",
+        str(root / "runs"),
+        "--load-size",
+        "72",
+        "--crop-size",
+        "64",
+        "--ngf",
+        "16",
+        "--n-blocks",
+        "3",
+        "--max-steps",
+        str(steps),
+        "--save-every",
+        "200",
+        "--sample-every",
+        "100",
+    )
     _cyc("run", str(root / "data" / "testA"), "--runs-dir", str(root / "runs"), "--out", str(root / "out"))
-    _cyc("run", str(root / "pan.mp4"), "--runs-dir", str(root / "runs"), "--compare", "--out",
-         str(root / "out" / "pan_compare.mp4"))  # fmt: skip
+    _cyc(
+        "run",
+        str(root / "pan.mp4"),
+        "--runs-dir",
+        str(root / "runs"),
+        "--compare",
+        "--out",
+        str(root / "out" / "pan_compare.mp4"),
+    )
     _cyc("export", "--runs-dir", str(root / "runs"), "--format", "onnx")
     print(f"\nDone. Samples from training: {root}/runs/colour2gray/samples/, translations: {root}/out/")
 

@@ -82,9 +82,7 @@ def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:
     return per_size
 
 
-def choose_engine(
-    requested: str, model: ModelSource, device: str, precision: str, per_size: Counter
-) -> EngineChoice:
+def choose_engine(requested: str, model: ModelSource, device: str, precision: str, per_size: Counter) -> EngineChoice:
     if model.exported is not None:
         return _engine_for_file(requested, model.exported, device, precision)
     if requested != "auto":
@@ -140,7 +138,11 @@ def _engine_for_file(requested: str, path: Path, device: str, precision: str) ->
         if reason is None and built not in cls.precisions:
             reason = f"does not compute {built}"
         if reason is None:
-            why = "chosen with --engine" if requested != "auto" else f"the first engine that runs {built} '{suffix}' files here"
+            why = (
+                "chosen with --engine"
+                if requested != "auto"
+                else f"the first engine that runs {built} '{suffix}' files here"
+            )
             return EngineChoice(name, built, why)
         problems.append(f"{name} {reason}")
     raise EngineUnavailable(f"{path}: no engine here runs this {built} '{suffix}' file ({'; '.join(problems)})")

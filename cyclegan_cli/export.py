@@ -335,8 +335,18 @@ def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: Export
         for p in parity:
             say(f"  ONNX Runtime vs PyTorch fp32, {p.line()}")
         _check_parity(final, parity, fp16)
-    write_sidecar(final, sidecar(kind="onnx", file=final, info=info, precision=req.precision, opset=req.opset,
-                                 versions=versions, parity=parity))
+    write_sidecar(
+        final,
+        sidecar(
+            kind="onnx",
+            file=final,
+            info=info,
+            precision=req.precision,
+            opset=req.opset,
+            versions=versions,
+            parity=parity,
+        ),
+    )
     return final, parity, info
 
 
@@ -360,16 +370,33 @@ def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, version
     _, engine_name = file_names(info.direction, req.precision, gpu.tag)
     engine_file = onnx_file.with_name(engine_name)
     p = req.profile
-    say(f"  TensorRT {gpu.tensorrt} on {gpu.name} (sm {gpu.compute_capability}): building {engine_file.name}, "
-        f"shapes {format_shape(p.min)} .. {format_shape(p.opt)} .. {format_shape(p.max)}")
+    say(
+        f"  TensorRT {gpu.tensorrt} on {gpu.name} (sm {gpu.compute_capability}): building {engine_file.name}, "
+        f"shapes {format_shape(p.min)} .. {format_shape(p.opt)} .. {format_shape(p.max)}"
+    )
     seconds = build_engine(
-        onnx_file, engine_file, p, workspace_gib=req.workspace_gib,
+        onnx_file,
+        engine_file,
+        p,
+        workspace_gib=req.workspace_gib,
         device=req.device if req.device != "auto" else "cuda",
-        timing_cache=Path(req.timing_cache) if req.timing_cache else None, label=engine_file.name,
+        timing_cache=Path(req.timing_cache) if req.timing_cache else None,
+        label=engine_file.name,
     )
     say(f"  built in {seconds:.0f} s")
-    write_sidecar(engine_file, sidecar(kind="tensorrt", file=engine_file, info=info, precision=req.precision,
-                                       opset=req.opset, versions=versions, profile=p, gpu=gpu,
-                                       onnx_file=onnx_file.name,
-                                       extra={"workspace_gib": req.workspace_gib, "build_seconds": round(seconds, 1)}))
+    write_sidecar(
+        engine_file,
+        sidecar(
+            kind="tensorrt",
+            file=engine_file,
+            info=info,
+            precision=req.precision,
+            opset=req.opset,
+            versions=versions,
+            profile=p,
+            gpu=gpu,
+            onnx_file=onnx_file.name,
+            extra={"workspace_gib": req.workspace_gib, "build_seconds": round(seconds, 1)},
+        ),
+    )
     return engine_file

@@ -95,7 +95,9 @@ def plan_jobs(
         try:
             writer = registry.writer_for(output)
         except InputError:
-            raise UsageError(f"{output}: no writer for '{output.suffix}' files; choose another --out or --ext") from None
+            raise UsageError(
+                f"{output}: no writer for '{output.suffix}' files; choose another --out or --ext"
+            ) from None
         plan.jobs.append(Job(source=source.path, output=output, reader=source.reader, writer=writer))
     _check_outputs(plan, overwrite, skip_existing)
     return plan
@@ -161,7 +163,9 @@ def _check_outputs(plan: Plan, overwrite: bool, skip_existing: bool) -> None:
     inputs = {job.source.resolve() for job in plan.jobs}
     clashes = [o for o, n in Counter(job.output.resolve() for job in plan.jobs).items() if n > 1]
     if clashes:
-        raise UsageError(f"{clashes[0]}: several inputs would be written to this one output; use separate --out folders")
+        raise UsageError(
+            f"{clashes[0]}: several inputs would be written to this one output; use separate --out folders"
+        )
     for job in plan.jobs:
         if job.output.resolve() in inputs:
             raise UsageError(f"{job.output}: this output would overwrite an input; choose another --out")

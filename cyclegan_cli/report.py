@@ -132,13 +132,16 @@ def print_summary(console: Console, report) -> None:
     bad = stats.count("failed") + stats.count("interrupted")
     table.add_row("failed", f"[red]{bad}[/red]" if bad else "0")
     table.add_row("frames", str(stats.frames))
-    table.add_row("frames/s", f"{stats.fps:.2f} (engine alone {stats.frames / stats.engine_seconds:.2f})"
-                  if stats.engine_seconds else "-")
+    table.add_row(
+        "frames/s",
+        f"{stats.fps:.2f} (engine alone {stats.frames / stats.engine_seconds:.2f})" if stats.engine_seconds else "-",
+    )
     table.add_row("engine", escape(f"{report.engine} ({report.reason})"))
     table.add_row("time to first frame", f"{report.setup_seconds:.1f} s")
     console.print(table)
     for result in stats.results:
         if result.status in ("failed", "interrupted"):
             kept = f" (kept {result.partial})" if result.partial else ""
-            console.print(f"failed: {result.message or result.job.source}{kept}", highlight=False, markup=False,
-                          soft_wrap=True)
+            console.print(
+                f"failed: {result.message or result.job.source}{kept}", highlight=False, markup=False, soft_wrap=True
+            )

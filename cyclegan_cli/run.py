@@ -171,4 +171,3 @@ def _first_frame_size(per_size) -> tuple[int, int] | None:
 
 def failed(results: list[JobResult]) -> list[JobResult]:
     return [r for r in results if r.status in ("failed", "interrupted")]
-

@@ -201,12 +201,18 @@ def build_engine(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
     start = time.monotonic()
     with Progress(*columns, console=console, transient=True) as progress:
-        overall = progress.add_task(f"building {label or engine_path.name} (minutes; cached tactics make it faster)",
-                                    total=None)
+        overall = progress.add_task(
+            f"building {label or engine_path.name} (minutes; cached tactics make it faster)", total=None
+        )
         monitor = _progress_monitor(trt, progress)
         if monitor is not None:
             config.progress_monitor = monitor

@@ -195,8 +195,9 @@ class TensorRTEngine(Engine):
             x = x.contiguous()
             if not self._context.set_input_shape(self._input, shape):
                 raise CycError(f"{self.path.name}: TensorRT refused input shape {shape}")
-            y = torch.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=self._out_dtype,
-                            device=self.device)
+            y = torch.empty(
+                tuple(self._context.get_tensor_shape(self._output)), dtype=self._out_dtype, device=self.device
+            )
             self._context.set_tensor_address(self._input, x.data_ptr())
             self._context.set_tensor_address(self._output, y.data_ptr())
             if not self._context.execute_async_v3(self._stream.cuda_stream):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import make_generator, write_run
+
 
 def pytest_collection_modifyitems(config, items):
     import torch
@@ -16,36 +18,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def make_generator(seed: int = 0, ngf: int = 8, n_blocks: int = 2):
-    import torch
-
-    from cyclegan_cli.models import ResnetGenerator, init_weights
-
-    torch.manual_seed(seed)
-    generator = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks), gain=0.2)
-    return generator.eval()
-
-
-def write_run(root: Path, name: str = "tiny", ngf: int = 8, n_blocks: int = 2) -> Path:
-    """A run folder as ``cyc train`` leaves it mid-training: only ``checkpoints/last.pt``."""
-    import torch
-
-    from cyclegan_cli.weights import CHECKPOINT_FORMAT
-
-    run = root / name
-    (run / "checkpoints").mkdir(parents=True)
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "config": {"ngf": ngf, "n_blocks": n_blocks, "domain_a": "horse", "domain_b": "zebra"},
-        "models": {
-            "G_AB": make_generator(1, ngf, n_blocks).state_dict(),
-            "G_BA": make_generator(2, ngf, n_blocks).state_dict(),
-        },
-    }
-    torch.save(checkpoint, run / "checkpoints" / "last.pt")
-    return run
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,9 @@ def test_plugins_lists_every_engine_and_prints_install_hints_verbatim():
 
 
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cyclegan_cli", "run", str(tmp_path / "missing.jpg"), "--debug"],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "cyclegan_cli", "run", str(tmp_path / "missing.jpg"), "--debug"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "Traceback" in result.stderr

@@ -10,7 +10,7 @@ import pytest
 from cyclegan_cli import registry
 from cyclegan_cli.framing import from_output_array, to_input_array, to_input_tensor, to_uint8_frames
 from cyclegan_cli.plugin_api import ModelSource
-from tests.conftest import make_generator
+from tests.helpers import make_generator
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,42 +10,32 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cyclegan_cli.cli import cli
+from tests.helpers import make_generator, write_run
 
 TRT_HINT = "pip install 'cyclegan-cli[tensorrt]'"
-SIDECAR_KEYS = {"format", "kind", "file", "direction", "generator", "domains", "input", "output", "shapes",
-                "precision", "opset", "versions", "created", "parity", "architecture"}
-
-
-def _generator(seed: int):
-    import torch
-
-    from cyclegan_cli.models import ResnetGenerator, init_weights
-
-    torch.manual_seed(seed)
-    return init_weights(ResnetGenerator(ngf=8, n_blocks=2), gain=0.2).eval()
-
-
-def _make_run(runs: Path, name: str = "tiny") -> Path:
-    import torch
-
-    run = runs / name
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save(
-        {
-            "format": "cyc-checkpoint",
-            "config": {"ngf": 8, "n_blocks": 2, "domain_a": "horse", "domain_b": "zebra"},
-            "models": {"G_AB": _generator(1).state_dict(), "G_BA": _generator(2).state_dict()},
-        },
-        run / "checkpoints" / "last.pt",
-    )
-    return run
+SIDECAR_KEYS = {
+    "format",
+    "kind",
+    "file",
+    "direction",
+    "generator",
+    "domains",
+    "input",
+    "output",
+    "shapes",
+    "precision",
+    "opset",
+    "versions",
+    "created",
+    "parity",
+    "architecture",
+}
 
 
 def _invoke(*args: str):
@@ -68,7 +58,7 @@ def no_tensorrt(monkeypatch):
 def exported(tmp_path_factory):
     """A tiny run exported twice through the CLI: fp32 (--format onnx) and fp16 (--format auto, TensorRT absent)."""
     runs = tmp_path_factory.mktemp("runs")
-    run = _make_run(runs)
+    run = write_run(runs)
     with pytest.MonkeyPatch.context() as monkeypatch:
         _hide_tensorrt(monkeypatch)
         fp32 = _invoke(str(run), "--format", "onnx")
@@ -187,8 +177,14 @@ def test_sidecars_complete(exported):
         assert data["direction"] == direction and data["precision"] == precision and data["opset"] == 18
         assert data["domains"]["a"] == "horse" and data["domains"]["b"] == "zebra"
         assert data["domains"]["to"] == ("zebra" if direction == "AtoB" else "horse")
-        assert data["input"] == {"name": "input", "layout": "NCHW", "channels": "RGB", "range": [-1.0, 1.0],
-                                 "dtype": "float32", "height_width_multiple_of": 4}
+        assert data["input"] == {
+            "name": "input",
+            "layout": "NCHW",
+            "channels": "RGB",
+            "range": [-1.0, 1.0],
+            "dtype": "float32",
+            "height_width_multiple_of": 4,
+        }
         assert data["output"]["name"] == "output"
         assert data["shapes"]["dynamic_axes"] == {"0": "N", "2": "H", "3": "W"}
         assert {"cyc", "torch", "onnx", "onnxruntime", "tensorrt"} <= data["versions"].keys()
@@ -200,7 +196,7 @@ def test_sidecars_complete(exported):
 def test_fp32_parity_failure_exits_1_and_keeps_nothing(tmp_path, monkeypatch):
     from cyclegan_cli import onnx_graph
 
-    run = _make_run(tmp_path)
+    run = write_run(tmp_path)
     real = onnx_graph.compare_with_torch
 
     def off_by_a_lot(*args, **kwargs):
@@ -219,7 +215,7 @@ def test_official_pth_exports_atob_beside_it(tmp_path):
 
     weights = tmp_path / "models" / "horse2zebra.pth"
     weights.parent.mkdir()
-    torch.save(_generator(3).state_dict(), weights)
+    torch.save(make_generator(3).state_dict(), weights)
     result = _invoke(str(weights), "--format", "onnx")
     assert result.exit_code == 0, result.output
     export = tmp_path / "models" / "export"
@@ -239,7 +235,7 @@ def test_auto_fp16_without_tensorrt_says_one_line(exported):
 
 
 def test_format_tensorrt_without_tensorrt_exits_1(tmp_path, no_tensorrt):
-    run = _make_run(tmp_path)
+    run = write_run(tmp_path)
     result = _invoke(str(run), "--format", "tensorrt", "--fp16")
     assert result.exit_code == 1
     assert TRT_HINT in result.output and "NVIDIA GPU" in result.output
@@ -291,7 +287,7 @@ def test_parse_shape_and_defaults():
     ],
 )
 def test_bad_shapes_exit_2(tmp_path, args, message):
-    run = _make_run(tmp_path)
+    run = write_run(tmp_path)
     result = _invoke(str(run), *args)
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -302,9 +298,15 @@ def test_bad_shapes_exit_2(tmp_path, args, message):
 
 
 def _engine_sidecar(gpu="NVIDIA H200", cc="9.0", trt="10.12.0.36", direction="AtoB", precision="fp16"):
-    return {"format": "cyc-export", "kind": "tensorrt", "direction": direction, "precision": precision,
-            "gpu": {"name": gpu, "compute_capability": cc}, "tensorrt": trt,
-            "shapes": {"profile": {"min": [1, 3, 256, 256], "opt": [1, 3, 720, 1280], "max": [4, 3, 1088, 1920]}}}
+    return {
+        "format": "cyc-export",
+        "kind": "tensorrt",
+        "direction": direction,
+        "precision": precision,
+        "gpu": {"name": gpu, "compute_capability": cc},
+        "tensorrt": trt,
+        "shapes": {"profile": {"min": [1, 3, 256, 256], "opt": [1, 3, 720, 1280], "max": [4, 3, 1088, 1920]}},
+    }
 
 
 def test_sidecar_mismatch():

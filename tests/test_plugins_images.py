@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_image, make_images, pattern
 from PIL import Image
 
 from cyc_plugins.images import ImageReader, ImageWriter
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import WriteOptions
+from tests.helpers import make_image, make_images, pattern
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,9 @@ def test_make_images_builds_a_nested_folder(images):
     assert images["empty_png"].stat().st_size == 0
 
 
-@pytest.mark.parametrize("suffix, fmt", [(".jpg", "JPEG"), (".png", "PNG"), (".webp", "WEBP"), (".bmp", "BMP"),
-                                         (".tif", "TIFF")])
+@pytest.mark.parametrize(
+    "suffix, fmt", [(".jpg", "JPEG"), (".png", "PNG"), (".webp", "WEBP"), (".bmp", "BMP"), (".tif", "TIFF")]
+)
 def test_format_is_preserved(tmp_path, suffix, fmt):
     src = make_image(tmp_path / f"in{suffix}")
     info, frame = read_one(src)

@@ -1,6 +1,6 @@
 """The PyAV video reader and writer on real files: frames, timestamps, rate, audio, rotation, colour, failures.
 
-Every clip is made here (tests/media.py) and kept tiny (64x48, <= 48 frames): these run on two shared cores.
+Every clip is made here (tests/helpers.py) and kept tiny (64x48, <= 48 frames): these run on two shared cores.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_audio_switch, make_video, pattern, probe
 
 from cyc_plugins.video import VideoReader, VideoWriter
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import SourceInfo, WriteOptions
+from tests.helpers import make_audio_switch, make_video, pattern, probe
 
 NTSC = Fraction(30000, 1001)
 FRAME = 1001 / 30000  # seconds

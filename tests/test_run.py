@@ -15,7 +15,7 @@ from cyclegan_cli import registry
 from cyclegan_cli.cli import cli
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.weights import load_generator
-from tests.media import make_images, make_video, probe
+from tests.helpers import make_images, make_video, probe
 
 
 def cyc(*args: str):
@@ -90,8 +90,9 @@ def test_batches_keep_order_and_match_single_frames(tiny_runs, tmp_path):
     (tmp_path / "in").mkdir()
     for i, (w, h) in enumerate(sizes):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "in" / f"{i}.png")
-    result = cyc("run", tmp_path / "in", "--runs-dir", tiny_runs, "--engine", "torch", "--precision", "fp32",
-                 "--batch-size", "3")
+    result = cyc(
+        "run", tmp_path / "in", "--runs-dir", tiny_runs, "--engine", "torch", "--precision", "fp32", "--batch-size", "3"
+    )
     assert result.exit_code == 0, result.output
     generator, _ = load_generator(tiny_runs / "tiny", "AtoB")
     engine = registry.load("engines", "torch")(ModelSource(Path("x"), "AtoB", generator=generator))
@@ -108,8 +109,17 @@ def test_skip_existing_resumes_a_folder_job(tiny_runs, tmp_path):
     assert first.exit_code == 0, first.output
     again = cyc("run", tmp_path / "*.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch")
     assert again.exit_code == 2 and "--skip-existing" in again.output
-    resumed = cyc("run", tmp_path / "*.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch",
-                  "--skip-existing")  # fmt: skip
+    resumed = cyc(
+        "run",
+        tmp_path / "*.png",
+        "--runs-dir",
+        tiny_runs,
+        "--out",
+        tmp_path / "o",
+        "--engine",
+        "torch",
+        "--skip-existing",
+    )
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout.split() == [str(tmp_path / "o" / "b.png")]
 
@@ -127,7 +137,7 @@ def test_a_broken_video_is_reported_and_the_rest_done(tiny_runs, clip, tmp_path)
 
 
 def test_official_file_has_one_direction(tmp_path, clip):
-    from tests.conftest import make_generator
+    from tests.helpers import make_generator
 
     weights = tmp_path / "horse2zebra.pth"
     torch.save(make_generator().state_dict(), weights)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.media import make_video, probe
+from tests.helpers import make_video, probe
 
 PLUGIN_MODULE = '''
 """A third party's cyc plugins, for the tests."""
@@ -112,8 +112,19 @@ def cyc(site: Path, *args) -> subprocess.CompletedProcess:
 
 def test_a_third_party_engine_and_reader_run_end_to_end(site, tmp_path, tiny_generator_file):
     (tmp_path / "grey.solid").write_text("24 16 40")
-    done = cyc(site, "run", tmp_path / "grey.solid", "--engine", "invert", "--device", "cpu",
-               "--checkpoint", tiny_generator_file, "--ext", "png")  # fmt: skip
+    done = cyc(
+        site,
+        "run",
+        tmp_path / "grey.solid",
+        "--engine",
+        "invert",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        tiny_generator_file,
+        "--ext",
+        "png",
+    )
     assert done.returncode == 0, done.stderr
     pixels = np.asarray(Image.open(tmp_path / "grey_AtoB.png"))
     assert pixels.shape == (16, 24, 3) and (pixels == 255 - 40).all()
@@ -127,8 +138,9 @@ def test_a_broken_plugin_is_skipped_with_one_warning(site, tmp_path, tiny_genera
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "brokencyc" in line]
     assert len(warnings) == 1 and "'broken'" in warnings[0] and "ModuleNotFoundError" in warnings[0], done.stderr
-    asked = cyc(site, "run", tmp_path / "a.png", "--engine", "broken", "--checkpoint", tiny_generator_file,
-                "--overwrite")  # fmt: skip
+    asked = cyc(
+        site, "run", tmp_path / "a.png", "--engine", "broken", "--checkpoint", tiny_generator_file, "--overwrite"
+    )
     assert asked.returncode == 1 and "Traceback" not in asked.stderr
     assert "fails to load" in asked.stderr and "uninstall brokencyc" in asked.stderr
     assert "fails to load" in cyc(site, "plugins").stdout

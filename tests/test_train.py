@@ -23,7 +23,7 @@ from cyclegan_cli import data
 from cyclegan_cli import train as training
 from cyclegan_cli.cli import cli
 from cyclegan_cli.weights import load_generator
-from tests.train_fixtures import CPU, TINY, TINY_API, make_domains, truncated_jpeg
+from tests.helpers import CPU, TINY, TINY_API, make_domains, truncated_jpeg
 
 LEARN_STEPS = 400
 

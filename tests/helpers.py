@@ -1,10 +1,13 @@
-"""Real media files made by the tests (nothing downloaded), and a probe that measures them by decoding.
+"""What the tests make for themselves (nothing is downloaded): media files, training data and tiny generators.
 
-``make_video`` encodes a moving pattern (and a sine tone) with PyAV; ``make_audio_switch`` a clip whose audio
-changes channel layout half way; ``probe`` decodes a file and reports its frame count, rate, every frame's pts,
-duration and audio; ``make_images`` builds a nested folder of the still images that trip readers up (corrupt,
-empty, grayscale, RGBA, 16-bit, EXIF-rotated).
-Keep the clips tiny: the test machines have two cores.
+Media: ``make_video`` encodes a moving pattern (and a sine tone) with PyAV; ``make_audio_switch`` a clip whose
+audio changes channel layout half way; ``probe`` decodes a file and reports its frame count, rate, every frame's
+pts, duration and audio; ``make_images`` builds a nested folder of the still images that trip readers up
+(corrupt, empty, grayscale, RGBA, 16-bit, EXIF-rotated).
+Training: ``make_domains`` writes a tiny unpaired dataset; ``TINY`` / ``TINY_API`` are the tiny networks every
+training test uses. Models: ``make_generator`` and ``write_run`` (a run folder as ``cyc train`` leaves it).
+Keep everything tiny: the test machines have two cores. Tests import from here (``from tests.helpers import``);
+``conftest.py`` holds only fixtures.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+# --- media ----------------------------------------------------------------------------------------------------
+
 
 TONE_HZ = 440.0
 
@@ -323,3 +329,96 @@ def make_images(folder: str | Path) -> dict[str, Path]:
     files["empty_png"].parent.mkdir(parents=True, exist_ok=True)
     files["empty_png"].write_bytes(b"")
     return files
+
+
+# --- training data --------------------------------------------------------------------------------------------
+
+
+# The tiny networks and sizes every training test uses: about 30 steps/s on one CPU core.
+TINY = ["--ngf", "8", "--n-blocks", "2", "--ndf", "8", "--load-size", "36", "--crop-size", "32"]
+# Every training test names its device, so the suite means the same on a machine with a GPU ("auto" would pick it).
+CPU = ["--device", "cpu"]
+TINY_API = {"ngf": 8, "n_blocks": 2, "ndf": 8, "load_size": 36, "crop_size": 32}  # TINY as TrainConfig fields
+
+
+def pattern_image(rng: np.random.Generator, size: int = 36) -> np.ndarray:
+    """A colourful image: in each colour channel a sine wave of its own direction, frequency and phase.
+
+    Every pixel differs from its neighbours in every channel, so the networks' InstanceNorm keeps what tells
+    the channels apart, and a tiny generator can learn the translation in a few hundred steps."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(0.5, 3), rng.uniform(0.5, 3), rng.uniform(0, 2 * np.pi)
+        channels.append(0.5 + 0.5 * np.sin(2 * np.pi * (fx * x + fy * y) + phase))
+    return (np.stack(channels, axis=-1) * 255).astype(np.uint8)
+
+
+def make_domains(
+    root: Path,
+    count: int = 8,
+    count_b: int | None = None,
+    size: int = 36,
+    seed: int = 0,
+    ext: str = ".png",
+    layout: tuple[str, str] = ("trainA", "trainB"),
+) -> Path:
+    """``root/trainA`` with ``count`` images and ``root/trainB`` with the same kind of images, colour channels
+    rotated (R,G,B -> G,B,R): a translation a tiny CycleGAN learns in a few hundred steps. Returns ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    count_b = count if count_b is None else count_b
+    dir_a, dir_b = root / layout[0], root / layout[1]
+    dir_a.mkdir(parents=True, exist_ok=True)
+    dir_b.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(pattern_image(rng, size)).save(dir_a / f"a{i:03d}{ext}")
+    for i in range(count_b):
+        Image.fromarray(np.ascontiguousarray(pattern_image(rng, size)[..., [1, 2, 0]])).save(dir_b / f"b{i:03d}{ext}")
+    return root
+
+
+def truncated_jpeg(path: Path, size: int = 36) -> Path:
+    """A real JPEG cut short: its header reads, its pixels do not."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pattern_image(np.random.default_rng(99), size)).save(buffer, format="JPEG", quality=95)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+# --- generators and run folders --------------------------------------------------------------------------------
+
+
+def make_generator(seed: int = 0, ngf: int = 8, n_blocks: int = 2):
+    import torch
+
+    from cyclegan_cli.models import ResnetGenerator, init_weights
+
+    torch.manual_seed(seed)
+    generator = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks), gain=0.2)
+    return generator.eval()
+
+
+def write_run(root: Path, name: str = "tiny", ngf: int = 8, n_blocks: int = 2) -> Path:
+    """A run folder as ``cyc train`` leaves it mid-training: only ``checkpoints/last.pt``."""
+    import torch
+
+    from cyclegan_cli.weights import CHECKPOINT_FORMAT
+
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "config": {"ngf": ngf, "n_blocks": n_blocks, "domain_a": "horse", "domain_b": "zebra"},
+        "models": {
+            "G_AB": make_generator(1, ngf, n_blocks).state_dict(),
+            "G_BA": make_generator(2, ngf, n_blocks).state_dict(),
+        },
+    }
+    torch.save(checkpoint, run / "checkpoints" / "last.pt")
+    return run
