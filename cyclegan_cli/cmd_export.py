@@ -110,8 +110,8 @@ def export(
 
     A TensorRT engine runs only on the GPU model and TensorRT version it was built with; its input shapes must
     lie within --min-shape .. --max-shape (N x 3 x H x W; frames are padded up to multiples of 4, so a 1080p
-    frame is 1080 x 1920). Building takes minutes; tactic timings are cached in ~/.cache/cyc/trt-timing.cache so
-    later builds are faster. 'cyc run' on a GPU picks a matching engine from the run's export/ folder.
+    frame is 1080 x 1920). Building takes minutes; tactic timings are cached in tensorrt/timing.cache under the cache
+    folder ('cyc doctor' shows where; CYC_CACHE_DIR moves it) so later builds are faster. 'cyc run' on a GPU picks a matching engine from the run's export/ folder.
 
     With --format auto and no NVIDIA GPU or no TensorRT, the ONNX files are still written and one line says
     what the engine needs; --format tensorrt then fails with exit code 1.

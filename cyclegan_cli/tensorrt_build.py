@@ -22,7 +22,6 @@ call is the documented one. Nothing here imports tensorrt or torch at module lev
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import threading
 import time
@@ -114,8 +113,9 @@ class ShapeProfile:
 
 
 def default_timing_cache() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cyc" / "trt-timing.cache"
+    from cyclegan_cli.cache import cache_dir
+
+    return cache_dir("tensorrt") / "timing.cache"
 
 
 def describe_parser_error(error) -> str:
