@@ -63,13 +63,15 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from cyclegan_cli.cmd_datasets import datasets
     from cyclegan_cli.cmd_doctor import doctor
     from cyclegan_cli.cmd_export import export
     from cyclegan_cli.cmd_plugins import plugins
+    from cyclegan_cli.cmd_pretrained import pretrained
     from cyclegan_cli.cmd_run import run
     from cyclegan_cli.cmd_train import train
 
-    for command in (train, export, run, plugins, doctor):
+    for command in (train, export, run, pretrained, datasets, plugins, doctor):
         cli.add_command(command)
 
 

@@ -23,7 +23,7 @@ def _shape(ctx, param, value: str) -> str:
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("source", required=False, type=click.Path(exists=True, readable=True))
+@click.argument("source", required=False, type=click.Path())
 @runs_dir_option
 @click.option(
     "--direction",
@@ -89,9 +89,10 @@ def export(
 ) -> None:
     """Export a trained generator to ONNX, and build a TensorRT engine where a GPU and TensorRT exist.
 
-    SOURCE is a run folder, a checkpoint .pt, a .safetensors generator or an official CycleGAN .pth
-    (default: the latest run under --runs-dir). Files go to the run's export/ folder (for a lone weights
-    file, an export/ folder beside it), or --out:
+    SOURCE is a run folder, a checkpoint .pt, a .safetensors generator, an official CycleGAN .pth, or
+    the name of an official pretrained model such as horse2zebra ('cyc pretrained list'; fetched into
+    the cache on first use) (default: the latest run under --runs-dir). Files go to the run's export/
+    folder (for a lone weights file, an export/ folder beside it), or --out:
 
     \b
       G_AB.onnx, G_BA.onnx                      fp32 graphs

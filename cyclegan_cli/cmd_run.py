@@ -93,8 +93,10 @@ def run(
 
     \b
     Model: --checkpoint takes a run folder, a checkpoint .pt, a .safetensors generator, an official
-    CycleGAN .pth (AtoB only), an exported .onnx or a TensorRT .engine. Without it, the newest
-    */checkpoints/last.pt under --runs-dir is used.
+    CycleGAN .pth (AtoB only), an exported .onnx or a TensorRT .engine, or the name of an official
+    pretrained model (horse2zebra, style_monet, ...: 'cyc pretrained list'), fetched into the cache on
+    first use and then used offline; --direction BtoA takes its published partner (zebra2horse).
+    Without it, the newest */checkpoints/last.pt under --runs-dir is used.
 
     \b
     --engine auto picks, in this order:

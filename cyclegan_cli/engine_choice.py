@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from cyclegan_cli import registry
+from cyclegan_cli import pretrained, registry
 from cyclegan_cli.devices import cpu_bf16_unit, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
@@ -46,19 +46,22 @@ class EngineChoice:
 
 
 def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> tuple[ModelSource, str | None]:
-    """The model to run, and a note on where it came from when the user did not name it."""
-    note = None
+    """The model to run, and a note on where it came from when the user did not name it (or when a pretrained
+    model's published partner stands in for ``direction``). A bare name such as ``horse2zebra`` that is no path
+    is a pretrained model, fetched into the cache on first use."""
+    note, stored = None, direction
     if checkpoint is None:
         path = find_latest_run(runs_dir)
         note = f"using the latest run: {path}"
     else:
-        path = Path(checkpoint)
-        if not path.exists():
-            raise UsageError(f"--checkpoint {path}: no such file or folder")
+        try:
+            path, stored, note = pretrained.resolve(checkpoint, direction)
+        except UsageError as error:
+            raise UsageError(f"--checkpoint {error}") from None
     if path.suffix.lower() in registry.exported_suffixes():
         _check_exported_direction(path, direction)
         return ModelSource(path=path, direction=direction, exported=path), note
-    generator, info = load_generator(path, direction)
+    generator, info = load_generator(path, stored)
     return ModelSource(path=path, direction=direction, generator=generator, info=info), note
 
 

@@ -79,14 +79,22 @@ def format_shape(shape) -> str:
 # --- where from, where to --------------------------------------------------------------------------------------------
 
 
-def resolve_source(source: str | None, runs_dir: str | Path) -> tuple[Path, str | None]:
-    """The weights to export, and a note when they were not named (the latest run)."""
+def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "both") -> tuple[Path, str | None]:
+    """The weights to export, and a note when they were not named (the latest run). A bare name that is no path
+    is a pretrained model (fetched into the cache on first use); it translates AtoB only."""
+    from cyclegan_cli import pretrained
     from cyclegan_cli.weights import find_latest_run
 
     if source is None:
         path = find_latest_run(runs_dir)
         return path, f"using the latest run: {path}"
     path = Path(source)
+    if not path.exists() and pretrained.is_bare_name(source):
+        model = pretrained.lookup(source)
+        if direction == "BtoA":
+            other = f"export its partner: cyc export {model.partner}" if model.partner else "it has no partner"
+            raise UsageError(f"{source} translates {model.translation} (AtoB) only; for the other way {other}")
+        return pretrained.ensure(source), f"pretrained model {source} ({model.translation})"
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
     if path.suffix.lower() in registry.exported_suffixes():
@@ -289,7 +297,7 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
             raise EngineUnavailable(trt_reason)
     build_engines = req.format != "onnx" and trt_reason is None
 
-    source, note = resolve_source(req.source, req.runs_dir)
+    source, note = resolve_source(req.source, req.runs_dir, req.direction)
     if note:
         say(note)
     directions = resolve_directions(source, req.direction)

@@ -37,8 +37,8 @@ runs_dir_option = click.option(
 checkpoint_option = click.option(
     "--checkpoint",
     type=click.Path(),
-    help="Weights to use: a run folder, a checkpoint .pt, a .safetensors generator or an official .pth "
-    "(default: the latest run).",
+    help="Weights to use: a run folder, a checkpoint .pt, a .safetensors generator, an official .pth, or a "
+    "pretrained model's name such as horse2zebra (default: the latest run).",
 )
 debug_option = click.option(
     "--debug",

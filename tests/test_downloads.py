@@ -1,0 +1,294 @@
+"""Pretrained models and datasets by name, fetched from a real HTTP server on 127.0.0.1 that the tests start.
+
+The server serves official-format generators and zips made here, and misbehaves on request: it cuts a transfer
+off half-way, ignores ``Range``, answers 404 or an HTML page. ``CYC_PRETRAINED_URL`` / ``CYC_DATASETS_URL`` point
+``cyc`` at it and ``CYC_CACHE_DIR`` at a fresh folder, so nothing here touches the network or the user's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cyclegan_cli import download
+from cyclegan_cli.cli import cli
+from tests.helpers import TINY, make_generator
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class FileServer(ThreadingHTTPServer):
+    """Serves ``files`` (path -> bytes) with ``Range`` support; ``cut`` (path -> bytes) ends the next response
+    for that path after so many bytes of the body, ``cuts_left`` times; ``html`` paths answer an HTML page."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.files: dict[str, bytes] = {}
+        self.html: set[str] = set()
+        self.cut: dict[str, int] = {}
+        self.cuts_left = 0
+        self.ignore_range = False
+        self.requests: list[tuple[str, str | None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FileServer
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        server, path = self.server, self.path
+        server.requests.append((path, self.headers.get("Range")))
+        if path in server.html:
+            return self._send(200, b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html; charset=utf-8")
+        if path not in server.files:
+            return self._send(404, b"not found", "text/plain")
+        data, start = server.files[path], 0
+        wanted = self.headers.get("Range")
+        if wanted and not server.ignore_range:
+            start = int(wanted.split("=")[1].split("-")[0])
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if path in server.cut and server.cuts_left > 0:
+            server.cuts_left -= 1
+            self.wfile.write(body[: server.cut[path]])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def _send(self, code: int, body: bytes, kind: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    server = FileServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("CYC_PRETRAINED_URL", f"{server.url}/models")
+    monkeypatch.setenv("CYC_DATASETS_URL", f"{server.url}/datasets")
+    monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "RETRY_DELAYS", (0.0, 0.0))
+    monkeypatch.setattr(download, "CHUNK", 4096)  # many chunks even for tiny files: cut-offs land mid-stream
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def official_file(seed: int) -> bytes:
+    """An official-format generator (``model.*`` keys, a plain state dict) as the authors' ``.pth`` files are."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(make_generator(seed).state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def cyc(*args) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def cache_files(tmp_path: Path) -> list[str]:
+    root = tmp_path / "cache"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+# --- pretrained models ----------------------------------------------------------------------------------------
+
+
+def test_first_download_is_checked_recorded_and_then_used_offline(server, tmp_path):
+    server.files["/models/horse2zebra.pth"] = data = official_file(1)
+    done = cyc("pretrained", "download", "horse2zebra")
+    assert done.exit_code == 0, done.output
+    path = tmp_path / "cache" / "models" / "horse2zebra.pth"
+    assert path.read_bytes() == data and done.output.strip().endswith(str(path))
+    record = json.loads((tmp_path / "cache" / "models" / "horse2zebra.pth.sha256").read_text())
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() and record["url"].startswith(server.url)
+    assert cache_files(tmp_path) == ["models/horse2zebra.pth", "models/horse2zebra.pth.sha256"]
+    listed = cyc("pretrained", "list")
+    assert "horse -> zebra" in listed.output and "yes" in listed.output
+    server.files.clear()  # offline from here on: the cached file needs no request
+    requests = len(server.requests)
+    assert cyc("pretrained", "download", "horse2zebra").exit_code == 0 and len(server.requests) == requests
+
+
+def test_a_transfer_cut_off_half_way_resumes_with_range(server, tmp_path):
+    server.files["/models/horse2zebra.pth"] = data = official_file(1)
+    server.cut["/models/horse2zebra.pth"], server.cuts_left = len(data) // 2, 1
+    done = cyc("pretrained", "download", "horse2zebra")
+    assert done.exit_code == 0, done.output
+    path, wanted = server.requests[1]
+    assert path == "/models/horse2zebra.pth" and 0 < int(wanted[6:-1]) <= len(data) // 2  # what had arrived
+    assert "resuming after" in done.output
+    assert (tmp_path / "cache" / "models" / "horse2zebra.pth").read_bytes() == data
+
+
+def test_a_part_kept_after_a_failed_command_is_resumed_by_the_next(server, tmp_path):
+    server.files["/models/zebra2horse.pth"] = data = official_file(2)
+    server.cut["/models/zebra2horse.pth"], server.cuts_left = 10_000, 99  # every try is cut off
+    first = cyc("pretrained", "download", "zebra2horse")
+    assert first.exit_code == 1 and "run the same command again to resume" in first.output
+    part = tmp_path / "cache" / "models" / "zebra2horse.pth.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(data) and cache_files(tmp_path) == ["models/zebra2horse.pth.part"]
+    server.cuts_left = 0
+    again = cyc("pretrained", "download", "zebra2horse")
+    assert again.exit_code == 0, again.output
+    assert server.requests[-1][1] == f"bytes={kept}-"
+    assert (tmp_path / "cache" / "models" / "zebra2horse.pth").read_bytes() == data and not part.exists()
+
+
+def test_a_server_that_ignores_range_is_read_from_the_start(server, tmp_path):
+    server.files["/models/horse2zebra.pth"] = data = official_file(1)
+    server.cut["/models/horse2zebra.pth"], server.cuts_left = 5000, 1
+    server.ignore_range = True
+    assert cyc("pretrained", "download", "horse2zebra").exit_code == 0
+    assert server.requests[1][1] == "bytes=4096-"  # asked to resume, got the whole file (200), kept it whole
+    assert (tmp_path / "cache" / "models" / "horse2zebra.pth").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("404", "not found at"),
+        ("html", "HTML page"),
+        ("garbage", "not a CycleGAN generator"),
+    ],
+)
+def test_a_bad_answer_leaves_nothing(server, tmp_path, setup, message):
+    if setup == "html":
+        server.html.add("/models/horse2zebra.pth")
+    elif setup == "garbage":
+        server.files["/models/horse2zebra.pth"] = b"\x00\x01 this is no weights file" * 100
+    done = cyc("pretrained", "download", "horse2zebra")
+    assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output
+    assert len([line for line in done.output.splitlines() if line.startswith("Error: ")]) == 1
+    assert cache_files(tmp_path) == []
+
+
+def test_a_later_copy_that_differs_is_refused(server, tmp_path):
+    server.files["/models/horse2zebra.pth"] = first = official_file(1)
+    assert cyc("pretrained", "download", "horse2zebra").exit_code == 0
+    (tmp_path / "cache" / "models" / "horse2zebra.pth").unlink()  # the record of the first copy stays
+    server.files["/models/horse2zebra.pth"] = official_file(7)  # a valid generator, but another one
+    done = cyc("pretrained", "download", "horse2zebra")
+    assert done.exit_code == 1 and hashlib.sha256(first).hexdigest() in done.output
+    assert cache_files(tmp_path) == ["models/horse2zebra.pth.sha256"]
+
+
+def test_cyc_run_takes_a_pretrained_name_and_its_partner(server, tmp_path):
+    server.files["/models/horse2zebra.pth"] = official_file(1)
+    server.files["/models/zebra2horse.pth"] = official_file(2)
+    image = tmp_path / "horse.png"
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(image)
+    done = cyc("run", image, "--checkpoint", "horse2zebra", "--device", "cpu", "--engine", "torch")
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "horse_AtoB.png").is_file()
+    back = cyc("run", image, "--checkpoint", "horse2zebra", "--direction", "BtoA", "--device", "cpu")
+    assert back.exit_code == 0, back.output
+    assert "using its partner zebra2horse" in back.output and (tmp_path / "horse_BtoA.png").is_file()
+    unknown = cyc("run", image, "--checkpoint", "hors2zebra", "--device", "cpu", "--overwrite")
+    assert unknown.exit_code == 2 and "nearest: horse2zebra" in unknown.output
+    exported = cyc("export", "horse2zebra", "--format", "onnx", "--device", "cpu")
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "cache" / "models" / "export" / "G_AB.onnx").is_file()
+
+
+# --- datasets -----------------------------------------------------------------------------------------------------
+
+
+def dataset_zip(name: str, extra: dict[str, bytes] | None = None, links: tuple[str, ...] = ()) -> bytes:
+    """A zip laid out as the official ones: ``name/trainA``, ``trainB``, ``testA``, ``testB`` with tiny PNGs."""
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for folder in ("trainA", "trainB", "testA", "testB"):
+            for i in range(4 if folder.startswith("train") else 1):
+                png = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(png, "PNG")
+                zf.writestr(f"{name}/{folder}/{i}.png", png.getvalue())
+        for member, data in (extra or {}).items():
+            zf.writestr(member, data)
+        for member in links:
+            info = zipfile.ZipInfo(member)
+            info.external_attr = (0o120777 << 16) | 0  # a symbolic link, as zip stores one
+            zf.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+def test_a_dataset_unpacks_where_cyc_train_reads_it(server, tmp_path, monkeypatch):
+    server.files["/datasets/mini.zip"] = dataset_zip("mini")
+    monkeypatch.chdir(tmp_path)
+    done = cyc("datasets", "download", "mini")
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in (tmp_path / "data" / "mini").iterdir() if p.is_dir()) == [
+        "testA",
+        "testB",
+        "trainA",
+        "trainB",
+    ]
+    again = cyc("datasets", "download", "mini")
+    assert again.exit_code == 0 and "already complete" in again.output
+    trained = cyc("train", "data/mini", "--name", "m", "--max-steps", "2", "--device", "cpu", *TINY)
+    assert trained.exit_code == 0, trained.output
+    assert "horse2zebra" in cyc("datasets", "list").output
+
+
+def test_a_dataset_never_overwrites_a_users_folder(server, tmp_path):
+    server.files["/datasets/mini.zip"] = dataset_zip("mini")
+    mine = tmp_path / "data" / "mini" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    done = cyc("datasets", "download", "mini", "--out", tmp_path / "data")
+    assert done.exit_code == 2 and "left as it is" in done.output
+    assert mine.read_text() == "mine" and sorted(p.name for p in mine.parent.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "links", "message"),
+    [
+        ({"mini/../../escaped.txt": b"x"}, (), "outside the folder"),
+        ({"/tmp/escaped-absolute.txt": b"x"}, (), "outside the folder"),
+        ({}, ("mini/trainA/link.png",), "is a link"),
+        ({"mini/trainA/zeros.png": bytes(60_000_000)}, (), "would unpack to"),
+    ],
+)
+def test_a_hostile_zip_is_refused_and_nothing_is_written(server, tmp_path, extra, links, message):
+    server.files["/datasets/mini.zip"] = dataset_zip("mini", extra, links)
+    out = tmp_path / "work" / "data"
+    done = cyc("datasets", "download", "mini", "--out", out)
+    assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output
+    assert not out.exists() and cache_files(tmp_path) == []
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/escaped-absolute.txt").exists()
+
+
+def test_cityscapes_says_where_to_get_it(server):
+    done = cyc("datasets", "download", "cityscapes")
+    assert done.exit_code == 2 and "cityscapes-dataset.com" in done.output
