@@ -248,25 +248,36 @@ def load_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) ->
     if not last.is_file():
         raise UsageError(f"--resume: {run_dir} has no checkpoints/last.pt to resume from")
     try:
-        resume = Resume(last, _read(last))
-    except WeightsError as damaged:
+        return _whole(last)
+    except (WeightsError, UsageError) as damaged:
         why = _reason(damaged, last)
-        candidates = list(reversed(step_files(folder)))  # newest first
-        resume = None
-        for path in candidates:
-            with contextlib.suppress(WeightsError, UsageError):
-                resume = Resume(path, _read(path))
-                break
-        if resume is None:
-            if candidates:
-                tried = f"none of its {len(candidates)} checkpoints/step_*.pt files reads either"
-            else:
-                tried = "there is no checkpoints/step_*.pt to fall back on"
-            raise WeightsError(f"--resume: {last} is damaged ({why}) and {tried}: the run cannot be resumed") from None
-        if warn is not None:
-            warn(f"{last} is damaged ({why}); resuming from {resume.path.name} instead")
-    check_layout(resume.payload, resume.path)
+    candidates = list(reversed(step_files(folder)))  # newest first
+    resume, passed_over = None, []
+    for path in candidates:
+        try:
+            resume = _whole(path)
+            break
+        except (WeightsError, UsageError):
+            passed_over.append(path)
+    if resume is None:
+        if candidates:
+            tried = f"none of its {len(candidates)} checkpoints/step_*.pt files is whole either"
+        else:
+            tried = "there is no checkpoints/step_*.pt to fall back on"
+        raise WeightsError(f"--resume: {last} is damaged ({why}) and {tried}: the run cannot be resumed")
+    for path in passed_over:  # out of the way of --keep's rotation, which would count them as the newest
+        path.rename(path.with_name(path.name + ".damaged"))
+    if warn is not None:
+        renamed = f" ({len(passed_over)} damaged newer step files renamed *.damaged)" if passed_over else ""
+        warn(f"{last} is damaged ({why}); resuming from {resume.path.name} instead{renamed}")
     return resume
+
+
+def _whole(path: Path) -> Resume:
+    """A checkpoint whose bytes read and whose layout is complete, or WeightsError / UsageError."""
+    payload = _read(path)
+    check_layout(payload, path)
+    return Resume(path, payload)
 
 
 def check_layout(payload: dict, path: Path) -> None:
@@ -280,7 +291,7 @@ def check_layout(payload: dict, path: Path) -> None:
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             problems.append(f"no {key}" if key not in payload else f"{key} is {value!r}")
     if problems:
-        raise WeightsError(f"--resume: {path} is a damaged cyc checkpoint: {', '.join(problems)}")
+        raise WeightsError(f"{path}: parts missing or wrong: {', '.join(problems)}")
 
 
 def restore_state(s: TrainState, ckpt: dict, source: Path | str = "the checkpoint") -> None:

@@ -27,10 +27,8 @@ def plugins() -> None:
         table.add_column(column, overflow="fold")
     for kind in registry.GROUPS:
         for name in registry.names(kind):
-            reason, about = registry.load_error(kind, name), ""
-            if reason is None:
-                cls = registry.load(kind, name)
-                reason, about = cls.unavailable_reason(), cls.description
+            reason = registry.unavailable(kind, name)
+            about = registry.load(kind, name).description if registry.load_error(kind, name) is None else ""
             status = "[green]available[/green]" if reason is None else f"[yellow]unavailable[/yellow]: {escape(reason)}"
             table.add_row(kind[:-1], escape(name), status, escape(registry.provider(kind, name)), escape(about))
     Console().print(table)

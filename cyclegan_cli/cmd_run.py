@@ -114,8 +114,9 @@ def run(
     Exit codes: 0 all done, 1 some inputs failed (each named on its own line), 2 usage error,
     130 interrupted.
     """
+    from cyclegan_cli.pipeline import Interrupted
     from cyclegan_cli.plugin_api import WriteOptions
-    from cyclegan_cli.report import print_summary, progress_for, stderr_console
+    from cyclegan_cli.report import print_failures, print_summary, progress_for, stderr_console
     from cyclegan_cli.run import RunOptions, failed, translate
 
     options = RunOptions(
@@ -137,11 +138,14 @@ def run(
         write=WriteOptions(ext=ext, quality=quality, codec=codec, crf=crf, audio=not no_audio),
     )
     console = stderr_console()
-    with progress_for(console) as progress:
-        report = translate(options, progress=progress, say=lambda text: console.print(text, highlight=False))
-    for result in report.stats.results:
-        if result.status == "done":
-            click.echo(str(result.job.output))
+    try:
+        with progress_for(console) as progress:
+            report = translate(options, progress=progress, say=lambda text: console.print(text, highlight=False))
+    except Interrupted as interrupted:  # what was finished is still named, and what failed before Ctrl-C
+        _echo_done(interrupted.stats.results)
+        print_failures(console, interrupted.stats.results)
+        raise
+    _echo_done(report.stats.results)
     print_summary(console, report)
     ctx = click.get_current_context()
     if (ctx.find_root().obj or {}).get("debug"):  # each failed input's own traceback
@@ -152,3 +156,10 @@ def run(
                 traceback.print_exception(result.error)
     if failed(report.stats.results):
         ctx.exit(1)
+
+
+def _echo_done(results) -> None:
+    """The outputs written, one per line on stdout (for scripts)."""
+    for result in results:
+        if result.status == "done":
+            click.echo(str(result.job.output))

@@ -280,9 +280,7 @@ def probe_plugins(tracebacks: list[str]) -> dict[str, Any]:
         for name in registry.names(kind):
             try:
                 provider = registry.provider(kind, name)
-                reason = registry.load_error(kind, name)
-                if reason is None:
-                    reason = registry.load(kind, name).unavailable_reason()
+                reason = registry.unavailable(kind, name)
                 status = "available" if reason is None else "unavailable"
                 rows[name] = {"status": status, "provider": provider, "reason": reason}
             except Exception as error:  # noqa: BLE001 - one plugin's broken check is its own row

@@ -105,8 +105,9 @@ def engine_order() -> list[str]:
     return [n for n in AUTO_ORDER if n in installed] + sorted(n for n in installed if n not in AUTO_ORDER)
 
 
-def exported_precision(path: Path) -> str:
-    """The precision an exported file was built in: its sidecar says, else an ONNX graph's own metadata."""
+def exported_precision(path: Path) -> str | None:
+    """The precision an exported file was built in: its sidecar says, else an ONNX graph's own metadata;
+    None when neither tells (a file made elsewhere)."""
     from cyclegan_cli.export import read_sidecar
 
     stored = (read_sidecar(path) or {}).get("precision")
@@ -114,41 +115,41 @@ def exported_precision(path: Path) -> str:
         from cyclegan_cli.onnx_graph import graph_precision
 
         stored = graph_precision(path)
-    return stored or "fp32"
+    return stored
 
 
 def _engine_for_file(requested: str, path: Path, device: str, precision: str) -> EngineChoice:
     """The engine for an exported file: the one asked for, else the first in the auto order that claims the
     file's suffix, runs on ``device`` and computes the file's precision (fixed when it was exported)."""
     suffix, built = path.suffix.lower(), exported_precision(path)
-    if precision not in ("auto", built):
+    if built is not None and precision not in ("auto", built):
         raise UsageError(f"--precision {precision}: {path.name} was exported in {built}, which is fixed in the file")
-    claimants = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
     if requested != "auto":
-        if requested not in claimants:
+        cls = registry.load("engines", requested)  # a plugin that fails to load says so here
+        if suffix not in cls.file_suffixes:
+            claimants = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
             raise UsageError(
                 f"--engine {requested} does not run '{suffix}' files; {', '.join(claimants) or 'no engine'} does"
             )
         candidates = [requested]
     else:
-        candidates = claimants
+        candidates = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
     problems = []
     for name in candidates:
         cls = registry.load("engines", name)
+        # a file that does not say its precision runs in the engine's first (its default) precision
+        wanted = built or (precision if precision in cls.precisions else cls.precisions[0])
         reason = cls.unavailable_reason()
         if reason is None and device.split(":")[0] not in cls.devices:
             reason = f"runs on {', '.join(cls.devices)}, not {device}"
-        if reason is None and built not in cls.precisions:
-            reason = f"does not compute {built}"
+        if reason is None and wanted not in cls.precisions:
+            reason = f"does not compute {wanted}"
         if reason is None:
-            why = (
-                "chosen with --engine"
-                if requested != "auto"
-                else f"the first engine that runs {built} '{suffix}' files here"
-            )
-            return EngineChoice(name, built, why)
+            why = "chosen with --engine" if requested != "auto" else f"the first engine that runs '{suffix}' files here"
+            return EngineChoice(name, wanted, why)
         problems.append(f"{name} {reason}")
-    raise EngineUnavailable(f"{path}: no engine here runs this {built} '{suffix}' file ({'; '.join(problems)})")
+    what = f"{built} '{suffix}'" if built else f"'{suffix}'"
+    raise EngineUnavailable(f"{path}: no engine here runs this {what} file ({'; '.join(problems)})")
 
 
 def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[str, str]:

@@ -35,6 +35,8 @@ def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         size = path.stat().st_size if path.exists() else 0
         what = "an empty file" if size == 0 else "not an image, or a corrupt one"
         raise InputError(f"{path}: cannot decode: {what}") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: refused: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot decode: corrupt or truncated image ({exc})") from None
 
@@ -62,6 +64,6 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         with Image.open(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError):
+    except Exception:  # noqa: BLE001 - any unreadable header: the pipeline reports that file when it reaches it
         return None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

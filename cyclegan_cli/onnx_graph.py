@@ -199,11 +199,11 @@ def _tidy(model: onnx.ModelProto, *, fp16: bool) -> None:
 def graph_precision(path: Path) -> str | None:
     """The precision recorded in a graph's metadata by :func:`export_onnx` ("fp16" / "fp32"); for a graph made
     elsewhere, "fp16" when its weights are float16, else None. Reads the structure only, not external data."""
-    import onnx
-
     try:
+        import onnx
+
         model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - not a readable graph: the engine that opens it says why
+    except Exception:  # noqa: BLE001 - no onnx package, or no readable graph: the engine that opens it says why
         return None
     recorded = {entry.key: entry.value for entry in model.metadata_props}.get("cyc.precision")
     if recorded:

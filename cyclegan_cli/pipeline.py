@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -41,9 +42,13 @@ _END = object()  # the sentinel a worker thread always puts last
 
 
 class Interrupted(CycError):
-    """Ctrl-C: what was done is kept (finished files, a video's ``.partial`` file)."""
+    """Ctrl-C: what was done is kept (finished files, a video's ``.partial`` file); ``stats`` says what."""
 
     exit_code = 130
+
+    def __init__(self, message: str, stats: PipelineStats):
+        super().__init__(message)
+        self.stats = stats
 
 
 @dataclass
@@ -113,9 +118,11 @@ class _Run:
                         return
                     drain(q)
 
-    def worker(self, name: str, target: Callable[[], None], out: queue.Queue | None = None) -> threading.Thread:
+    def worker(self, name: str, target: Callable[[], None], out: queue.Queue | None = None) -> _Worker:
         """A thread that runs ``target``, records an unexpected exception, then always puts the sentinel into
         ``out`` (the queue downstream, if any)."""
+
+        finished = threading.Event()
 
         def body() -> None:
             try:
@@ -126,10 +133,17 @@ class _Run:
             finally:
                 if out is not None:
                     self.put(out, _END, sentinel=True)
+                finished.set()
 
         thread = threading.Thread(target=body, name=name, daemon=True)
         thread.start()
-        return thread
+        return _Worker(thread, finished)
+
+
+@dataclass
+class _Worker:
+    thread: threading.Thread
+    finished: threading.Event  # set as the thread's last act
 
 
 def drain(q: queue.Queue) -> None:
@@ -178,15 +192,20 @@ class Pipeline:
                 run.stop.set()
                 drain(run.decoded)
             run.put(run.translated, _END, sentinel=True)
-            for thread in (reader, writer):
-                while thread.is_alive():
-                    drain(run.decoded)  # a reader blocked on a full queue sees the stop event next time round
-                    thread.join(0.1)
+            for worker in (reader, writer):
+                while not worker.finished.is_set():
+                    try:
+                        drain(run.decoded)  # a reader blocked on a full queue sees the stop event next time round
+                        worker.finished.wait(0.1)  # (not Thread.join: a Ctrl-C inside it can mark a live thread dead)
+                    except KeyboardInterrupt:  # Ctrl-C again: the writer is still saving what was done
+                        interrupted = True
+                        run.stop.set()
+                worker.thread.join()
             stats.seconds = time.perf_counter() - started
         if interrupted:
             partial = [r.partial for r in stats.results if r.partial]
             kept = f"; kept the frames done so far in {', '.join(map(str, partial))}" if partial else ""
-            raise Interrupted(f"interrupted after {stats.count('done')} finished file(s){kept}")
+            raise Interrupted(f"interrupted after {stats.count('done')} finished file(s){kept}", stats)
         if run.errors:
             raise run.errors[0]
         return stats
@@ -280,7 +299,7 @@ class Pipeline:
             nonlocal writer
             result.status, result.message, result.error = "failed", one_line(path, error), error
             if writer is not None:
-                result.partial = writer.abort()
+                result.partial = safe_abort(writer, result)
                 writer = None
             run.cancel(result.job)
 
@@ -323,16 +342,25 @@ class Pipeline:
                                 writer.commit()
                                 result.status = "done"
                             except Exception as error:  # noqa: BLE001 - one job's failure
-                                writer.abort()
-                                writer = None
                                 fail(error, item.job.output)
                     self.progress.job_finished(result)
                     writer, result = None, None
         finally:
             if writer is not None:  # stopped in the middle of a job: keep what a viewer can use
-                result.partial = writer.abort()
                 result.status = "interrupted"
+                result.partial = safe_abort(writer, result)
                 self.progress.job_finished(result)
+
+
+def safe_abort(writer: Writer, result: JobResult) -> Path | None:
+    """``writer.abort()``, whose own failure (a third-party writer, an encoder that cannot flush) is added to the
+    job's message instead of ending the run."""
+    try:
+        return writer.abort()
+    except Exception as error:  # noqa: BLE001 - the job has failed already; the others go on
+        also = one_line(writer.path, error)
+        result.message = f"{result.message}; then cleaning up failed: {also}" if result.message else also
+        return None
 
 
 def one_line(path, error: BaseException) -> str:

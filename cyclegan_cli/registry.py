@@ -64,15 +64,26 @@ def load(kind: str, name: str) -> type:
         ) from error
 
 
+def unavailable(kind: str, name: str) -> str | None:
+    """None when the plugin loads and can work here, else why not (it fails to load, or a library or the
+    hardware it needs is missing): what ``cyc plugins`` and ``cyc doctor`` show."""
+    return load_error(kind, name) or load(kind, name).unavailable_reason()
+
+
+_warned_packages: set[str] = set()
+
+
 @cache
 def load_all(kind: str) -> dict[str, type]:
-    """Every plugin of ``kind`` that imports; each one that does not is skipped with one warning on stderr."""
+    """Every plugin of ``kind`` that imports; a package whose plugins do not is skipped with one warning on
+    stderr (one per package, however many plugins it declares)."""
     loaded = {}
     for name in names(kind):
         reason = load_error(kind, name)
         if reason is None:
             loaded[name] = load(kind, name)
-        else:
+        elif provider(kind, name) not in _warned_packages:
+            _warned_packages.add(provider(kind, name))
             print(f"warning: {reason}; skipped", file=sys.stderr)
     return loaded
 

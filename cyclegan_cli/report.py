@@ -46,13 +46,17 @@ class PlainProgress(Progress):
 
     def planned(self, total_frames: int | None) -> None:
         self.total = total_frames or None
-        self.started = self.last_time = time.monotonic()
+
+    def job_started(self, job: Job, total_frames: int | None) -> None:
+        if self.done == 0:  # the clock starts with the first file, after the engine is built and warmed up
+            self.started = self.last_time = time.monotonic()
 
     def frames_done(self, job: Job, count: int) -> None:
         self.done += count
         now = time.monotonic()
         step = max(1, round(self.total * self.every_fraction)) if self.total else None
-        if now - self.last_time < self.every_s and (step is None or self.done - self.last_done < step):
+        last = self.total is not None and self.done == self.total
+        if not last and now - self.last_time < self.every_s and (step is None or self.done - self.last_done < step):
             return
         self.last_time, self.last_done = now, self.done
         fps = self.done / (now - self.started) if now > self.started else 0.0
@@ -101,6 +105,9 @@ class RichProgress(Progress):
     def __exit__(self, *exc):
         self._bar.__exit__(*exc)
 
+    def planned(self, total_frames: int | None) -> None:
+        self._bar.update(self._overall, total=total_frames or None)
+
     def job_started(self, job: Job, total_frames: int | None) -> None:
         name = job.source.name if len(job.source.name) <= 40 else job.source.name[:37] + "..."
         self._files[id(job)] = self._bar.add_task(name, total=total_frames, fps="-")
@@ -139,7 +146,12 @@ def print_summary(console: Console, report) -> None:
     table.add_row("engine", escape(f"{report.engine} ({report.reason})"))
     table.add_row("time to first frame", f"{report.setup_seconds:.1f} s")
     console.print(table)
-    for result in stats.results:
+    print_failures(console, stats.results)
+
+
+def print_failures(console: Console, results: list[JobResult]) -> None:
+    """Each input that failed (or was cut short), on its own line."""
+    for result in results:
         if result.status in ("failed", "interrupted"):
             kept = f" (kept {result.partial})" if result.partial else ""
             console.print(

@@ -84,8 +84,17 @@ class AudioCopy:
         if not src.streams.audio:
             src.close()
             return None
+        try:
+            return cls._add_stream(src, out, audio_codec, source.path)
+        except BaseException:
+            src.close()  # the stream could not be added: the caller fails this output and never sees src
+            raise
+
+    @classmethod
+    def _add_stream(cls, src, out, audio_codec: str, path: Path) -> AudioCopy:
+        av = pyav()
         src_stream = src.streams.audio[0]
-        if _remux_works(out.format.name, source.path):
+        if _remux_works(out.format.name, path):
             try:
                 out_stream = out.add_stream_from_template(src_stream)  # a remux: the same packets
                 out_stream.time_base = src_stream.time_base

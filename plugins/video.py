@@ -23,7 +23,8 @@ Writer
     an AVI cannot express (H.264 in AVI reads back shifted or out of order).
 
     The first audio stream of the input is carried over by ``cyc_plugins.audio``: copied when the output
-    container can hold its codec, else re-encoded, muxed as the video goes, trimmed to the video's end. Output
+    container can hold its codec, else re-encoded, muxed as the video goes; all of it for a whole output, and
+    trimmed to the video's end for a ``.partial`` file or a ``--max-frames`` preview. Output
     goes to a temporary name renamed at commit; ``abort()`` finishes what was written into a playable
     ``<stem>.partial<ext>``. Subtitle and data streams are not carried over.
 

@@ -386,5 +386,5 @@ def test_cyc_run_with_exported_onnx(exported, tmp_path):
         assert result.exit_code == 0, result.output
         assert f"engine: {engine} on cpu" in result.output  # the graph's own precision, not the default
         assert Image.open(out).size == (66, 50)
-    refused = CliRunner().invoke(cli, [*args[:-2], "--precision", "bf16", "--overwrite"])
+    refused = CliRunner().invoke(cli, [*args, "--precision", "bf16", "--overwrite"])
     assert refused.exit_code == 2 and "was exported in fp16" in refused.output

@@ -18,7 +18,7 @@ from cyclegan_cli.jobs import Job, Progress
 from cyclegan_cli.pipeline import QUEUE_FRAMES, Interrupted, Pipeline
 from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, WriteOptions, Writer
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(30, method="thread")  # a hung thread cannot hold the main thread up
 
 FRAMES = 200  # more than both queues hold, so that cancelling a job's reading is visible
 
@@ -150,26 +150,30 @@ def test_a_full_disk_at_commit_fails_that_job_alone():
     assert "No space left on device" in stats.results[0].message
 
 
+class FailsOnCall(Invert):
+    """An engine whose ``n``-th batch (from 1) raises, as a CUDA out-of-memory error would."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def __call__(self, batch):
+        if self.calls + 1 == self.n:
+            self.calls += 1
+            raise RuntimeError("CUDA out of memory")
+        return super().__call__(batch)
+
+
 def test_an_engine_exception_fails_the_jobs_in_its_batch_only():
-    engine = Invert(fail_on=FRAMES - 1)  # the last frame of each job: batches of 4 hold two jobs' frames
-    stats = run([job("a"), job("b")], engine=engine, batch_size=FRAMES // 2 + 2)
-    assert statuses(stats) == {"a": "failed", "b": "failed"}
+    # batches of 102 frames: the 2nd holds a's last 98 frames and b's first 4; c never shares it
+    stats = run([job("a"), job("b"), job("c")], engine=FailsOnCall(2), batch_size=FRAMES // 2 + 2)
+    assert statuses(stats) == {"a": "failed", "b": "failed", "c": "done"}
     assert "RuntimeError: CUDA out of memory" in stats.results[0].message
-    stats = run([job("c"), job("d")], engine=Invert(fail_on=5))
-    assert statuses(stats) == {"c": "failed", "d": "failed"}  # every job has a frame 5
-    stats = run([job("e")], engine=Invert(fail_on=-1))
-    assert statuses(stats) == {"e": "done"}
+    assert MemoryWriter.committed["c.out"] == list(range(FRAMES))
 
 
 def test_an_engine_failure_in_one_job_leaves_the_next_alone():
-    class FailsOnce(Invert):
-        def __call__(self, batch):
-            if self.calls == 0:
-                self.calls += 1
-                raise RuntimeError("TensorRT refused input shape")
-            return super().__call__(batch)
-
-    stats = run([job("a"), job("b")], engine=FailsOnce())
+    stats = run([job("a"), job("b")], engine=FailsOnCall(1))
     assert statuses(stats) == {"a": "failed", "b": "done"}
 
 
@@ -200,3 +204,32 @@ def test_a_too_small_frame_fails_its_job():
     stats = run([job("a")], transform=shrink)
     assert statuses(stats) == {"a": "failed"} and "too small" in stats.results[0].message
     assert isinstance(stats.results[0].error, InputError)
+
+
+def test_a_writer_whose_abort_fails_fails_its_job_alone():
+    class AbortFails(MemoryWriter):
+        def abort(self):
+            raise ValueError("the encoder cannot flush")
+
+    jobs = [Job(Path("a"), Path("write-fails-at-3"), ScriptedReader, AbortFails), job("b")]
+    stats = run(jobs)
+    assert statuses(stats) == {"a": "failed", "b": "done"}
+    assert "then cleaning up failed: write-fails-at-3: ValueError: the encoder cannot flush" in stats.results[0].message
+
+
+def test_a_second_ctrl_c_while_the_writer_saves_waits_for_it():
+    import os
+    import signal
+    import time
+
+    class SlowAbort(MemoryWriter):
+        def abort(self):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, while this abort (a video's flush) is running
+            time.sleep(0.3)
+            return super().abort()
+
+    engine = Invert(fail_on=20, exception=KeyboardInterrupt())
+    with pytest.raises(Interrupted):
+        run([Job(Path("a"), Path("a.out"), ScriptedReader, SlowAbort)], engine=engine)
+    assert MemoryWriter.aborted == ["a.out"]  # the abort ran to its end
+    assert not [t for t in threading.enumerate() if t.name in ("cyc-reader", "cyc-writer")]

@@ -163,3 +163,16 @@ def test_a_frame_too_small_to_translate_fails_alone(tiny_runs, tmp_path):
     assert "dot.png: 2x2 is too small" in result.output and "Traceback" not in result.output
     too_small = cyc("run", tmp_path / "in" / "a.png", "--runs-dir", tiny_runs, "--size", "3x5")
     assert too_small.exit_code == 2 and "at least 8 px" in too_small.output
+
+
+def test_an_image_over_the_decompression_bomb_limit_fails_alone(tiny_runs, tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "in" / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is then over twice the limit: PIL refuses it
+    result = cyc("run", tmp_path / "in", "--runs-dir", tiny_runs, "--engine", "torch")
+    assert result.exit_code == 1, result.output
+    assert (tmp_path / "in_AtoB" / "a.png").is_file() and not (tmp_path / "in_AtoB" / "big.png").exists()
+    assert "big.png: DecompressionBombError" in result.output and "Traceback" not in result.output

@@ -139,7 +139,16 @@ def test_a_broken_plugin_is_skipped_with_one_warning(site, tmp_path, tiny_genera
     warnings = [line for line in done.stderr.splitlines() if "brokencyc" in line]
     assert len(warnings) == 1 and "'broken'" in warnings[0] and "ModuleNotFoundError" in warnings[0], done.stderr
     asked = cyc(
-        site, "run", tmp_path / "a.png", "--engine", "broken", "--checkpoint", tiny_generator_file, "--overwrite"
+        site,
+        "run",
+        tmp_path / "a.png",
+        "--engine",
+        "broken",
+        "--checkpoint",
+        tiny_generator_file,
+        "--overwrite",
+        "--device",
+        "cpu",
     )
     assert asked.returncode == 1 and "Traceback" not in asked.stderr
     assert "fails to load" in asked.stderr and "uninstall brokencyc" in asked.stderr

@@ -207,7 +207,8 @@ def test_damaged_last_pt_falls_back_to_the_newest_whole_step_file(tmp_path):
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and str(folder / "last.pt") in warning[0], result.output
-    assert "is damaged" in warning[0] and warning[0].endswith("resuming from step_000003.pt instead")
+    assert "is damaged" in warning[0] and "resuming from step_000003.pt instead" in warning[0]
+    assert (folder / "step_000004.pt.damaged").is_file()  # out of --keep's rotation, kept to look at
     assert "Trained 2 steps (step 5 of the run" in result.output
     assert load_ckpt(folder / "last.pt")["step"] == 5  # and last.pt is whole again
 
@@ -222,7 +223,7 @@ def test_no_whole_checkpoint_is_a_one_line_error(tmp_path):
     result = cyc_resume(run, "--max-steps", "5")
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"Error: --resume: {folder / 'last.pt'} is damaged")
-    assert "none of its 2 checkpoints/step_*.pt files reads either" in result.output
+    assert "none of its 2 checkpoints/step_*.pt files is whole either" in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
@@ -230,6 +231,8 @@ def test_checkpoint_with_damaged_settings_or_parts_is_a_one_line_error(tmp_path)
     run = short_run(tmp_path, "--max-steps", "2")
     last = run / "checkpoints" / "last.pt"
     whole = last.read_bytes()
+    for step_file in last.parent.glob("step_*.pt"):
+        step_file.unlink()  # nothing to fall back on: each damage must be reported, not worked around
 
     def without_ngf(c):
         del c["config"]["ngf"]
@@ -249,8 +252,8 @@ def test_checkpoint_with_damaged_settings_or_parts_is_a_one_line_error(tmp_path)
     cases = {
         without_ngf: "holds damaged settings: no ngf",
         seed_as_text: "holds damaged settings: seed is '0', not int",
-        config_as_list: "is a damaged cyc checkpoint: config is list",
-        step_as_text: "is a damaged cyc checkpoint: step is '2'",
+        config_as_list: "is damaged (parts missing or wrong: config is list)",
+        step_as_text: "is damaged (parts missing or wrong: step is '2')",
         no_D_A: "cannot restore the training state from it (KeyError: 'D_A')",
     }
     for damage, expected in cases.items():
