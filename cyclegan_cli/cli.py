@@ -49,7 +49,12 @@ def cli() -> None:
     """Train CycleGAN image translators and run them on images, folders and videos.
 
     \b
+    A result in the first minute, no data or GPU needed:
+      cyc run clip.mp4 --checkpoint horse2zebra  an official pretrained model, fetched once
+
+    \b
     A typical session:
+      cyc datasets download horse2zebra          an official dataset -> data/horse2zebra
       cyc train data/horse2zebra --name h2z      train on trainA/ and trainB/ (resumable)
       cyc export --fp16                          latest run -> ONNX (+ TensorRT engine on a GPU)
       cyc run video.mp4 --direction BtoA         translate a video, keeping its fps and audio
@@ -57,6 +62,8 @@ def cli() -> None:
 
     Every option can also be set by an environment variable named CYC_<COMMAND>_<OPTION>,
     e.g. CYC_RUN_ENGINE=onnxruntime or CYC_TRAIN_BATCH_SIZE=4.
+
+    'cyc doctor' shows versions, devices, engines and the cache when something is slow or does not run.
 
     Exit codes: 0 done, 1 a failure or some inputs failed, 2 a usage error, 130 interrupted (work kept).
     """

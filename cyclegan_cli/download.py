@@ -150,8 +150,7 @@ def _transfer(url: str, handle, part: Path, what: str, progress: TransferProgres
             have = handle.seek(0, os.SEEK_END)
             try:
                 _receive(client, url, handle, have, what, progress)
-                handle.flush()
-                os.fsync(handle.fileno())
+                _disk_errors(lambda: os.fsync(handle.fileno()), handle, what)
                 return
             except httpx.TransportError as error:
                 reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
@@ -182,7 +181,7 @@ def _receive(client, url: str, handle, have: int, what: str, progress: TransferP
             raise DownloadError(f"{what}: {url} answered HTTP {response.status_code} {response.reason_phrase}")
         if response.status_code == 206 and _range_start(response) == have:
             progress.note(f"{what}: resuming after {_mb(have)}")
-        else:  # 200: the whole file, whatever the part held
+        elif have:  # 200: the whole file, whatever the part held
             handle.seek(0)
             handle.truncate(0)
             have = 0
@@ -194,7 +193,7 @@ def _receive(client, url: str, handle, have: int, what: str, progress: TransferP
         for chunk in response.iter_bytes(CHUNK):
             if have == 0 and chunk.lstrip()[:14].lower().startswith(_HTML_STARTS):
                 raise DownloadError(f"{what}: {url} sent an HTML page, not the file (an error or login page?)")
-            _write(handle, chunk, what)
+            _disk_errors(lambda chunk=chunk: handle.write(chunk), handle, what)
             have += len(chunk)
             progress.advance(have)
         if total is not None and have < total:
@@ -211,9 +210,10 @@ def _range_start(response) -> int | None:
         return None
 
 
-def _write(handle, chunk: bytes, what: str) -> None:
+def _disk_errors(action: Callable[[], object], handle, what: str) -> None:
+    """Run a write to the part file; a full disk or another OS error becomes a one-line DownloadError."""
     try:
-        handle.write(chunk)
+        action()
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DownloadError(
@@ -234,7 +234,7 @@ def _locked(part: Path, progress: TransferProgress) -> Iterator:
     except ImportError:  # Windows: no advisory locks; two processes at once is the user's own race
         fcntl = None
     while True:
-        handle = open(part, "a+b")  # noqa: SIM115 - closed below
+        handle = open(part, "a+b", buffering=0)  # noqa: SIM115 - closed below; unbuffered: a full disk fails the write
         if fcntl is not None:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

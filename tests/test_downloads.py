@@ -292,3 +292,14 @@ def test_a_hostile_zip_is_refused_and_nothing_is_written(server, tmp_path, extra
 def test_cityscapes_says_where_to_get_it(server):
     done = cyc("datasets", "download", "cityscapes")
     assert done.exit_code == 2 and "cityscapes-dataset.com" in done.output
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_leaves_nothing(server, tmp_path):
+    server.files["/models/horse2zebra.pth"] = official_file(1)
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    (models / "horse2zebra.pth.part").symlink_to("/dev/full")  # every write there fails with ENOSPC, for real
+    done = cyc("pretrained", "download", "horse2zebra")
+    assert done.exit_code == 1 and "the disk is full" in done.output and "Traceback" not in done.output
+    assert cache_files(tmp_path) == [] and not (models / "horse2zebra.pth.part").is_symlink()

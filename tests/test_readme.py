@@ -1,0 +1,107 @@
+"""Every ``cyc`` command line in the README parses (Click resolves each option, so none can drift from the code),
+and those that finish in seconds run for real, in the README's order, in a folder holding the files they name,
+against a pretrained model and a dataset served from 127.0.0.1 (``CYC_PRETRAINED_URL``, ``CYC_DATASETS_URL``).
+Training and export commands are only parsed: they take minutes with the README's settings.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cyclegan_cli import download
+from cyclegan_cli.cli import cli
+from tests.helpers import make_video, probe, write_run
+from tests.test_downloads import FileServer, dataset_zip, official_file
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+PARSED_ONLY = {"train", "export"}  # minutes each with the README's settings
+
+
+def readme_commands() -> list[list[str]]:
+    """The ``cyc ...`` lines of the README's code blocks, split as a shell would (comments dropped)."""
+    commands, in_block = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+        elif in_block and line.startswith("cyc "):
+            commands.append(shlex.split(line, comments=True))
+    return commands
+
+
+def parse(args: list[str]) -> click.Command:
+    """Resolve ``cyc ARGS`` down to its subcommand with Click, checking every option and argument."""
+    ctx = cli.make_context("cyc", args[1:])
+    command, rest = cli, [*getattr(ctx, "_protected_args", []), *ctx.args]
+    while isinstance(command, click.Group):
+        name, command, rest = command.resolve_command(ctx, rest)
+        ctx = command.make_context(name, rest, parent=ctx)
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+    assert not rest, f"{' '.join(args)}: left over: {rest}"
+    return command
+
+
+def test_the_readme_has_the_newcomers_commands_first():
+    commands = [" ".join(c) for c in readme_commands()]
+    assert commands[0] == "cyc run clip.mp4 --checkpoint horse2zebra"
+    head = README.read_text().split("## ")[0]
+    assert "make demo" in head and "make test" in head
+
+
+def test_every_readme_command_parses_and_the_quick_ones_run(tmp_path, monkeypatch):
+    server = FileServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        server.files["/models/horse2zebra.pth"] = official_file(1)
+        server.files["/models/zebra2horse.pth"] = official_file(2)
+        server.files["/datasets/horse2zebra.zip"] = dataset_zip("horse2zebra")
+        monkeypatch.setenv("CYC_PRETRAINED_URL", f"{server.url}/models")
+        monkeypatch.setenv("CYC_DATASETS_URL", f"{server.url}/datasets")
+        monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.setenv("CYC_RUN_DEVICE", "cpu")  # what these runs mean, on any machine
+        monkeypatch.setattr(download, "RETRY_DELAYS", ())
+        monkeypatch.chdir(tmp_path)
+        _make_the_files_the_readme_names(tmp_path)
+
+        ran = []
+        for args in readme_commands():
+            command = parse(args)
+            if command.name in PARSED_ONLY:
+                continue
+            result = CliRunner().invoke(cli, args[1:])
+            assert result.exit_code == 0, f"{' '.join(args)}\n{result.output}"
+            ran.append(" ".join(args))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "cyc run clip.mp4 --checkpoint horse2zebra" in ran and "cyc doctor" in ran
+    assert probe(tmp_path / "clip_AtoB.mp4")["frames"] == probe(tmp_path / "clip.mp4")["frames"]
+    assert (tmp_path / "data" / "horse2zebra" / "trainA").is_dir()
+    assert (tmp_path / "painted").is_dir() and (tmp_path / "photo_AtoB.jpg").is_file()
+
+
+def _make_the_files_the_readme_names(root: Path) -> None:
+    make_video(root / "clip.mp4", frames=12, rate=Fraction(24))
+    shutil.copy(root / "clip.mp4", root / "video.mp4")
+    write_run(root / "runs")  # "the latest run"
+    image = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(image).save(root / "photo.jpg")
+    for folder in ("holidays/day1", "shots"):
+        (root / folder).mkdir(parents=True)
+        Image.fromarray(image).save(root / folder / "a.png")
+    (root / "horse2zebra.pth").write_bytes(official_file(3))
+
+
+@pytest.mark.parametrize("args", [["cyc", "run", "x.mp4", "--no-such-option"], ["cyc", "run", "x", "--engine", "nope"]])
+def test_the_parser_check_catches_drift(args):
+    with pytest.raises(click.UsageError):
+        parse(args)
