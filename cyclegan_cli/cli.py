@@ -73,12 +73,13 @@ def _register_commands() -> None:
     from cyclegan_cli.cmd_datasets import datasets
     from cyclegan_cli.cmd_doctor import doctor
     from cyclegan_cli.cmd_export import export
+    from cyclegan_cli.cmd_join import join
     from cyclegan_cli.cmd_plugins import plugins
     from cyclegan_cli.cmd_pretrained import pretrained
     from cyclegan_cli.cmd_run import run
     from cyclegan_cli.cmd_train import train
 
-    for command in (train, export, run, pretrained, datasets, plugins, doctor):
+    for command in (train, export, run, join, pretrained, datasets, plugins, doctor):
         cli.add_command(command)
 
 

@@ -53,6 +53,17 @@ from cyclegan_cli.options import (
 @click.option("--no-audio", is_flag=True, help="Drop the audio track instead of copying it.")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a big job).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (inputs are never overwritten).")
+@click.option(
+    "--shard",
+    metavar="I/N|auto",
+    help="Translate only share I (0-based) of N: N processes together translate every input once (see below).",
+)
+@click.option(
+    "--segments",
+    type=click.IntRange(1, 1000),
+    metavar="K",
+    help="Cut each video into K pieces of about equal length (<output>.seg<k>of<K>.<ext>); 'cyc join' joins them.",
+)
 @debug_option
 def run(
     inputs,
@@ -74,6 +85,8 @@ def run(
     no_audio,
     skip_existing,
     overwrite,
+    shard,
+    segments,
 ) -> None:
     """Translate images, folders, globs and videos.
 
@@ -111,8 +124,18 @@ def run(
       other CPU jobs     openvino (bf16 where the CPU has AMX or AVX512-BF16, else fp32),
                          else onnxruntime, else torch
 
-    Exit codes: 0 all done, 1 some inputs failed (each named on its own line), 2 usage error,
-    130 interrupted.
+    \b
+    Many processes, many machines: --shard I/N gives process I of N its share of the inputs, balanced
+    by work (frames x pixels) and decided from the inputs alone, so a share run again with
+    --skip-existing is the same share; outputs keep the names a single run gives them. --shard auto
+    reads the scheduler: torchrun (RANK, WORLD_SIZE), a Slurm array (SLURM_ARRAY_TASK_ID,
+    SLURM_ARRAY_TASK_COUNT), a Kubernetes indexed job (JOB_COMPLETION_INDEX, with CYC_SHARD_COUNT set
+    to the job's completions). One machine with several GPUs: one process per GPU,
+    --shard i/N --device cuda:i. With --segments K each video's pieces are shared out too; when all
+    are done, 'cyc join OUTPUT' puts them together, to the frame, with the source's audio.
+
+    Exit codes: 0 all done (also a shard with nothing to do), 1 some inputs failed (each named on its
+    own line), 2 usage error, 130 interrupted.
     """
     from cyclegan_cli.pipeline import Interrupted
     from cyclegan_cli.plugin_api import WriteOptions
@@ -135,6 +158,8 @@ def run(
         max_frames=max_frames,
         compare=compare,
         size=size,
+        segments=segments,
+        shard=shard,
         write=WriteOptions(ext=ext, quality=quality, codec=codec, crf=crf, audio=not no_audio),
     )
     console = stderr_console()

@@ -8,6 +8,7 @@ writing the same output, outputs that already exist.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,19 +16,36 @@ from pathlib import Path
 
 from cyclegan_cli import registry
 from cyclegan_cli.errors import InputError, UsageError
-from cyclegan_cli.plugin_api import Reader, Writer
+from cyclegan_cli.plugin_api import MediaInfo, Reader, WriteOptions, Writer
+from cyclegan_cli.segments import MAX_SEGMENTS, Segment, cut, segment_path
+from cyclegan_cli.sharding import Shard, assign
 
 GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclass(eq=False)
 class Job:
-    """One input file and the output it becomes. Compared by identity: two jobs are never the same job."""
+    """One input file (or one segment of a video) and the output it becomes. Compared by identity: two jobs
+    are never the same job."""
 
     source: Path
     output: Path
     reader: type[Reader]
     writer: type[Writer]
+    segment: Segment | None = None  # a piece of a long video (cyc run --segments)
+
+    def open_reader(self, max_frames: int | None) -> Reader:
+        if self.segment is None:
+            return self.reader(self.source, max_frames=max_frames)
+        return self.reader(self.source, max_frames=max_frames, window=self.segment.window)
+
+    def write_options(self, options: WriteOptions) -> WriteOptions:
+        """A segment is written without audio (its join copies the source's in one piece) and without frame
+        reordering, tagged with what it is part of."""
+        if self.segment is None:
+            return options
+        tags = {**options.metadata, **self.segment.tags(self.source)}
+        return dataclasses.replace(options, audio=False, reorder=False, metadata=tags)
 
 
 @dataclass
@@ -59,6 +77,7 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped_existing: list[Path] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)  # files in a folder that no reader takes (e.g. .txt)
+    notes: list[str] = field(default_factory=list)  # what the user should know: the shard taken, segments
 
 
 @dataclass
@@ -76,9 +95,16 @@ def plan_jobs(
     ext: str | None = None,
     overwrite: bool = False,
     skip_existing: bool = False,
+    segments: int | None = None,
+    shard: Shard | None = None,
+    max_frames: int | None = None,
 ) -> Plan:
+    """The jobs for ``inputs``: every video cut into ``segments`` pieces if asked, then ``shard``'s share of
+    them (decided from the inputs alone), then the outputs checked (and with ``skip_existing`` thinned)."""
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other: pass one of them")
+    if segments is not None and not 1 <= segments <= MAX_SEGMENTS:
+        raise UsageError(f"--segments {segments}: use 1 to {MAX_SEGMENTS}")
     plan = Plan()
     out_path = Path(out) if out else None
     sources = [s for spec in inputs for s in _expand(spec, out_path, plan)]
@@ -99,8 +125,57 @@ def plan_jobs(
                 f"{output}: no writer for '{output.suffix}' files; choose another --out or --ext"
             ) from None
         plan.jobs.append(Job(source=source.path, output=output, reader=source.reader, writer=writer))
-    _check_outputs(plan, overwrite, skip_existing)
+    _check_clashes(plan)
+    if segments is not None and segments > 1:
+        plan.jobs = [piece for job in plan.jobs for piece in _cut(job, segments, plan)]
+    if shard is not None:
+        _take_share(plan, shard, max_frames)
+    _check_existing(plan, overwrite, skip_existing)
     return plan
+
+
+def probe(job: Job, max_frames: int | None = None) -> MediaInfo | None:
+    """What a job's input holds, from its header (an image's, or the reader's for a video), not decoded; None
+    when it cannot be read (the pipeline reports that file when it reaches it)."""
+    from cyclegan_cli.imageio import image_size
+
+    if job.reader.kind == "image":
+        size = image_size(job.source)
+        return MediaInfo("image", *size, frame_count=1) if size else None
+    try:
+        with job.open_reader(max_frames) as reader:
+            return reader.info
+    except Exception:  # noqa: BLE001 - any input's failure is reported when the pipeline reaches it
+        return None
+
+
+def _cut(job: Job, count: int, plan: Plan) -> list[Job]:
+    """A video job as ``count`` segment jobs (each written to ``<output>.seg<k>of<count>``); anything else as it is."""
+    if job.reader.kind != "video":
+        return [job]
+    info = probe(job)
+    duration = info.extra.get("duration") if info is not None else None
+    if not job.reader.supports_window or not duration:
+        why = "its reader cannot start mid-file" if not job.reader.supports_window else "its duration is unknown"
+        plan.notes.append(f"{job.source}: not cut into segments ({why}); translated whole")
+        return [job]
+    return [
+        dataclasses.replace(job, output=segment_path(job.output, s.number, count), segment=s)
+        for s in cut(duration, count)
+    ]
+
+
+def _take_share(plan: Plan, shard: Shard, max_frames: int | None) -> None:
+    """Keep ``shard``'s jobs: balanced by work (frames x pixels), the same split in every process."""
+    work = []
+    for job in plan.jobs:
+        info = probe(job, max_frames)
+        work.append((info.frame_count or 1) * info.width * info.height if info is not None else 0.0)
+    mine = assign(work, shard.count)
+    total = sum(work) or 1.0
+    plan.jobs = [job for job, owner in zip(plan.jobs, mine) if owner == shard.index]
+    share = sum(w for w, owner in zip(work, mine) if owner == shard.index) / total
+    plan.notes.append(f"shard {shard} ({shard.source}): {len(plan.jobs)} of {len(work)} files, {share:.0%} of the work")
 
 
 def _expand(spec: str, out: Path | None, plan: Plan) -> list[_Source]:
@@ -159,7 +234,8 @@ def _output_for(
     return (out / source.root.name / relative) if many_roots else out / relative
 
 
-def _check_outputs(plan: Plan, overwrite: bool, skip_existing: bool) -> None:
+def _check_clashes(plan: Plan) -> None:
+    """Across all jobs, before any share is taken: no two write one output, none overwrites an input."""
     inputs = {job.source.resolve() for job in plan.jobs}
     clashes = [o for o, n in Counter(job.output.resolve() for job in plan.jobs).items() if n > 1]
     if clashes:
@@ -169,6 +245,9 @@ def _check_outputs(plan: Plan, overwrite: bool, skip_existing: bool) -> None:
     for job in plan.jobs:
         if job.output.resolve() in inputs:
             raise UsageError(f"{job.output}: this output would overwrite an input; choose another --out")
+
+
+def _check_existing(plan: Plan, overwrite: bool, skip_existing: bool) -> None:
     existing = [job for job in plan.jobs if job.output.exists()]
     if skip_existing:
         plan.skipped_existing = [job.output for job in existing]

@@ -224,7 +224,7 @@ class Pipeline:
                 run.put(run.decoded, _End(job))
 
     def _read_one(self, run: _Run, job: Job) -> None:
-        with job.reader(job.source, max_frames=self.max_frames) as reader:
+        with job.open_reader(self.max_frames) as reader:
             run.put(run.decoded, _Start(job, SourceInfo.of(reader)))
             for frame in reader.frames():
                 if run.stop.is_set() or run.is_cancelled(job):
@@ -313,7 +313,7 @@ class Pipeline:
                     stats.results.append(result)
                     self.progress.job_started(item.job, item.source.info.frame_count)
                     try:
-                        writer = item.job.writer(item.job.output, item.source, self.options)
+                        writer = item.job.writer(item.job.output, item.source, item.job.write_options(self.options))
                     except Exception as error:  # noqa: BLE001 - one job's failure
                         fail(error, item.job.output)
                 elif isinstance(item, _Frame):

@@ -63,10 +63,19 @@ class WriteOptions:
     codec: str | None = None  # video codec; None picks one that fits the container (libx264 for mp4)
     crf: int = 18
     audio: bool = True  # copy the input's audio
+    reorder: bool = True  # video: frames may be coded out of order (B-frames); off for segments that are joined
+    metadata: dict[str, str] = field(default_factory=dict)  # container tags, e.g. what a segment is part of
 
 
 class Reader:
-    """Decodes one input path into frames. Use as a context manager; ``frames()`` may be called once."""
+    """Decodes one input path into frames. Use as a context manager; ``frames()`` may be called once.
+
+    A reader that sets ``supports_window`` also takes ``window=(start, end)`` (seconds as Fractions, either may be
+    None for the file's start or end) and yields exactly the frames whose presentation time t has
+    start <= t < end, with their own timestamps: ``cyc run --segments`` cuts long videos that way.
+    """
+
+    supports_window: ClassVar[bool] = False
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""  # "image" or "video"
@@ -164,6 +173,12 @@ class Writer:
     def abort(self) -> Path | None:
         """Stop early; return the playable partial file kept, if any."""
         raise NotImplementedError
+
+    @classmethod
+    def join(cls, parts: list[Path], output: Path, source: Path | None, options: WriteOptions) -> int:
+        """Join segment files (written with ``options.reorder`` off) into ``output``, in order, without
+        re-encoding, with ``source``'s audio; return the frame count. Writers that cannot join leave this."""
+        raise NotImplementedError(f"the {cls.name} writer cannot join segments")
 
     def __enter__(self):
         return self

@@ -15,10 +15,10 @@ from cyclegan_cli.devices import resolve_device
 from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, workload
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import MIN_SIDE
-from cyclegan_cli.imageio import image_size
-from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs
+from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
 from cyclegan_cli.pipeline import Pipeline, PipelineStats
 from cyclegan_cli.plugin_api import Frame, WriteOptions
+from cyclegan_cli.sharding import parse_shard, scheduler_hint
 
 
 @dataclass
@@ -38,6 +38,8 @@ class RunOptions:
     max_frames: int | None = None
     compare: bool = False
     size: str | None = None
+    segments: int | None = None  # cut each video into this many pieces (cyc join puts them together)
+    shard: str | None = None  # "I/N" or "auto": this process's share of the inputs
     write: WriteOptions = field(default_factory=WriteOptions)
 
 
@@ -95,19 +97,12 @@ def frame_sizes(jobs: list[Job], max_frames: int | None, size) -> list[tuple[int
     """(frames, width, height) per job as they will reach the engine, read from headers, not decoded."""
     sizes = []
     for job in jobs:
-        if job.reader.kind == "image":
-            wh, frames = image_size(job.source), 1
-        else:
-            try:
-                with job.reader(job.source, max_frames=max_frames) as reader:
-                    info = reader.info
-            except Exception:  # noqa: BLE001 - any input's failure is reported when the pipeline reaches it
-                continue
-            wh, frames = (info.width, info.height), info.frame_count or 1
-            if max_frames is not None:
-                frames = min(frames, max_frames)
-        if wh is None:
+        info = probe(job, max_frames)
+        if info is None:
             continue
+        frames, wh = info.frame_count or 1, (info.width, info.height)
+        if max_frames is not None:
+            frames = min(frames, max_frames)
         if size is not None:
             wh = _target_size(size, *wh)
         sizes.append((frames, *wh))
@@ -115,6 +110,9 @@ def frame_sizes(jobs: list[Job], max_frames: int | None, size) -> list[tuple[int
 
 
 def translate(options: RunOptions, progress: Progress | None = None, say=print) -> RunReport:
+    shard = parse_shard(options.shard)
+    if shard is None and (hint := scheduler_hint()):
+        say(hint)
     plan = plan_jobs(
         options.inputs,
         direction=options.direction,
@@ -122,10 +120,16 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         ext=options.ext,
         overwrite=options.overwrite,
         skip_existing=options.skip_existing,
+        segments=options.segments,
+        shard=shard,
+        max_frames=options.max_frames,
     )
+    for line in plan.notes:
+        say(line)
     size = parse_size(options.size)
     if not plan.jobs:
-        return RunReport(plan, PipelineStats(), "-", "nothing to do", 0.0)
+        why = "this shard's files are all done" if plan.skipped_existing else "nothing to do"
+        return RunReport(plan, PipelineStats(), "-", why if shard is None else f"shard {shard}: {why}", 0.0)
     started = time.perf_counter()
     model, note = load_model_source(options.checkpoint, options.runs_dir, options.direction)
     if note:

@@ -67,6 +67,7 @@ _VIDEO_CODECS = {".webm": "libvpx-vp9", ".ogv": "libtheora", ".avi": "mpeg4"}
 _DEFAULT_VIDEO_CODEC = "libx264"
 # Containers that store frame slots at one rate instead of timestamps (see the module docstring).
 _SLOTTED = frozenset({".avi"})
+_QUICKTIME = frozenset({".mp4", ".m4v", ".mov"})
 _MAX_SLOT_RATE = 240  # a time base finer than this many ticks a second is no frame rate: AVI would fill it
 # Containers that hold only a few video codecs: a --codec outside them is refused with a clear message.
 _WEBM_VIDEO = frozenset({"libvpx-vp9", "libvpx", "vp9", "vp8", "libaom-av1", "libsvtav1", "libdav1d", "av1"})
@@ -102,9 +103,14 @@ class VideoReader(Reader):
     def can_read(cls, path: Path) -> int:
         return 10 if Path(path).suffix.lower() in VIDEO_EXTENSIONS else 0
 
-    def __init__(self, path: Path, *, max_frames: int | None = None):
+    supports_window = True
+
+    def __init__(
+        self, path: Path, *, max_frames: int | None = None, window: tuple[Fraction | None, Fraction | None] = None
+    ):
         super().__init__(path, max_frames=max_frames)
         av = pyav()
+        self._window = window or (None, None)
         self._container = None
         self._first = None  # the first decoded frame, kept from the check at open
         self._packets = None
@@ -139,6 +145,24 @@ class VideoReader(Reader):
             raise
         self._rotation = _rotation(self._first, self._stream)
         self._info = self._make_info()
+        if self._window[0]:
+            self._seek(self._window[0])
+        duration = self._info.extra.get("duration")
+        if self._window != (None, None) and self._info.frame_count and duration:
+            low, high = float(self._window[0] or 0), float(self._window[1] or duration)
+            self._info.frame_count = max(1, round(self._info.frame_count * (high - low) / duration))
+
+    def _seek(self, start: Fraction) -> None:
+        """Go to the keyframe at or before ``start``; frames() then drops what comes before it."""
+        av = pyav()
+        self._packets.close()
+        self._first = None
+        try:
+            self._container.seek(int(start / self._stream.time_base), stream=self._stream, backward=True)
+        except av.FFmpegError as exc:
+            self.close()
+            raise InputError(f"{self.path}: cannot seek to {float(start):.3f} s: {_reason(exc)}") from None
+        self._packets = self._decoded()
 
     # -- facts ----------------------------------------------------------------------------------------------------
 
@@ -211,6 +235,7 @@ class VideoReader(Reader):
         self._used = True
         av = pyav()
         index, end = 0, None
+        start, stop = self._window
         source = self._decoded_with_first()
         while self.max_frames is None or index < self.max_frames:
             try:
@@ -221,6 +246,12 @@ class VideoReader(Reader):
                 raise InputError(
                     f"{self.path}: broken video stream after {index} good frame(s) (at frame {index}): {_reason(exc)}"
                 ) from None
+            if decoded.pts is not None and (start is not None or stop is not None):
+                t = decoded.pts * Fraction(decoded.time_base or self._stream.time_base)
+                if start is not None and t < start:
+                    continue  # decoded from the keyframe before the window: not this window's frame
+                if stop is not None and t >= stop:
+                    return  # the next window's first frame: the rest of the file is not looked at
             try:
                 converted = self._convert(decoded, index)
             except (av.FFmpegError, ValueError) as exc:
@@ -235,7 +266,8 @@ class VideoReader(Reader):
             end = _frame_end(converted)
         else:
             return  # stopped at max_frames: the rest of the file is not looked at
-        self._check_complete(index, end if index else None)
+        if start is None:
+            self._check_complete(index, end if index else None)
 
     def _check_complete(self, count: int, end: float | None) -> None:
         """A Matroska/WebM file cut short just ends (no error from FFmpeg): compare with the track's DURATION."""
@@ -434,7 +466,16 @@ class VideoWriter(Writer):
         try:
             # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
             # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
-            out = av.open(str(self._tmp), mode="w", options={"avoid_negative_ts": "disabled"} if slotted else None)
+            options = {"avoid_negative_ts": "disabled"} if slotted else {}
+            if self.path.suffix.lower() in _QUICKTIME:
+                if self.options.metadata:
+                    options["movflags"] = "use_metadata_tags"  # MP4/MOV keep only standard tags without it
+                if frame.pts and self._time_base.denominator < 2**31:
+                    # a start after 0 (a segment of a longer video) is an edit list in the movie's timescale,
+                    # 1/1000 s by default: in the video's own time base it stays exact
+                    options["movie_timescale"] = str(self._time_base.denominator)
+            out = av.open(str(self._tmp), mode="w", options=options or None)
+            out.metadata.update(self.options.metadata)
         except (av.FFmpegError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot create the video file: {_reason(exc)}") from None
         self._out = out
@@ -467,8 +508,9 @@ class VideoWriter(Writer):
                 stream.thread_count = 0
             if video_codec == "mpeg4" and slotted:
                 ctx.codec_tag = "XVID"  # what AVI players look for; FFmpeg's own tag is FMP4
-            if slotted:
-                ctx.max_b_frames = 0  # an AVI stores frames in decoding order only: no reordering
+            if slotted or not self.options.reorder:
+                # an AVI stores frames in decoding order only; segments must join with rising decode times
+                ctx.max_b_frames = 0
             self._video = stream
             if self.options.audio:
                 self._audio = AudioCopy.open(self.source, out, audio_codec)
@@ -636,6 +678,65 @@ class VideoWriter(Writer):
             return None
         return partial
 
+    # -- joining segments -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def join(cls, parts: list[Path], output: Path, source: Path | None, options: WriteOptions) -> int:
+        """Remux the segments' video packets, in order and as they are, into ``output`` (atomically), with the
+        source's audio copied in one piece; return the frame count. Each segment keeps its frames' own
+        timestamps, and none reorders frames (``WriteOptions.reorder`` off), so the decode times rise across
+        the seams and every frame keeps its time exactly."""
+        av = pyav()
+        output = Path(output)
+        tmp = temp_path_for(output)
+        frames, out, audio = 0, None, None
+        try:
+            with av.open(str(parts[0])) as first:
+                out = av.open(str(tmp), mode="w")
+                template = first.streams.video[0]
+                video = out.add_stream_from_template(template)
+                video.time_base = template.time_base
+                encoding = _stream_encoding(template)
+            if options.audio and source is not None:
+                audio = AudioCopy.open(
+                    SourceInfo(Path(source), MediaInfo("video")), out, audio_codec_for(output.suffix.lower())
+                )
+            last_dts = None
+            for part in parts:
+                with av.open(str(part)) as src:
+                    stream = src.streams.video[0]
+                    if _stream_encoding(stream) != encoding:
+                        raise InputError(f"{part}: encoded otherwise than the first segment: translate it again")
+                    for packet in src.demux(stream):
+                        if packet.dts is None:
+                            continue  # the demuxer's flush packet
+                        if last_dts is not None and packet.dts * stream.time_base <= last_dts:
+                            raise InputError(f"{part}: its frames overlap the segment before it: translate it again")
+                        last_dts = packet.dts * stream.time_base
+                        end = (packet.pts + (packet.duration or 0)) * stream.time_base
+                        packet.stream = video
+                        packet.time_base = stream.time_base
+                        out.mux(packet)
+                        frames += 1
+                        if audio is not None:
+                            audio.copy_until(Fraction(end))
+            if audio is not None:
+                audio.finish(None)
+            out.close()
+            out = None
+            os.replace(tmp, output)
+        except av.FFmpegError as exc:
+            raise InputError(f"{output}: cannot join the segments: {_reason(exc)}") from None
+        finally:
+            if audio is not None:
+                audio.close()
+            if out is not None:
+                with contextlib.suppress(Exception):
+                    out.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return frames
+
     def _discard(self) -> None:
         if self._audio is not None:
             self._audio.close()
@@ -664,6 +765,12 @@ def _encoder_options(codec: str, crf: int) -> dict[str, str]:
         quantizer = str(min(31, max(2, round(crf / 6))))
         return {"qmin": quantizer, "qmax": quantizer}
     return {}
+
+
+def _stream_encoding(stream) -> tuple:
+    """What must agree for packets of two files to go into one stream: codec, size and parameter sets."""
+    ctx = stream.codec_context
+    return ctx.codec.id, stream.width, stream.height, bytes(ctx.extradata or b"")
 
 
 def _even(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,165 @@
+"""``cyc run --shard`` and ``--segments``, and ``cyc join``: N processes together do one run's work, exactly."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cyclegan_cli.cli import cli
+from cyclegan_cli.errors import UsageError
+from cyclegan_cli.sharding import assign, from_environment, parse_shard, scheduler_hint
+from tests.helpers import make_video, probe
+
+ENGINE = ["--device", "cpu", "--engine", "torch", "--precision", "fp32"]  # the same arithmetic in every process
+
+
+def cyc(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A nested folder of 7 images of different sizes (so the work differs from file to file)."""
+    rng = np.random.default_rng(0)
+    for i, (folder, size) in enumerate([("", 16), ("", 40), ("a", 24), ("a", 24), ("a/b", 64), ("c", 8), ("c", 32)]):
+        (tmp_path / "in" / folder).mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 255, (size, size + 4, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / "in" / folder / f"{i}.png")
+    return tmp_path / "in"
+
+
+def test_three_shards_cover_every_file_once_as_a_single_run_would(photos, tiny_runs, tmp_path):
+    single = cyc("run", photos, "--runs-dir", tiny_runs, "--out", tmp_path / "single", *ENGINE)
+    assert single.exit_code == 0, single.output
+    owners: dict[str, int] = {}
+    for index in range(3):
+        done = cyc(
+            "run", photos, "--runs-dir", tiny_runs, "--out", tmp_path / "sharded", "--shard", f"{index}/3", *ENGINE
+        )
+        assert done.exit_code == 0, done.output
+        assert f"shard {index}/3 (--shard)" in done.output
+        for line in done.stdout.splitlines():
+            if line.endswith(".png"):
+                assert line not in owners, f"{line} written by shards {owners[line]} and {index}"
+                owners[line] = index
+    assert len(owners) == 7 and set(owners.values()) == {0, 1, 2}
+    assert tree_files(tmp_path / "sharded") == tree_files(tmp_path / "single")
+    # a shard run again with --skip-existing takes the same share, now all done: it exits 0 and says so
+    again = cyc("run", photos, "--runs-dir", tiny_runs, "--out", tmp_path / "sharded", "--shard", "1/3",
+                "--skip-existing", *ENGINE)  # fmt: skip
+    assert again.exit_code == 0 and "shard 1/3" in again.output and "all done" in again.output
+
+
+def test_a_shard_with_no_files_exits_0_and_says_so(tiny_runs, tmp_path):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "only.png")
+    owner = assign([256.0], 4)[0]
+    idle = next(i for i in range(4) if i != owner)
+    done = cyc("run", tmp_path / "only.png", "--runs-dir", tiny_runs, "--shard", f"{idle}/4", *ENGINE)
+    assert done.exit_code == 0 and f"shard {idle}/4" in done.output and "0 of 1 files" in done.output
+    assert not (tmp_path / "only_AtoB.png").exists()
+
+
+def test_the_split_is_balanced_by_work_and_depends_on_the_inputs_alone():
+    work = [100.0, 1.0, 1.0, 1.0, 50.0, 49.0, 2.0]
+    shards = assign(work, 2)
+    assert shards == assign(list(work), 2)  # the same in every process
+    totals = [sum(w for w, s in zip(work, shards) if s == k) for k in range(2)]
+    assert sorted(totals) == [102.0, 102.0]
+    assert sorted(set(assign([1.0] * 5, 8))) == [0, 1, 2, 3, 4]  # more shards than files: some get none
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"RANK": "1", "WORLD_SIZE": "4"}, (1, 4, "torchrun")),
+        ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "3"}, (2, 3, "Slurm")),
+        ({"JOB_COMPLETION_INDEX": "0", "CYC_SHARD_COUNT": "2"}, (0, 2, "Kubernetes")),
+    ],
+)
+def test_shard_auto_reads_the_scheduler(environ, expected):
+    shard = from_environment(environ)
+    assert (shard.index, shard.count) == expected[:2] and expected[2] in shard.source
+    assert scheduler_hint(environ) is not None
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/2", "1", "a/b"])
+def test_a_bad_shard_is_a_usage_error(text):
+    with pytest.raises(UsageError):
+        parse_shard(text, {})
+
+
+def test_shard_auto_without_a_scheduler_is_a_usage_error():
+    with pytest.raises(UsageError, match="none of the schedulers"):
+        from_environment({})
+    with pytest.raises(UsageError, match="CYC_SHARD_COUNT"):
+        from_environment({"JOB_COMPLETION_INDEX": "1"})
+    assert scheduler_hint({}) is None and scheduler_hint({"RANK": "0", "WORLD_SIZE": "1"}) is None
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize("crf", ["0", "18"])
+def test_segments_translated_apart_join_to_the_frame(tiny_runs, tmp_path, crf):
+    # one GOP for the whole clip: the 2nd and 3rd cuts fall between keyframes
+    clip = make_video(tmp_path / "clip.mp4", frames=45, rate=Fraction(30000, 1001), size=(64, 48))
+    single = cyc("run", clip, "--runs-dir", tiny_runs, "--out", tmp_path / "single.mp4", "--crf", crf, *ENGINE)
+    assert single.exit_code == 0, single.output
+    for index in range(3):  # as three machines would: one segment each
+        part = cyc("run", clip, "--runs-dir", tiny_runs, "--segments", "3", "--shard", f"{index}/3", "--crf", crf,
+                   *ENGINE)  # fmt: skip
+        assert part.exit_code == 0, part.output
+    parts = sorted(p.name for p in tmp_path.glob("clip_AtoB.seg*of3.mp4"))
+    assert parts == ["clip_AtoB.seg1of3.mp4", "clip_AtoB.seg2of3.mp4", "clip_AtoB.seg3of3.mp4"]
+    assert sum(probe(tmp_path / p)["frames"] for p in parts) == 45
+    joined = cyc("join", tmp_path / "clip_AtoB.mp4")
+    assert joined.exit_code == 0, joined.output
+    assert not list(tmp_path.glob("clip_AtoB.seg*"))  # the segments are removed once the output is whole
+    src, out = probe(clip), probe(tmp_path / "clip_AtoB.mp4")
+    assert out["frames"] == src["frames"] == 45 and out["rate"] == src["rate"]
+    assert out["pts"] == pytest.approx(src["pts"], abs=1e-9) and out["duration"] == pytest.approx(src["duration"])
+    assert out["audio"] and out["audio_duration"] == pytest.approx(src["audio_duration"], abs=1e-3)
+    expected, got = frames_of(tmp_path / "single.mp4"), frames_of(tmp_path / "clip_AtoB.mp4")
+    if crf == "0":  # lossless: the frames are the single run's, bit for bit
+        assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+    else:  # lossy: each segment starts with a keyframe of its own and has no B-frames, so not equal; against
+        # the lossless translation, the joined frames lose at most 1 dB more than the single run's (stated bound)
+        reference = cyc("run", clip, "--runs-dir", tiny_runs, "--out", tmp_path / "lossless.mp4", "--crf", "0", *ENGINE)
+        assert reference.exit_code == 0, reference.output
+        truth = frames_of(tmp_path / "lossless.mp4")
+        single_db = np.mean([psnr(a, b) for a, b in zip(truth, expected, strict=True)])
+        joined_db = np.mean([psnr(a, b) for a, b in zip(truth, got, strict=True)])
+        print(f"PSNR against lossless: single run {single_db:.2f} dB, joined segments {joined_db:.2f} dB")
+        assert joined_db >= single_db - 1.0
+
+
+def test_join_refuses_missing_or_partial_segments(tiny_runs, tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", frames=24, size=(64, 48))
+    for index in (0, 2):
+        done = cyc("run", clip, "--runs-dir", tiny_runs, "--segments", "3", "--shard", f"{index}/3", *ENGINE)
+        assert done.exit_code == 0, done.output
+    missing = cyc("join", tmp_path / "clip_AtoB.mp4")
+    assert missing.exit_code == 2 and "missing clip_AtoB.seg2of3.mp4" in missing.output
+    assert not (tmp_path / "clip_AtoB.mp4").exists()
+    shutil.copy(tmp_path / "clip_AtoB.seg1of3.mp4", tmp_path / "clip_AtoB.seg2of3.partial.mp4")
+    partial = cyc("join", tmp_path / "clip_AtoB.mp4")
+    assert partial.exit_code == 2 and "cut short clip_AtoB.seg2of3.partial.mp4" in partial.output
+    assert len(list(tmp_path.glob("clip_AtoB.seg*"))) == 3  # nothing removed
