@@ -68,6 +68,8 @@ def test_every_readme_command_parses_and_the_quick_ones_run(tmp_path, monkeypatc
         monkeypatch.setenv("CYC_DATASETS_URL", f"{server.url}/datasets")
         monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
         monkeypatch.setenv("CYC_RUN_DEVICE", "cpu")  # what these runs mean, on any machine
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")  # --shard auto: a Slurm array of one task
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "1")
         monkeypatch.setattr(download, "RETRY_DELAYS", ())
         monkeypatch.chdir(tmp_path)
         _make_the_files_the_readme_names(tmp_path)
@@ -87,15 +89,17 @@ def test_every_readme_command_parses_and_the_quick_ones_run(tmp_path, monkeypatc
     assert probe(tmp_path / "clip_AtoB.mp4")["frames"] == probe(tmp_path / "clip.mp4")["frames"]
     assert (tmp_path / "data" / "horse2zebra" / "trainA").is_dir()
     assert (tmp_path / "painted").is_dir() and (tmp_path / "photo_AtoB.jpg").is_file()
+    assert probe(tmp_path / "film_AtoB.mp4")["pts"] == probe(tmp_path / "film.mp4")["pts"]
 
 
 def _make_the_files_the_readme_names(root: Path) -> None:
     make_video(root / "clip.mp4", frames=12, rate=Fraction(24))
     shutil.copy(root / "clip.mp4", root / "video.mp4")
+    shutil.copy(root / "clip.mp4", root / "film.mp4")
     write_run(root / "runs")  # "the latest run"
     image = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
     Image.fromarray(image).save(root / "photo.jpg")
-    for folder in ("holidays/day1", "shots"):
+    for folder in ("holidays/day1", "shots", "photos"):
         (root / folder).mkdir(parents=True)
         Image.fromarray(image).save(root / folder / "a.png")
     (root / "horse2zebra.pth").write_bytes(official_file(3))

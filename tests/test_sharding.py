@@ -56,8 +56,8 @@ def test_three_shards_cover_every_file_once_as_a_single_run_would(photos, tiny_r
     assert len(owners) == 7 and set(owners.values()) == {0, 1, 2}
     assert tree_files(tmp_path / "sharded") == tree_files(tmp_path / "single")
     # a shard run again with --skip-existing takes the same share, now all done: it exits 0 and says so
-    again = cyc("run", photos, "--runs-dir", tiny_runs, "--out", tmp_path / "sharded", "--shard", "1/3",
-                "--skip-existing", *ENGINE)  # fmt: skip
+    sharded = ["--out", tmp_path / "sharded", "--shard", "1/3", "--skip-existing"]
+    again = cyc("run", photos, "--runs-dir", tiny_runs, *sharded, *ENGINE)
     assert again.exit_code == 0 and "shard 1/3" in again.output and "all done" in again.output
 
 
@@ -124,8 +124,8 @@ def test_segments_translated_apart_join_to_the_frame(tiny_runs, tmp_path, crf):
     single = cyc("run", clip, "--runs-dir", tiny_runs, "--out", tmp_path / "single.mp4", "--crf", crf, *ENGINE)
     assert single.exit_code == 0, single.output
     for index in range(3):  # as three machines would: one segment each
-        part = cyc("run", clip, "--runs-dir", tiny_runs, "--segments", "3", "--shard", f"{index}/3", "--crf", crf,
-                   *ENGINE)  # fmt: skip
+        piece = ["--segments", "3", "--shard", f"{index}/3", "--crf", crf]
+        part = cyc("run", clip, "--runs-dir", tiny_runs, *piece, *ENGINE)
         assert part.exit_code == 0, part.output
     parts = sorted(p.name for p in tmp_path.glob("clip_AtoB.seg*of3.mp4"))
     assert parts == ["clip_AtoB.seg1of3.mp4", "clip_AtoB.seg2of3.mp4", "clip_AtoB.seg3of3.mp4"]
