@@ -13,6 +13,7 @@ from cyclegan_cli.options import (
     precision_option,
     runs_dir_option,
 )
+from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -54,6 +55,25 @@ from cyclegan_cli.options import (
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a big job).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (inputs are never overwritten).")
 @click.option(
+    "--stable/--no-stable",
+    default=None,
+    help="Temporally stable video: carried norm statistics and motion-compensated blending (see below).",
+)
+@click.option(
+    "--stable-strength",
+    type=click.FloatRange(0, 0.99),
+    default=StableSettings.norm_momentum,
+    show_default=True,
+    help="--stable: weight of the carried norm statistics against each frame's own (0: off).",
+)
+@click.option(
+    "--stable-blend",
+    type=click.FloatRange(0, 0.95),
+    default=StableSettings.blend,
+    show_default=True,
+    help="--stable: weight of the previous output, warped along the motion, where the motion is reliable (0: off).",
+)
+@click.option(
     "--shard",
     metavar="I/N|auto",
     help="Translate only share I (0-based) of N: N processes together translate every input once (see below).",
@@ -87,6 +107,9 @@ def run(
     overwrite,
     shard,
     segments,
+    stable,
+    stable_strength,
+    stable_blend,
 ) -> None:
     """Translate images, folders, globs and videos.
 
@@ -125,6 +148,15 @@ def run(
                          else onnxruntime, else torch
 
     \b
+    Stable video (--stable; off unless asked, see docs/internals.md for the measurements): CycleGAN
+    translates each frame alone, so noise and moving objects make a video shimmer. --stable blends the
+    previous output, moved along the optical flow of the input frames, into each new one where that
+    flow is reliable (--stable-blend), and can carry each InstanceNorm's statistics from frame to
+    frame (--stable-strength, torch engines; off by default: it did not steady the measured clips).
+    Both restart at every scene cut (PySceneDetect's content score >= 27) and at every new video;
+    still images are untouched.
+
+    \b
     Many processes, many machines: --shard I/N gives process I of N its share of the inputs, balanced
     by work (frames x pixels) and decided from the inputs alone, so a share run again with
     --skip-existing is the same share; outputs keep the names a single run gives them. --shard auto
@@ -160,6 +192,9 @@ def run(
         size=size,
         segments=segments,
         shard=shard,
+        stable=StableSettings(stable_strength, stable_blend)
+        if (STABLE_BY_DEFAULT if stable is None else stable)
+        else None,
         write=WriteOptions(ext=ext, quality=quality, codec=codec, crf=crf, audio=not no_audio),
     )
     console = stderr_console()

@@ -23,6 +23,7 @@ job in hand, which keeps a video's frames so far as a playable ``.partial`` file
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from cyclegan_cli.errors import CycError, InputError
 from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.jobs import Job, JobResult, Progress
 from cyclegan_cli.plugin_api import Engine, Frame, SourceInfo, WriteOptions, Writer
+from cyclegan_cli.temporal import StableSettings, StreamState
 
 QUEUE_FRAMES = 16  # per queue: enough to keep every stage busy, small enough for 4K frames
 _END = object()  # the sentinel a worker thread always puts last
@@ -98,6 +100,7 @@ class _Run:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []  # unexpected exceptions of the worker threads
         self.cancelled: set[int] = set()  # id() of jobs that failed while writing: read no further
+        self.streams: dict[int, StreamState] = {}  # id() of a video job -> its --stable state
 
     def cancel(self, job: Job) -> None:
         self.cancelled.add(id(job))
@@ -165,6 +168,7 @@ class Pipeline:
         compare: bool = False,
         transform: Callable[[Frame], Frame] | None = None,
         progress: Progress | None = None,
+        stable: StableSettings | None = None,
     ):
         self.engine = engine
         self.options = options
@@ -173,6 +177,7 @@ class Pipeline:
         self.compare = compare
         self.transform = transform  # e.g. a resize to --size, applied in the reader thread
         self.progress = progress or Progress()
+        self.stable = stable if stable is not None and stable.enabled else None  # videos only (temporal.py)
 
     def run(self, jobs: Iterable[Job]) -> PipelineStats:
         jobs = list(jobs)
@@ -271,10 +276,9 @@ class Pipeline:
             self._forward(run, pending)
 
     def _flush(self, run: _Run, batch: list[_Frame], pending: list, stats: PipelineStats) -> None:
-        images = np.stack([f.frame.image for f in batch])
         started = time.perf_counter()
         try:
-            outputs = self.engine(images)
+            outputs = self._translate(run, batch)
         except Exception as error:  # noqa: BLE001 - fails the jobs whose frames were in this batch, not the run
             for item in batch:
                 item.error = error
@@ -284,9 +288,35 @@ class Pipeline:
         stats.engine_seconds += time.perf_counter() - started
         self._forward(run, pending)
 
+    def _translate(self, run: _Run, batch: list[_Frame]) -> list[np.ndarray]:
+        """The engine's outputs for a batch; with --stable, each video's frames through its own stream state
+        (a batch that spans two videos is run in two parts: state never crosses a job boundary)."""
+        if self.stable is None:
+            return list(self.engine(np.stack([f.frame.image for f in batch])))
+        outputs: list[np.ndarray] = []
+        for job, group in itertools.groupby(batch, key=lambda f: f.job):
+            images = np.stack([f.frame.image for f in group])
+            if job.reader.kind != "video":
+                outputs += list(self.engine(images))  # a still image is translated as it is
+                continue
+            stream = run.streams.get(id(job))
+            if stream is None:
+                carry = self.engine.carries_statistics and self.stable.norm_momentum > 0
+                engine_state = self.engine.new_stream_state(self.stable.norm_momentum) if carry else None
+                stream = run.streams[id(job)] = StreamState(self.stable, engine_state)
+            new_shot = [stream.starts_shot(image) for image in images]
+            if stream.engine_state is not None:
+                translated = self.engine.run_carried(images, stream.engine_state, new_shot)
+            else:
+                translated = self.engine(images)
+            outputs += [stream.blend(i, o, cut) for i, o, cut in zip(images, translated, new_shot)]
+        return outputs
+
     @staticmethod
     def _forward(run: _Run, items: list) -> None:
         for item in items:
+            if isinstance(item, _End):
+                run.streams.pop(id(item.job), None)  # the job's frames are all translated: its state goes
             run.put(run.translated, item)
 
     # --- writing (the writer thread) -------------------------------------------------------------------------

@@ -246,3 +246,17 @@ class Engine:
 
     def describe(self) -> str:
         return f"{self.name} {self.precision} on {self.device}"
+
+    # -- carried normalisation statistics (cyc run --stable; see cyclegan_cli.temporal) --------------------------
+
+    carries_statistics: ClassVar[bool] = False  # True: new_stream_state() and run_carried() are implemented
+
+    def new_stream_state(self, momentum: float) -> Any:
+        """A fresh state for one stream of frames (one job): where ``run_carried`` keeps each InstanceNorm's
+        carried statistics. ``momentum`` is the weight of the carried statistics against each new frame's."""
+        raise NotImplementedError
+
+    def run_carried(self, batch: np.ndarray, state: Any, new_shot: list[bool]) -> np.ndarray:
+        """Like ``__call__`` on consecutive frames of one stream, but each InstanceNorm normalises with the
+        moving average of its statistics, restarted at each frame whose ``new_shot`` is True."""
+        raise NotImplementedError

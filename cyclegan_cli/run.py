@@ -19,6 +19,7 @@ from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
 from cyclegan_cli.pipeline import Pipeline, PipelineStats
 from cyclegan_cli.plugin_api import Frame, WriteOptions
 from cyclegan_cli.sharding import parse_shard, scheduler_hint
+from cyclegan_cli.temporal import StableSettings
 
 
 @dataclass
@@ -40,6 +41,7 @@ class RunOptions:
     size: str | None = None
     segments: int | None = None  # cut each video into this many pieces (cyc join puts them together)
     shard: str | None = None  # "I/N" or "auto": this process's share of the inputs
+    stable: StableSettings | None = None  # temporally stable video (temporal.py); None: frame by frame
     write: WriteOptions = field(default_factory=WriteOptions)
 
 
@@ -159,9 +161,24 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         compare=options.compare,
         transform=_resizer(size) if size is not None else None,
         progress=progress,
+        stable=options.stable,
     )
+    if options.stable is not None and options.stable.enabled and any(j.reader.kind == "video" for j in plan.jobs):
+        say(_stable_note(options.stable, engine))
     stats = pipeline.run(plan.jobs)
     return RunReport(plan, stats, engine.describe(), choice.reason, setup)
+
+
+def _stable_note(stable: StableSettings, engine) -> str:
+    parts = []
+    if stable.norm_momentum > 0:
+        if engine.carries_statistics:
+            parts.append(f"carried norm statistics (momentum {stable.norm_momentum:g})")
+        else:
+            parts.append(f"the {engine.name} engine cannot carry norm statistics: blending alone")
+    if stable.blend > 0:
+        parts.append(f"motion-compensated blending ({stable.blend:g})")
+    return "stable video: " + "; ".join(parts) + ", reset at scene cuts"
 
 
 def _first_frame_size(per_size) -> tuple[int, int] | None:

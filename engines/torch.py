@@ -20,9 +20,10 @@ from cyclegan_cli.plugin_api import Engine, ModelSource
 
 class TorchEngine(Engine):
     name = "torch"
-    description = "PyTorch eager: starts at once, runs any frame size"
+    description = "PyTorch eager: starts at once, runs any frame size; carries norm statistics for --stable"
     devices = ("cpu", "cuda", "mps")
     precisions = ("fp32", "bf16", "fp16")
+    carries_statistics = True
 
     def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):
         super().__init__(model, device=device, precision=precision, batch_size=batch_size)
@@ -40,10 +41,26 @@ class TorchEngine(Engine):
             net = net.to(memory_format=torch.channels_last)
         for p in net.parameters():
             p.requires_grad_(False)
+        self._eager = net
         self._net = self._prepare(net)
+        self._carried_net = None  # built on first use: a copy whose InstanceNorms carry statistics (eager)
 
     def _prepare(self, net):
         return net
+
+    def new_stream_state(self, momentum: float) -> CarriedStatistics:
+        return CarriedStatistics(momentum)
+
+    def run_carried(self, batch: np.ndarray, state: CarriedStatistics, new_shot: list[bool]) -> np.ndarray:
+        import torch
+
+        if self._carried_net is None:
+            self._carried_net = _with_carried_norms(self._eager)
+        x, size = to_input_tensor(batch, self.device, self._dtype, self._channels_last)
+        state.new_shot = list(new_shot)
+        with torch.inference_mode(), _carrying(self._carried_net, state):
+            y = self._carried_net(x)
+        return to_uint8_frames(y, size)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -86,3 +103,78 @@ class TorchCompileEngine(TorchEngine):
         if short > 0:
             batch = np.concatenate([batch, np.repeat(batch[-1:], short, axis=0)])
         return super().__call__(batch)[: len(batch) - max(short, 0)]
+
+
+# --- carried InstanceNorm statistics (cyc run --stable) -----------------------------------------------------------
+
+
+class CarriedStatistics:
+    """One stream's state: per InstanceNorm layer, the moving average of its per-channel mean and variance."""
+
+    def __init__(self, momentum: float):
+        self.momentum = momentum
+        self.averages: dict[int, tuple] = {}  # layer index -> (mean, var), each C floats
+        self.new_shot: list[bool] = []  # for the batch in hand: where the averages restart
+
+
+def _with_carried_norms(net):
+    """A copy of ``net`` whose InstanceNorm2d layers normalise with carried statistics (and share its weights)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class CarriedInstanceNorm(nn.Module):
+        def __init__(self, index: int, eps: float):
+            super().__init__()
+            self.index, self.eps, self.state = index, eps, None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            state = self.state
+            # Each frame that starts a shot is normalised exactly as the plain network does (the same call on
+            # the same batch), so the first frame after a cut is bit for bit the --no-stable output.
+            plain = F.instance_norm(x, eps=self.eps)
+            stats = x.float()
+            mean, var = stats.mean(dim=(2, 3)), stats.var(dim=(2, 3), unbiased=False)  # N x C each
+            frames, average = [], state.averages.get(self.index)
+            for i in range(x.shape[0]):  # in order: frame i's average includes the frames before it
+                if average is None or state.new_shot[i]:
+                    average = (mean[i], var[i])
+                    frames.append(plain[i])
+                    continue
+                m = state.momentum
+                average = (m * average[0] + (1 - m) * mean[i], m * average[1] + (1 - m) * var[i])
+                carried = (stats[i] - average[0][:, None, None]) * torch.rsqrt(average[1][:, None, None] + self.eps)
+                frames.append(carried.to(x.dtype))
+            state.averages[self.index] = average
+            return torch.stack(frames).contiguous(memory_format=_layout_of(x))
+
+    carried = copy.deepcopy(net)
+    norms = [name for name, module in carried.named_modules() if isinstance(module, nn.InstanceNorm2d)]
+    for index, name in enumerate(norms):
+        parent_name, _, child = name.rpartition(".")
+        parent = carried.get_submodule(parent_name) if parent_name else carried
+        eps = getattr(parent, child).eps
+        setattr(parent, child, CarriedInstanceNorm(index, eps))
+    return carried
+
+
+def _layout_of(x):
+    import torch
+
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+class _carrying:
+    """Point every carried norm of ``net`` at ``state`` for one call."""
+
+    def __init__(self, net, state: CarriedStatistics):
+        self.norms = [m for m in net.modules() if hasattr(m, "state") and hasattr(m, "index")]
+        self.state = state
+
+    def __enter__(self):
+        for norm in self.norms:
+            norm.state = self.state
+
+    def __exit__(self, *exc):
+        for norm in self.norms:
+            norm.state = None

@@ -422,3 +422,28 @@ def write_run(root: Path, name: str = "tiny", ngf: int = 8, n_blocks: int = 2) -
     }
     torch.save(checkpoint, run / "checkpoints" / "last.pt")
     return run
+
+
+def write_clip(path: str | Path, frames: np.ndarray, *, rate: Fraction = Fraction(25), audio: bool = True) -> Path:
+    """Write ``frames`` (N x H x W x 3 uint8 RGB, even sides) as a video with libx264 at crf 0, plus a sine
+    tone as long as the video: footage a test composes itself (a still scene, a cut)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=rate, options={"crf": "0"})
+        video.height, video.width = frames.shape[1:3]
+        video.pix_fmt = "yuv420p"
+        tone = container.add_stream("aac", rate=48000) if audio else None
+        for image in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode(None))
+        if tone is not None:
+            samples = int(48000 * len(frames) / rate)
+            wave = (0.2 * np.sin(2 * math.pi * TONE_HZ * np.arange(samples) / 48000)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, start
+                container.mux(tone.encode(chunk))
+            container.mux(tone.encode(None))
+    return path

@@ -1,0 +1,114 @@
+"""``cyc run --stable``: steadier video from the same generator, reset at cuts, nothing else changed."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cyclegan_cli.cli import cli
+from cyclegan_cli.temporal import content_score
+from tests.helpers import probe, write_clip
+
+ENGINE = ["--device", "cpu", "--engine", "torch", "--precision", "fp32", "--batch-size", "4", "--crf", "0"]
+
+
+def textured(height: int, width: int, phase: float = 0.0) -> np.ndarray:
+    """A smooth colourful picture (float, 0..255): three sine waves of their own direction and frequency."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    return 255 * np.stack(
+        [
+            0.5 + 0.4 * np.sin(2 * np.pi * (2 * x + y) + phase),
+            0.5 + 0.4 * np.sin(2 * np.pi * (x - 3 * y) + 1 + phase),
+            0.5 + 0.4 * np.cos(2 * np.pi * 3 * x * y + phase),
+        ],
+        axis=-1,
+    )
+
+
+def still_scene(frames: int = 24, height: int = 96, width: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A still camera: sensor noise, a slight exposure flicker, and a red block crossing the middle band.
+    Returns the frames and the mask of the still part (the rows the block never enters)."""
+    rng = np.random.default_rng(0)
+    base, clip = textured(height, width), []
+    for i in range(frames):
+        frame = base * (1 + 0.02 * np.sin(i)) + rng.normal(0, 3, base.shape)
+        left = 10 + i * (width - 20) // frames
+        frame[40:60, left - 8 : left + 8] = (250, 40, 40)
+        clip.append(np.clip(frame, 0, 255).astype(np.uint8))
+    still = np.ones((height, width), bool)
+    still[30:70] = False
+    return np.stack(clip), still
+
+
+def cyc(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def decoded(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def translate(clip, generator, out, *options) -> np.ndarray:
+    done = cyc("run", clip, "--checkpoint", generator, "--out", out, *ENGINE, *options)
+    assert done.exit_code == 0, done.output
+    return decoded(out)
+
+
+def test_a_still_scene_stays_still_and_close_to_the_plain_output(trained_generator, tmp_path):
+    frames, still = still_scene()
+    clip = write_clip(tmp_path / "still.mkv", frames)
+    plain = translate(clip, trained_generator, tmp_path / "plain.mkv", "--no-stable")
+    stable = translate(clip, trained_generator, tmp_path / "stable.mkv", "--stable")
+
+    def change(video: np.ndarray) -> float:  # mean frame-to-frame change in the still part
+        return float(np.mean(np.abs(np.diff(video.astype(np.float64), axis=0))[:, still]))
+
+    fidelity = np.mean([psnr(a, b) for a, b in zip(stable, plain, strict=True)])
+    assert change(stable) <= 0.5 * change(plain), (change(stable), change(plain))
+    assert fidelity >= 30, fidelity
+    src, out = probe(clip), probe(tmp_path / "stable.mkv")  # nothing else changes: frames, times, audio
+    assert out["frames"] == src["frames"] == 24 and out["pts"] == pytest.approx(src["pts"])
+    assert out["audio_duration"] == pytest.approx(src["audio_duration"], abs=0.03)
+
+
+@pytest.mark.parametrize("strength", ["0", "0.9"])  # blending alone, and with carried norm statistics
+def test_a_cut_starts_afresh(trained_generator, tmp_path, strength):
+    first, second = textured(64, 96), textured(64, 96, phase=2.5)[:, ::-1] * 0.6
+    frames = np.stack([first] * 10 + [second] * 10).astype(np.uint8)
+    hsv = [cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in (frames[9], frames[10])]
+    assert content_score(*hsv) >= 27  # the clip really has a cut at frame 10, by PySceneDetect's measure
+    clip = write_clip(tmp_path / "cut.mkv", frames, rate=Fraction(24))
+    plain = translate(clip, trained_generator, tmp_path / "plain.mkv", "--no-stable")
+    stable = translate(clip, trained_generator, tmp_path / "stable.mkv", "--stable", "--stable-strength", strength)
+    assert np.array_equal(stable[10], plain[10])  # frame 10 (in the 3rd batch of 4) as if the video began there
+    assert np.array_equal(stable[0], plain[0])
+
+
+def test_a_still_image_is_untouched(trained_generator, tmp_path):
+    Image.fromarray(textured(40, 56).astype(np.uint8)).save(tmp_path / "a.png")
+    plain = cyc("run", tmp_path / "a.png", "--checkpoint", trained_generator, "--out", tmp_path / "p.png", *ENGINE)
+    stable_options = ["--stable", "--stable-strength", "0.9"]
+    stable = cyc(
+        "run",
+        tmp_path / "a.png",
+        "--checkpoint",
+        trained_generator,
+        "--out",
+        tmp_path / "s.png",
+        *ENGINE,
+        *stable_options,
+    )
+    assert plain.exit_code == stable.exit_code == 0
+    assert (tmp_path / "p.png").read_bytes() == (tmp_path / "s.png").read_bytes()
