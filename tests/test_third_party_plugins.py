@@ -155,9 +155,10 @@ def test_a_broken_plugin_is_skipped_with_one_warning(site, tmp_path, tiny_genera
     assert "fails to load" in cyc(site, "plugins").stdout
 
 
-def test_ctrl_c_keeps_a_playable_partial_video(site, tmp_path, tiny_generator_file):
+@pytest.mark.parametrize("stable", ["--no-stable", "--stable"])
+def test_ctrl_c_keeps_a_playable_partial_video(site, tmp_path, tiny_generator_file, stable):
     clip = make_video(tmp_path / "long.mp4", frames=120, size=(64, 48))
-    done = cyc(site, "run", clip, "--engine", "ctrl-c", "--device", "cpu", "--checkpoint", tiny_generator_file)
+    done = cyc(site, "run", clip, "--engine", "ctrl-c", "--device", "cpu", "--checkpoint", tiny_generator_file, stable)
     assert done.returncode == 130, done.stderr
     partial = tmp_path / "long_AtoB.partial.mp4"
     assert partial.is_file() and not (tmp_path / "long_AtoB.mp4").exists(), done.stderr
