@@ -151,6 +151,14 @@ def _folder(**kwargs):
 @click.option(
     "--compile", "compile_", is_flag=True, help="torch.compile the networks (a minute to start, then faster)."
 )
+@click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Under torchrun: how long a rank waits for the others at any exchange before it gives up (exit 1), "
+    "so a rank that died or hung stops the rest. It must cover the longest checkpoint write. "
+    "Default: 1800 (30 min, gloo's default; for NCCL too).",
+)
 @debug_option
 @click.pass_context
 def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **options) -> None:
@@ -197,6 +205,15 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     Ctrl-C finishes the current step, saves a checkpoint and exits with 130 (press it twice to stop at
     once). A loss that becomes NaN or infinite stops the run with exit 1, keeping the last good
     checkpoint. Exit codes: 0 done, 1 a failure, 2 a usage or data error, 130 interrupted.
+
+    \b
+    Several GPUs or machines: start it with torchrun, one process per GPU (gloo on CPUs):
+      torchrun --nproc-per-node 8 -m cyclegan_cli train data/h2z --name h2z
+    Each rank trains on its share of every epoch (--batch-size per rank; the global batch is that
+    times the ranks; --lr is not scaled) and the gradients are averaged over the ranks; rank 0 alone
+    prints and writes. --resume with the same number of ranks continues bit for bit on CPUs; with
+    another number it continues and says what changed. A rank that dies or hangs makes the others
+    exit 1 within --dist-timeout; Ctrl-C stops every rank after the same step, saved.
     """
     from cyclegan_cli import train as training
 
@@ -224,7 +241,18 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     )
     renamed = {"compile_": "compile", "no_flip": "flip"}
     explicit = {renamed.get(n, n) for n in explicit} | {"name"}
-    result = training.train(config, explicit=explicit)
+    from cyclegan_cli import distributed
+
+    try:
+        result = training.train(config, explicit=explicit)
+    except distributed.ReportedElsewhere as error:  # rank 0 reports it for every rank
+        ctx.exit(error.exit_code)
+    except KeyboardInterrupt:
+        if distributed.env_rank() != 0:  # rank 0 says it
+            ctx.exit(130)
+        raise
+    if result.rank != 0:
+        return
     if result.note is not None:  # a resumed run with no step left: nothing was trained or written
         click.echo(result.note)
         return
@@ -255,8 +283,13 @@ def _summary(result) -> None:
         else f"{skipped} unreadable image{'s' if skipped != 1 else ''} skipped (named in the warnings above)"
     )
     weights = " and ".join(str(p) for p in result.weights)
+    ranks = (
+        ""
+        if result.world_size == 1
+        else f" as {result.world_size} ranks (global batch {c.batch_size * result.world_size})"
+    )
     click.echo(
-        f"Trained {result.steps_run} steps (step {result.step} of the run; {where}) in "
+        f"Trained {result.steps_run} steps{ranks} (step {result.step} of the run; {where}) in "
         f"{_duration(result.seconds)} ({rate:.2f} steps/s); {skipped_text}. Weights: {weights}; "
         f"checkpoint: {result.checkpoint}; samples and metrics in {result.run_dir}/."
     )

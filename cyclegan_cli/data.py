@@ -10,6 +10,12 @@ Reproducibility: nothing here draws from a global random stream. The order of an
 ``(seed, epoch)`` and each sample's randomness (which B image, the crop offsets, the flips) from
 ``(seed, epoch, index)``. So a run resumed at batch ``k`` of epoch ``e`` sees exactly the samples a straight run
 sees, whatever the number of DataLoader workers.
+
+Several ranks (``torchrun``): every rank computes the same order of the epoch and takes its own share of it,
+positions ``rank, rank + world, ...`` (the order padded from its start to a multiple of ``world``, so every rank
+has as many batches). Batch ``k`` of all ranks together is one global batch: a stretch of the order. Each A
+sample belongs to one rank, and so does the B image drawn for it (from the sample's own seed): ranks draw
+different Bs. With one rank, this is exactly the one-process order.
 """
 
 from __future__ import annotations
@@ -227,22 +233,39 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 class EpochBatches(torch.utils.data.Sampler):
-    """The batches of one epoch, starting at batch ``start`` (a resumed run skips the ones already done)."""
+    """The batches of one epoch for rank ``rank`` of ``world``, starting at batch ``start`` (a resumed run skips
+    the ones already done)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.seed, self.epoch, self.start = n, batch_size, seed, epoch, start
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.n, self.seed, self.epoch)
-        for first in range(self.start * self.batch_size, self.n, self.batch_size):
+        if self.world > 1:
+            padded = order + [order[i % self.n] for i in range(-(-self.n // self.world) * self.world - self.n)]
+            order = padded[self.rank :: self.world]
+        for first in range(self.start * self.batch_size, len(order), self.batch_size):
             yield [(self.epoch, i) for i in order[first : first + self.batch_size]]
 
     def __len__(self) -> int:
-        return max(0, batches_per_epoch(self.n, self.batch_size) - self.start)
+        return max(0, batches_per_epoch(self.n, self.batch_size, self.world) - self.start)
 
 
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
+def batches_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    """Steps of an epoch of ``n`` samples: batches of ``batch_size`` per rank, ``world`` ranks."""
+    per_rank = -(-n // world)
+    return -(-per_rank // batch_size)
+
+
+def batch_after_world_change(batch: int, n: int, batch_size: int, saved_world: int, world: int) -> int:
+    """Where an epoch continues when a run resumed at batch ``batch`` of it changes its number of ranks: at the
+    global batch that holds the first sample not yet trained (so none is skipped; up to a global batch of
+    samples may be seen twice). A finished epoch stays finished."""
+    if batch >= batches_per_epoch(n, batch_size, saved_world):
+        return batches_per_epoch(n, batch_size, world)
+    done = min(n, batch * batch_size * saved_world)  # samples of the epoch's order already trained
+    return done // (batch_size * world)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -254,12 +277,20 @@ def _worker_init(worker_id: int) -> None:
 
 
 def epoch_loader(
-    dataset: UnpairedDataset, batch_size: int, epoch: int, start: int = 0, workers: int = 0, pin_memory: bool = False
+    dataset: UnpairedDataset,
+    batch_size: int,
+    epoch: int,
+    start: int = 0,
+    workers: int = 0,
+    pin_memory: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over epoch ``epoch`` from batch ``start``; it draws nothing from the global random state."""
+    """A DataLoader over rank ``rank``'s share of epoch ``epoch`` from batch ``start``; it draws nothing from the
+    global random state."""
     return torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=EpochBatches(len(dataset), batch_size, dataset.seed, epoch, start),
+        batch_sampler=EpochBatches(len(dataset), batch_size, dataset.seed, epoch, start, rank, world),
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
@@ -269,8 +300,9 @@ def epoch_loader(
     )
 
 
-def default_workers(device: str) -> int:
-    """0 on a CPU (the training step needs every core and decoding is a small part of it); up to 4 with a GPU."""
+def default_workers(device: str, processes: int = 1) -> int:
+    """0 on a CPU (the training step needs every core and decoding is a small part of it); up to 4 with a GPU,
+    the machine's cores shared among its ``processes`` training processes."""
     if device == "cpu":
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    return max(0, min(4, (os.cpu_count() or 1) // max(1, processes) - 1))

@@ -7,7 +7,9 @@ generators' step, then the discriminators'); :func:`end_epoch` decays the learni
 device, the state, ``config.json``); :class:`TrainLog` shows and records progress (the bar, ``metrics.csv``,
 TensorBoard); :class:`CtrlC` turns Ctrl-C into a clean stop; :func:`train` is the loop itself. Checkpoints (what
 one holds, writing them, finding the one to resume, a damaged ``last.pt``, merging the saved settings) live in
-:mod:`cyclegan_cli.checkpoints`.
+:mod:`cyclegan_cli.checkpoints`; training as several processes under ``torchrun`` (the gradient all-reduce, the
+agreement of the ranks, their failures) in :mod:`cyclegan_cli.distributed`, which the loop calls where one
+process and several differ (``ranks`` is None for one process, which runs exactly as it always did).
 
 The algorithm (Zhu et al. 2017 and the official implementation): LSGAN (MSE) adversarial losses, cycle L1 x
 ``lambda_cyc`` (10), identity L1 x ``lambda_id * lambda_cyc`` (5), discriminator loss (real + fake) / 2 on
@@ -28,17 +30,21 @@ nothing and says so.
 Stopping: the first Ctrl-C lets the current step finish, saves a checkpoint and exits with 130; a second one stops
 at once, and saves too unless it lands inside a step (then the last checkpoint is kept). An epoch's end (both
 schedulers and the epoch counter) is applied whole before a second Ctrl-C takes effect, so a checkpoint never
-holds a half-advanced schedule. A loss that becomes NaN or infinite stops the run with exit 1
-(:class:`TrainingDiverged`), keeping the last good checkpoint. Exit codes: 0 done (or nothing left to train),
-1 a failure, 2 a usage or data error (an unreadable checkpoint too), 130 interrupted.
+holds a half-advanced schedule. With several ranks, a first Ctrl-C on any rank stops every rank after the same
+step (the flag travels with the step's losses) and they save together; a second one stops its rank at once
+without saving (the others then exit 1, having lost it). A loss that becomes NaN or infinite stops the run with
+exit 1 (:class:`TrainingDiverged`), keeping the last good checkpoint. Exit codes: 0 done (or nothing left to
+train), 1 a failure, 2 a usage or data error (an unreadable checkpoint too), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import math
+import os
 import random
 import signal
 import threading
@@ -53,7 +59,7 @@ import torch.nn.functional as F
 from rich.markup import escape
 from torch import nn
 
-from cyclegan_cli import data
+from cyclegan_cli import data, distributed
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.checkpoints import (
     Checkpointer,
@@ -62,8 +68,10 @@ from cyclegan_cli.checkpoints import (
     load_checkpoint,
     merge_resume_config,
     nothing_to_train,
+    read_checkpoint,
     restore_state,
     saved_config,
+    saved_world,
 )
 from cyclegan_cli.errors import CycError, UsageError
 from cyclegan_cli.framing import to_uint8_frames
@@ -118,6 +126,7 @@ class TrainConfig:
     # presentation and hooks (not saved)
     progress: bool = True
     tensorboard: bool = True
+    dist_timeout: float | None = None  # seconds a rank waits at a collective under torchrun (None: PyTorch's)
     on_step: Callable[[TrainState], None] | None = field(default=None, repr=False, compare=False)
 
 
@@ -200,8 +209,14 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1)
 
 
-def build_state(config: TrainConfig, device: str = "cpu", precision: str = "fp32") -> TrainState:
-    """The models (initialised from ``config.seed``), optimizers, schedulers and pools, ready for :func:`train_step`."""
+def pool_seed(seed: int, stream: int, rank: int) -> int:
+    """The seed of a replay pool (stream 1: fakes of A, 2: of B) on rank ``rank``; rank 0's is one process's."""
+    return data.derive_seed(seed, stream) if rank == 0 else data.derive_seed(seed, stream, rank, -4)
+
+
+def build_state(config: TrainConfig, device: str = "cpu", precision: str = "fp32", rank: int = 0) -> TrainState:
+    """The models (initialised from ``config.seed``, the same on every rank), optimizers, schedulers and pools
+    (seeded by ``rank``: each rank swaps its own), ready for :func:`train_step`."""
     dev = torch.device(device)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -242,8 +257,8 @@ def build_state(config: TrainConfig, device: str = "cpu", precision: str = "fp32
         sched_G=sched_G,
         sched_D=sched_D,
         scaler=scaler,
-        pool_A=ImagePool(config.pool_size, data.derive_seed(config.seed, 1)),
-        pool_B=ImagePool(config.pool_size, data.derive_seed(config.seed, 2)),
+        pool_A=ImagePool(config.pool_size, pool_seed(config.seed, 1, rank)),
+        pool_B=ImagePool(config.pool_size, pool_seed(config.seed, 2, rank)),
         amp_dtype=amp_dtype,
         channels_last=channels_last,
         forward=forward,
@@ -466,6 +481,22 @@ class TrainLog:
         self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
 
+class QuietLog:
+    """The log of a rank other than 0: rank 0 shows and records the mean losses of all ranks."""
+
+    def __enter__(self) -> QuietLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        pass
+
+
 class CtrlC:
     """The first Ctrl-C asks the loop to stop after the current step (and save); a second one stops at once,
     except inside :meth:`deferred`, which it lets finish first."""
@@ -528,6 +559,13 @@ class Run:
     skipped: dict[str, str]  # unreadable images: path -> reason (grows when an image goes bad mid-run)
     fixed_A: torch.Tensor  # the images of every sample grid
     fixed_B: torch.Tensor
+    ranks: distributed.Ranks | None = None  # this process's place among several (torchrun); None: one process
+    notes: list[str] = field(default_factory=list)  # what rank 0 says before the first step (ranks, resume)
+
+    @property
+    def main(self) -> bool:
+        """Whether this process shows and writes: one process, or rank 0."""
+        return self.ranks is None or self.ranks.main
 
     def done(self) -> bool:
         s, c = self.state, self.config
@@ -535,6 +573,8 @@ class Run:
 
     def save_samples(self) -> None:
         s = self.state
+        if not self.main:
+            return
         save_samples(s, self.fixed_A, self.fixed_B, self.dir / "samples" / f"step_{s.step:06d}.png")
 
 
@@ -551,6 +591,8 @@ class TrainResult:
     weights: list[Path]
     config: TrainConfig
     note: str | None = None  # why nothing was trained: a resumed run at --max-steps or past its last epoch
+    rank: int = 0  # under torchrun: this process's rank (only rank 0 reports)
+    world_size: int = 1
 
 
 def _check_config(c: TrainConfig) -> None:
@@ -576,19 +618,31 @@ def _check_config(c: TrainConfig) -> None:
         raise UsageError("--n-blocks must be at least 1, --pool-size and --workers at least 0")
     if not (c.lr > 0 and math.isfinite(c.lr)):
         raise UsageError(f"--lr must be a positive number (got {c.lr})")
+    if c.dist_timeout is not None and not (c.dist_timeout > 0 and math.isfinite(c.dist_timeout)):
+        raise UsageError(f"--dist-timeout must be a positive number of seconds (got {c.dist_timeout})")
 
 
-def open_run(config: TrainConfig, explicit: set[str] | None, console) -> tuple[TrainConfig, Resume | None]:
+def open_run(
+    config: TrainConfig, explicit: set[str] | None, console, chosen: str | None = None, follow: bool = False
+) -> tuple[TrainConfig, Resume | None]:
     """The run folder ``config.out/config.name``. With ``config.resume``: the checkpoint to continue from (a
     damaged ``last.pt`` falls back to the newest whole ``step_*.pt``, with a warning) and the settings merged
-    with its own; without: a folder that holds no run yet. Returns the checked settings and the checkpoint."""
+    with its own; without: a folder that holds no run yet. Returns the checked settings and the checkpoint.
+
+    ``follow``: rank 0 has opened the run already (and may have created the folder since): read the checkpoint
+    it ``chosen`` (None: a new run), search and check nothing."""
     run_dir = Path(config.out) / config.name
     resume = None
     if config.resume:
-        resume = load_checkpoint(
-            run_dir, warn=lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
-        )
+        if follow:
+            resume = read_checkpoint(Path(chosen)) if chosen is not None else load_checkpoint(run_dir)
+        else:
+            resume = load_checkpoint(
+                run_dir, warn=lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+            )
         config = merge_resume_config(config, resume.payload["config"], explicit, resume.path)
+    elif follow:
+        pass
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(
             f"{run_dir} already holds a run: continue it with --resume, or choose another --name (or --out)"
@@ -597,37 +651,46 @@ def open_run(config: TrainConfig, explicit: set[str] | None, console) -> tuple[T
     return config, resume
 
 
-def setup(c: TrainConfig, resume: Resume | None, console) -> Run:
+def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks | None = None) -> Run:
     """Everything before the first step: the data (every image decoded once, before any work), the device and
     precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and its
-    ``config.json``, and the fixed images of the sample grids."""
+    ``config.json``, and the fixed images of the sample grids. Under torchrun (``ranks``): this rank's device,
+    pools and share of the data; only rank 0 writes."""
     from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
 
+    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
+    local_world = 1 if ranks is None else ranks.local_world
+
     # data: find both domains and decode every image once
-    domains = data.scan_domains(c.dataroot, c.a, c.b)
+    threads = max(1, min(8, (os.cpu_count() or 1) // local_world))
+    domains = data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
     skipped = {str(path): reason for path, reason in domains.skipped}
     for reason in list(skipped.values())[:20]:
         console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
     if len(skipped) > 20:
         console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
     dataset = data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
-    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size)
+    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size, world)
     total_epochs = c.epochs + c.epochs_decay
     total_steps = total_epochs * steps_per_epoch
     if c.max_steps is not None:
         total_steps = min(c.max_steps, total_steps)
 
     # device, precision, state
-    device = resolve_device(c.device)
+    device = distributed.rank_device(resolve_device(c.device), ranks)
     precision = resolve_precision(c.precision, device)
     if c.compile and device == "cpu" and not has_cxx_compiler():
         raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    workers = data.default_workers(device) if c.workers is None else c.workers
-    s = build_state(c, device, precision)
+    workers = data.default_workers(device, local_world) if c.workers is None else c.workers
+    s = build_state(c, device, precision, rank)
+    notes = []
+    if ranks is not None:
+        notes.append(distributed.describe(ranks, device, c.batch_size, c.lr, steps_per_epoch))
     if resume is not None:
-        restore_state(s, resume.payload, resume.path)
+        restore_state(s, resume.payload, resume.path, rank)
+        notes += _resume_notes(s, resume, len(dataset), world, steps_per_epoch)
 
     # the run folder and config.json (data folders absolute, so a resumed run finds its data from anywhere)
     run_dir = Path(c.out) / c.name
@@ -642,11 +705,14 @@ def setup(c: TrainConfig, resume: Resume | None, console) -> Run:
     for key in ("dataroot", "a", "b"):
         if getattr(c, key) is not None:
             setattr(c, key, str(Path(getattr(c, key)).resolve()))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "samples").mkdir(exist_ok=True)
-    resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
-    config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
-    atomic_write_bytes(run_dir / "config.json", config_json.encode())
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
+        if ranks is not None:
+            resolved["world_size"] = world
+        config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
+        atomic_write_bytes(run_dir / "config.json", config_json.encode())
 
     return Run(
         dir=run_dir,
@@ -662,7 +728,41 @@ def setup(c: TrainConfig, resume: Resume | None, console) -> Run:
         skipped=skipped,
         fixed_A=_fixed_images(domains.files_a, c.load_size, c.crop_size),
         fixed_B=_fixed_images(domains.files_b, c.load_size, c.crop_size),
+        ranks=ranks,
+        notes=notes,
     )
+
+
+def _resume_notes(s: TrainState, resume: Resume, n: int, world: int, steps_per_epoch: int) -> list[str]:
+    """Where a run resumes from when ranks are involved (then or now), and what a change of their number
+    changes; a resumed run whose number of ranks changed continues its epoch at the equivalent batch."""
+    saved = saved_world(resume.payload)
+    if saved == 1 and world == 1:
+        return []  # one process then and now: as it always was
+    c = s.config
+    where = f"Resuming at step {s.step} (epoch {s.epoch + 1}) from {resume.path}"
+    then_now = f"written by {distributed.ranks_text(saved)}, now {distributed.ranks_text(world)}"
+    if saved == world:
+        return [f"{where}: {then_now}; batch {s.batch_in_epoch} of {steps_per_epoch} of the epoch done."]
+    before = s.batch_in_epoch
+    s.batch_in_epoch = data.batch_after_world_change(before, n, c.batch_size, saved, world)
+    notes = [
+        f"{where}: {then_now}. The global batch changes from {c.batch_size * saved} to {c.batch_size * world} "
+        f"(batch {c.batch_size} per rank; lr {c.lr:g} as before) and the data order from here on differs from a "
+        f"run that kept {distributed.ranks_text(saved)}: epoch {s.epoch + 1} continues at batch "
+        f"{s.batch_in_epoch} of {steps_per_epoch} (after {before} of "
+        f"{data.batches_per_epoch(n, c.batch_size, saved)} before; no sample of it skipped, a few may repeat)."
+    ]
+    if world > saved:
+        one = world - saved == 1
+        new = f"Rank {saved} starts with a copy" if one else f"Ranks {saved} to {world - 1} start with copies"
+        donors = "the one process" if saved == 1 else f"rank r % {saved} for rank r"
+        own = "its" if one else "their"
+        notes.append(f"{new} of the replay pools of {donors}, with random streams of {own} own.")
+    else:
+        left = f"rank {world}" if saved == world + 1 else f"ranks {world} to {saved - 1}"
+        notes.append(f"The replay pools of {left} are left behind.")
+    return notes
 
 
 # --- the run --------------------------------------------------------------------------------------------------
@@ -672,32 +772,69 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
     """Train (or with ``config.resume``, continue) the run ``config.out/config.name``; see the module docstring.
 
     ``explicit``: the settings the user gave (the rest come from the checkpoint when resuming; None: all).
+    Under torchrun (``WORLD_SIZE`` > 1 in the environment) this process is one rank of a distributed run: it
+    joins the others first (:mod:`cyclegan_cli.distributed`), and only rank 0 shows and writes anything.
     """
     from rich.console import Console
 
     console = console or Console(stderr=True, soft_wrap=True)
+    ranks = distributed.start(config.dist_timeout)
+    if ranks is not None and not ranks.main:
+        console = Console(quiet=True)  # rank 0 speaks for all
+    lost = False
+    try:
+        return _train(config, explicit, console, ranks)
+    except distributed.RanksLost:
+        lost = True
+        raise
+    finally:
+        distributed.finish(ranks, lost)
 
+
+def _open(config: TrainConfig, explicit, console, ranks) -> tuple[TrainConfig, Resume | None]:
+    """:func:`open_run`; under torchrun rank 0 alone chooses the checkpoint (it may rename damaged files and
+    create the run folder), then the others read the one it chose."""
+    if ranks is None:
+        return open_run(config, explicit, console)
+    opened = distributed.agree(ranks, lambda: open_run(config, explicit, console) if ranks.main else None)
+    chosen = distributed.share(ranks, str(opened[1].path) if ranks.main and opened[1] is not None else None)
+    if ranks.main:
+        distributed.agree(ranks, lambda: None)
+        return opened
+    return distributed.agree(ranks, lambda: open_run(config, explicit, console, chosen, follow=True))
+
+
+def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distributed.Ranks | None) -> TrainResult:
     # -- setup: the run folder and the checkpoint to continue from; with no step left, stop here, touching nothing
-    config, resume = open_run(config, explicit, console)
-    if resume is not None and (note := nothing_to_train(config, resume)):
-        return _nothing_trained(config, resume, note)
-    run = setup(config, resume, console)
+    config, resume = _open(config, explicit, console, ranks)
+    if resume is not None and (note := nothing_to_train(config, resume)):  # the same on every rank
+        return _nothing_trained(config, resume, note, ranks)
+    run = distributed.agree(ranks, functools.partial(setup, config, resume, console, ranks))
     s, c = run.state, run.config
+    distributed.join_training(ranks, s)
+    for line in run.notes:
+        console.print(escape(line), highlight=False)
 
     resumed_from = resume.path if resume is not None else None
     del resume  # its tensors now live in the state
 
     # -- logging and checkpoints (a resumed run's newest checkpoint is the one it continues from)
     saved_step = s.step if resumed_from is not None else None
-    checkpointer = Checkpointer(run.dir, run.extra_config, run.skipped, c.keep, resumed_from, saved_step, s.elapsed_s)
-    log = TrainLog(run, console, resume_step=saved_step)
+    log = TrainLog(run, console, resume_step=saved_step) if run.main else QuietLog()
+    checkpointer = Checkpointer(
+        run.dir, run.extra_config, run.skipped, c.keep, resumed_from, saved_step, s.elapsed_s, ranks, log.warn
+    )
     start_step, started = s.step, time.perf_counter()
     pin = s.device.type == "cuda"  # page-locked batches: asynchronous copies to the GPU
+    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
+    agreed = False  # a stop every rank agreed on: they save together (one process: any Ctrl-C that saves)
 
     try:
         with CtrlC(console) as ctrl_c, log:
             while not run.done():
-                loader = data.epoch_loader(run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin)
+                loader = data.epoch_loader(
+                    run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin, rank, world
+                )
                 for batch in loader:
                     # -- one step (interrupted inside it, the state is half changed: nothing is saved)
                     t0 = time.perf_counter()
@@ -705,15 +842,20 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
                         losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
                         s.step += 1
                         s.batch_in_epoch += 1
+                    if ranks is not None:  # every rank's losses (their mean is logged) and whether one must stop
+                        losses, stop = distributed.step_agreement(ranks, losses, ctrl_c.requested)
                     values = losses.tolist()
                     seconds = time.perf_counter() - t0
 
                     # -- a loss that is NaN or infinite ends the run; the last checkpoint stays as it was
                     if not all(math.isfinite(v) for v in values):
                         bad = ", ".join(f"{k}={v}" for k, v in zip(LOSS_NAMES, values) if not math.isfinite(v))
-                        raise TrainingDiverged(
-                            f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
-                            f"{checkpointer.kept_text()}; try a lower --lr (now {c.lr:g}) or --precision fp32"
+                        raise distributed.reported(
+                            ranks,
+                            TrainingDiverged(
+                                f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
+                                f"{checkpointer.kept_text()}; try a lower --lr (now {c.lr:g}) or --precision fp32"
+                            ),
                         )
 
                     # -- images that became unreadable since the scan
@@ -727,7 +869,8 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
                     log.step(s, losses, seconds)
                     if c.on_step is not None:
                         c.on_step(s)
-                    if ctrl_c.requested:
+                    if stop if ranks is not None else ctrl_c.requested:
+                        agreed = True
                         raise KeyboardInterrupt
 
                     # -- samples and checkpoints (at an epoch's end they are written below, once)
@@ -746,23 +889,30 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
                         end_epoch(s)
                     run.save_samples()
                     checkpointer.save(s)
-                    if ctrl_c.requested:
+                    if distributed.any_rank(ranks, ctrl_c.requested) if ranks is not None else ctrl_c.requested:
+                        agreed = True
                         raise KeyboardInterrupt
             checkpointer.save(s)
     except KeyboardInterrupt:
-        if checkpointer.saveable:
+        if checkpointer.saveable and (ranks is None or agreed):
             path = checkpointer.save(s)
             console.print(escape(f"Interrupted at step {s.step}: saved {path}; continue with --resume."))
+        elif checkpointer.saveable:  # a second Ctrl-C on this rank: the others cannot save with it
+            kept = checkpointer.kept_text()
+            console.print(escape(f"Interrupted at once at step {s.step}: not saved; {kept}."))
         else:
             kept = checkpointer.kept_text()
             console.print(escape(f"Interrupted in the middle of {checkpointer.busy_with}: not saved; {kept}."))
         raise
+    except distributed.RanksLost as lost:
+        raise distributed.RanksLost(f"{lost}; stopped after step {s.step}, {checkpointer.kept_text()}") from None
 
-    # -- the end: the generators for sharing
+    # -- the end: the generators for sharing (rank 0)
     weights = []
     for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
-        info = GeneratorInfo(c.ngf, c.n_blocks, direction, run.domains.name_a, run.domains.name_b)
-        save_generator(getattr(s, name), info, run.dir / f"{name}.safetensors")
+        if run.main:
+            info = GeneratorInfo(c.ngf, c.n_blocks, direction, run.domains.name_a, run.domains.name_b)
+            save_generator(getattr(s, name), info, run.dir / f"{name}.safetensors")
         weights.append(run.dir / f"{name}.safetensors")
     return TrainResult(
         run_dir=run.dir,
@@ -775,10 +925,12 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
         checkpoint=run.dir / "checkpoints" / "last.pt",
         weights=weights,
         config=c,
+        rank=rank,
+        world_size=world,
     )
 
 
-def _nothing_trained(c: TrainConfig, resume: Resume, note: str) -> TrainResult:
+def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distributed.Ranks | None) -> TrainResult:
     """The result of a resumed run with no step left: the run folder is as it was."""
     run_dir = Path(c.out) / c.name
     weights = [run_dir / f"{name}.safetensors" for name in ("G_AB", "G_BA")]
@@ -794,4 +946,6 @@ def _nothing_trained(c: TrainConfig, resume: Resume, note: str) -> TrainResult:
         weights=[p for p in weights if p.is_file()],
         config=c,
         note=note,
+        rank=0 if ranks is None else ranks.rank,
+        world_size=1 if ranks is None else ranks.world,
     )
