@@ -6,15 +6,20 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
     cyc train   cmd_train ─> train: setup, then the loop ──────────────> checkpoints (save, resume)
                               │  data: scan A/B, decode, resize/crop/flip     │
                               │  models: ResnetGenerator, PatchGAN            └─> weights: G_AB/G_BA.safetensors
-                              └─ train_step: the canonical G step, then D step
+                              │  train_step: the canonical G step, then D step
+                              └─ distributed: torchrun ranks, gradient all-reduce hooks, agreed stops
 
     cyc export  cmd_export ─> export: weights ─> onnx_graph (ONNX, fp16 with fp32 InstanceNorm, parity check)
                                                    └─> tensorrt_build (engine + sidecar, on an NVIDIA GPU)
 
-    cyc run     cmd_run ─> run: jobs.plan_jobs (inputs -> Job per file, via the registry's readers/writers)
+    cyc run     cmd_run ─> run: jobs.plan_jobs (inputs -> Job per file, via the registry's readers/writers;
+                             │    segments: videos cut into pieces; sharding: this process's share)
                              │  engine_choice (which model, which engine and why) ─> cyc_engines.*
-                             └─> pipeline: reader thread ─> batcher + engine ─> writer thread ─> report
-                                  cyc_plugins.images / .video (+ .audio) decode and encode
+                             │    pretrained (+ download, cache): official models by name
+                             └─> pipeline: reader thread ─> batcher + engine (+ temporal: --stable) ─> writer
+                                  thread ─> report; cyc_plugins.images / .video (+ .audio) decode and encode
+    cyc join    cmd_join ─> segments.join: a video's pieces remuxed in order (the video writer's join)
+    cyc datasets / pretrained / doctor: datasets, pretrained, doctor (what runs here, and why)
 
 Shared underneath: ``plugin_api`` (the Reader / Writer / Engine interfaces), ``registry`` (entry points),
 ``errors`` (domain errors and exit codes, turned into one line in ``cli``), ``atomic`` (temp file, then
