@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from cyclegan_cli.options import (
+    RUN_PRECISION_HELP,
+    RUN_PRECISIONS,
     checkpoint_option,
     debug_option,
     device_option,
@@ -36,7 +38,16 @@ from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
     help="Inference backend; auto follows the rule below and says what it chose and why.",
 )
 @device_option
-@precision_option()
+@precision_option(choices=RUN_PRECISIONS, help_text=RUN_PRECISION_HELP)
+@click.option(
+    "--min-psnr",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="DB",
+    help="int8: the gate: a model quantized here must come this close to fp32 (PSNR on held-out frames), and a "
+    "prebuilt one must have measured so.",
+)
 @click.option(
     "--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Frames of one size per batch."
 )
@@ -94,6 +105,7 @@ def run(
     engine,
     device,
     precision,
+    min_psnr,
     batch_size,
     size,
     max_frames,
@@ -129,9 +141,10 @@ def run(
 
     \b
     Model: --checkpoint takes a run folder, a checkpoint .pt, a .safetensors generator, an official
-    CycleGAN .pth (AtoB only), an exported .onnx or a TensorRT .engine, or the name of an official
-    pretrained model (horse2zebra, style_monet, ...: 'cyc pretrained list'), fetched into the cache on
-    first use and then used offline; --direction BtoA takes its published partner (zebra2horse).
+    CycleGAN .pth (AtoB only), an exported .onnx, an int8 .xml or a TensorRT .engine, or the name of
+    an official pretrained model (horse2zebra, style_monet, ...: 'cyc pretrained list'), fetched into
+    the cache on first use and then used offline; --direction BtoA takes its published partner
+    (zebra2horse).
     Without it, the newest */checkpoints/last.pt under --runs-dir is used.
 
     \b
@@ -139,9 +152,17 @@ def run(
       exported file      the first of tensorrt, openvino, onnxruntime (then third-party
                          engines) that takes the file's suffix, runs on the device and computes
                          the file's precision: .engine/.plan -> tensorrt; .onnx -> openvino
-                         for an fp32 graph on a CPU, else onnxruntime
-      CUDA               a matching engine from 'cyc export', else torch-compile fp16 for
-                         long jobs, torch fp16 for short ones
+                         for an fp32 graph on a CPU, else onnxruntime; .xml -> openvino
+      CUDA               a matching engine from 'cyc export' (same GPU, TensorRT and weights),
+                         else torch-compile fp16 for long jobs, torch fp16 for short ones
+      CPU with VNNI/AMX  openvino int8: the run's export/G_AB.int8.xml ('cyc export --int8') or
+                         one quantized here before (the cache), when its weights digest matches
+                         and its measured PSNR passes --min-psnr; else, for jobs of at least 15
+                         megapixel-frames (5 on CPUs without bf16; 256x256 is 0.066, 720p 0.92;
+                         measured break-even 7.4 and 2.3, about 110 and 35 frames at 256x256),
+                         quantized at start from the job's frames (about 13 s more before the
+                         first frame, full generator, 2 cores) and cached; below the gate, or
+                         for shorter jobs, the rules below, and the reason says why
       CPU with AMX       torch-compile bf16 when one frame size has >= 40 megapixel-frames
                          (about 600 frames at 256x256, 45 at 720p) and g++ exists
       other CPU jobs     openvino (bf16 where the CPU has AMX or AVX512-BF16, else fp32),
@@ -186,6 +207,7 @@ def run(
         engine=engine,
         device=device,
         precision=precision,
+        min_psnr=min_psnr,
         batch_size=batch_size,
         max_frames=max_frames,
         compare=compare,

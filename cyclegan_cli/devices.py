@@ -58,6 +58,40 @@ def cpu_bf16_unit() -> str | None:
     return None
 
 
+def cpu_int8_unit() -> str | None:
+    """The CPU's int8 dot-product unit: "AMX-INT8" (tile matrix multiply), "AVX512-VNNI" or "AVX-VNNI", or None.
+
+    With one, int8 convolutions run at several times the fp32 rate (OpenVINO; docs/internals.md); without one,
+    int8 gains too little to be worth its error, and ``--engine auto`` does not quantize.
+    """
+    flags = cpu_flags()
+    if "amx_int8" in flags:
+        return "AMX-INT8"
+    if "avx512_vnni" in flags:
+        return "AVX512-VNNI"
+    if "avx_vnni" in flags:
+        return "AVX-VNNI"
+    return None
+
+
+@functools.cache
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_kind() -> str:
+    """The CPU model and its int8 and bf16 units, in one line: what an int8 model measured here is valid for."""
+    return f"{cpu_model_name()}; int8 unit {cpu_int8_unit() or 'none'}; bf16 unit {cpu_bf16_unit() or 'none'}"
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU computes bf16 natively (AMX or AVX512-BF16): there bf16 is about 2x fp32 or better."""
     return cpu_bf16_unit() is not None

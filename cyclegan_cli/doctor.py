@@ -11,7 +11,7 @@
                av       {version, ffmpeg, encoders}        encoders: {libx264, libx265, aac, libopus: bool}
     devices    cuda     {gpus: [{index, name, compute_capability, memory_gib}], note}   note: why none, or null
                mps      {available}
-               cpu      {model, features, cpus, usable_cpus, torch_threads, bf16_unit, cxx_compiler}
+               cpu      {model, features, cpus, usable_cpus, torch_threads, bf16_unit, int8_unit, cxx_compiler}
                         features: {AVX2, AVX512F, AVX512-VNNI, AVX512-BF16, AMX-BF16: bool}, {} where unknown
     plugins    engines / readers / writers: {name: {status, provider, reason}}
                status "available", "unavailable" (reason: a missing library and its extra, missing hardware,
@@ -231,7 +231,7 @@ def probe_mps() -> dict[str, Any]:
 
 
 def probe_cpu() -> dict[str, Any]:
-    from cyclegan_cli.devices import cpu_bf16_unit, cpu_flags, has_cxx_compiler
+    from cyclegan_cli.devices import cpu_bf16_unit, cpu_flags, cpu_int8_unit, has_cxx_compiler
 
     flags = cpu_flags()
     features = {label: flag in flags for label, flag in CPU_FEATURES} if flags else {}
@@ -252,6 +252,7 @@ def probe_cpu() -> dict[str, Any]:
         "usable_cpus": usable,
         "torch_threads": threads,
         "bf16_unit": cpu_bf16_unit(),
+        "int8_unit": cpu_int8_unit(),
         "cxx_compiler": has_cxx_compiler(),
     }
 
@@ -437,6 +438,7 @@ def _cpu_lines(cpu: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("  CPU", escape(f"{cpu['model']}; {count}, torch uses {threads} threads; {compiler}")),
         ("  CPU features", escape(features)),
+        ("  CPU units", escape(f"int8: {cpu['int8_unit'] or 'none'}; bf16: {cpu['bf16_unit'] or 'none'}")),
     ]
 
 

@@ -4,12 +4,18 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
 
 * an exported file runs in the first engine, in the order of :data:`AUTO_ORDER`, that claims its suffix
   (``Engine.file_suffixes``), runs on the device and computes the file's precision (an fp32 ``.onnx`` on a CPU:
-  openvino, else onnxruntime; an fp16 ``.onnx``: onnxruntime; a TensorRT ``.engine``: tensorrt);
-* on CUDA: a prebuilt engine that matches this GPU (``cyc export``) if one exists, else torch-compile fp16
-  (CUDA graphs) for long jobs, torch fp16 for short ones;
-* on a CPU: torch-compile bf16 when the CPU has AMX, a C++ compiler exists, and one frame size has enough work
-  to repay compiling (``COMPILE_MIN_MEGAPIXEL_FRAMES``); else OpenVINO (bf16 where native, else fp32), which
-  compiles in seconds; else ONNX Runtime; else torch eager.
+  openvino, else onnxruntime; an fp16 ``.onnx``: onnxruntime; an int8 ``.xml``: openvino; a TensorRT
+  ``.engine``: tensorrt);
+* on CUDA: a prebuilt engine that matches this GPU and these weights (``cyc export``) if one exists, else
+  torch-compile fp16 (CUDA graphs) for long jobs, torch fp16 for short ones;
+* on a CPU with an int8 unit (VNNI or AMX) and OpenVINO: a prebuilt int8 model (``cyc export --int8``, in the
+  run's ``export/``) or one quantized earlier (the cache), when its weights digest matches and its measured
+  fidelity passes ``--min-psnr``; else, for a job long enough to repay it
+  (:data:`INT8_AT_START_MIN_MEGAPIXEL_FRAMES`), int8 quantized at start from the job's own frames, through the
+  same gate (below it: what follows, with the figure as the reason);
+* on a CPU otherwise: torch-compile bf16 when the CPU has AMX, a C++ compiler exists, and one frame size has
+  enough work to repay compiling (``COMPILE_MIN_MEGAPIXEL_FRAMES``); else OpenVINO (bf16 where native, else
+  fp32), which compiles in seconds; else ONNX Runtime; else torch eager.
 
 Why AMX and not any bf16 CPU: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256) OpenVINO bf16 ran
 4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling never pays there.
@@ -17,23 +23,37 @@ With AMX (a 2-core Xeon, 256x256: 0.15 s/frame OpenVINO bf16, 0.084 compiled bf1
 compile before the first frame) compiling saves
 about 1 s per megapixel-frame and repays its cost after about 25 megapixel-frames; the threshold of 40 leaves
 a margin for the recompiles of a last short batch and a slower compiler.
+
+Why int8 wherever there is VNNI: the full generator at 256x256 on 2 cores of an AMD EPYC (AVX512-VNNI and -BF16)
+ran 0.129 s per frame in OpenVINO int8 against 0.243 bf16 and 0.483 fp32; on a Xeon with VNNI and no bf16 unit
+0.162 against 0.458 fp32. With AMX, int8 also runs on the tiles, at twice the bf16 rate (not measured here).
+Quantizing at start costs a fixed time (calibration crops of 256x256, whatever the job's frame size) and saves
+a time per megapixel-frame. On that EPYC, full generator, 256x256: 14.5 s to the first int8 frame against 1.6 for
+bf16 and 2.3 for fp32, then 0.129 s per frame against 0.243 and 0.483: it repays after 7.4 megapixel-frames
+(113 frames) against bf16 and 2.3 (35 frames) against fp32. :data:`INT8_AT_START_MIN_MEGAPIXEL_FRAMES` doubles
+those (job frames are decoded first, other CPUs quantize slower); ``benchmarks/run_throughput.py`` measures them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from cyclegan_cli import pretrained, registry
-from cyclegan_cli.devices import cpu_bf16_unit, has_cxx_compiler, resolve_precision
+from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
+from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.weights import find_latest_run, load_generator
 
 # Compile pays off when one frame size has at least this many megapixel-frames (frames x width x height / 1e6).
 # 40 megapixel-frames is about 600 frames at 256x256, or 45 frames of 720p.
 COMPILE_MIN_MEGAPIXEL_FRAMES = 40.0
+# Quantizing at start pays off when the whole job has at least this many megapixel-frames, by the precision int8
+# replaces: about twice the measured break-even (7.4 against bf16, 2.3 against fp32; see the module docstring).
+INT8_AT_START_MIN_MEGAPIXEL_FRAMES = {"bf16": 15.0, "fp32": 5.0}
 # The auto rule's order of preference; third-party engines come after these, by name.
 AUTO_ORDER = ("tensorrt", "torch-compile", "openvino", "onnxruntime", "torch")
 
@@ -43,6 +63,21 @@ class EngineChoice:
     name: str
     precision: str
     reason: str
+    file: Path | None = None  # what the engine runs instead of the weights: a prebuilt engine, an int8 model
+    quantize: bool = False  # int8 to be quantized from the job's own frames first (prepare_int8), through the gate
+    fallback: EngineChoice | None = None  # what runs instead when that int8 model fails the gate
+
+
+@dataclass(frozen=True)
+class Int8Facts:
+    """What is known of int8 for these weights on this CPU: gathered by :func:`int8_facts`, judged by the pure
+    :func:`cpu_choice`."""
+
+    file: Path | None = None  # a ready int8 model: weights digest matches, measured fidelity passes the gate
+    origin: str = ""  # where that model comes from, for the reason
+    ignored: tuple[str, ...] = ()  # int8 models found and not used, each with why
+    failed: str | None = None  # these weights failed the gate on this CPU before: the figure
+    unable: str | None = None  # why quantizing here is impossible (NNCF missing, no weights); None: possible
 
 
 def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> tuple[ModelSource, str | None]:
@@ -85,18 +120,23 @@ def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:
     return per_size
 
 
-def choose_engine(requested: str, model: ModelSource, device: str, precision: str, per_size: Counter) -> EngineChoice:
+def choose_engine(
+    requested: str, model: ModelSource, device: str, precision: str, per_size: Counter, min_psnr: float = MIN_PSNR
+) -> EngineChoice:
     if model.exported is not None:
         return _engine_for_file(requested, model.exported, device, precision)
+    if precision == "int8":
+        return _int8_asked(requested, model, device, min_psnr)
     if requested != "auto":
         cls = registry.load("engines", requested)
         reason = cls.unavailable_reason()
         if reason:
             raise EngineUnavailable(f"--engine {requested}: {reason}")
-        return EngineChoice(requested, _precision_for(cls, precision, device), "chosen with --engine")
-    name, reason = _auto_engine(model, device, per_size)
-    cls = registry.load("engines", name)
-    return EngineChoice(name, _precision_for(cls, precision, device), reason)
+        chosen = _precision_for(cls, precision, device)
+        return EngineChoice(
+            requested, chosen, "chosen with --engine", file=_named_engine_file(cls, model, device, chosen)
+        )
+    return _auto_engine(model, device, per_size, precision, min_psnr)
 
 
 def engine_order() -> list[str]:
@@ -115,6 +155,10 @@ def exported_precision(path: Path) -> str | None:
         from cyclegan_cli.onnx_graph import graph_precision
 
         stored = graph_precision(path)
+    if stored is None and path.suffix.lower() == ".xml":
+        from cyclegan_cli.quantize import is_int8_xml
+
+        stored = "int8" if is_int8_xml(path) else None
     return stored
 
 
@@ -152,24 +196,85 @@ def _engine_for_file(requested: str, path: Path, device: str, precision: str) ->
     raise EngineUnavailable(f"{path}: no engine here runs this {what} file ({'; '.join(problems)})")
 
 
-def _auto_engine(model: ModelSource, device: str, per_size: Counter) -> tuple[str, str]:
+def _auto_engine(model: ModelSource, device: str, per_size: Counter, precision: str, min_psnr: float) -> EngineChoice:
     biggest = max(per_size.values(), default=0.0)
     if device.startswith("cuda"):
+        ignored = []
         for name in engine_order():
             cls = registry.load("engines", name)
-            if cls.unavailable_reason() is None and cls.prebuilt_for(model, device) is not None:
-                return name, f"a prebuilt {name} engine matches this GPU"
+            if cls.unavailable_reason() is not None:
+                continue
+            file, problem = _prebuilt(cls, model, device)
+            if file is not None:
+                built = exported_precision(file) if precision == "auto" else None
+                chosen = built or _precision_for(cls, precision, device)
+                return EngineChoice(name, chosen, f"a prebuilt {name} engine matches this GPU", file=file)
+            if problem:
+                ignored.append(problem)
+        notes = "".join(f"; {line}" for line in ignored)
         if biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES:
-            return "torch-compile", f"CUDA, long job ({_describe_job(biggest)}): CUDA graphs pay off"
-        return "torch", f"CUDA, short job ({_describe_job(biggest)})"
+            name, reason = "torch-compile", f"CUDA, long job ({_describe_job(biggest)}): CUDA graphs pay off{notes}"
+        else:
+            name, reason = "torch", f"CUDA, short job ({_describe_job(biggest)}){notes}"
+        return EngineChoice(name, _precision_for(registry.load("engines", name), precision, device), reason)
     if device != "cpu":
-        return "torch", f"{device}: only the torch engine runs there"
+        return EngineChoice(
+            "torch",
+            _precision_for(registry.load("engines", "torch"), precision, device),
+            f"{device}: only the torch engine runs there",
+        )
     available = {n for n in engine_order() if registry.load("engines", n).unavailable_reason() is None}
-    return cpu_engine(available, cpu_bf16_unit(), has_cxx_compiler(), biggest)
+    bf16_unit, compiler = cpu_bf16_unit(), has_cxx_compiler()
+    if precision != "auto":  # fp32 or bf16 asked for: the engine by the rule, in that precision
+        name, reason = cpu_engine(available, bf16_unit, compiler, biggest)
+        return EngineChoice(name, _precision_for(registry.load("engines", name), precision, device), reason)
+    int8_unit = cpu_int8_unit()
+    facts = int8_facts(model, min_psnr) if int8_unit and "openvino" in available else Int8Facts()
+    return cpu_choice(available, bf16_unit, int8_unit, compiler, biggest, sum(per_size.values()), facts)
+
+
+def cpu_choice(
+    available: set[str],
+    bf16_unit: str | None,
+    int8_unit: str | None,
+    compiler: bool,
+    biggest: float,
+    total: float,
+    int8: Int8Facts,
+) -> EngineChoice:
+    """The CPU auto rule, whole and pure: from the engines that work here, the CPU's bf16 and int8 units, a C++
+    compiler, the largest one-size work and the whole job (megapixel-frames), and what is known of int8 for
+    these weights (:class:`Int8Facts`). int8 first where the CPU has an int8 unit, else :func:`cpu_engine`."""
+    name, reason = cpu_engine(available, bf16_unit, compiler, biggest)
+    notes = "".join(f"; {line}" for line in int8.ignored)
+    otherwise = EngineChoice(name, _cpu_precision(name, bf16_unit), reason + notes)
+    if "openvino" not in available:
+        return otherwise
+    if int8_unit is None:
+        return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; no int8 unit (VNNI or AMX): no int8")
+    fastest = f"CPU with {int8_unit}: int8 is its fastest precision"
+    if int8.file is not None:
+        return EngineChoice("openvino", "int8", f"{fastest}; {int8.origin}{notes}", file=int8.file)
+    threshold = INT8_AT_START_MIN_MEGAPIXEL_FRAMES.get(otherwise.precision, INT8_AT_START_MIN_MEGAPIXEL_FRAMES["fp32"])
+    if int8.failed or int8.unable:
+        return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; int8 not used: {int8.failed or int8.unable}")
+    job = (
+        f"{total:.0f} megapixel-frames, quantizing at start repays after {threshold:.0f} against {otherwise.precision}"
+    )
+    if total >= threshold:
+        why = f"{fastest}; a long job ({job}): quantized from its own frames, through the gate{notes}"
+        return EngineChoice("openvino", "int8", why, quantize=True, fallback=otherwise)
+    return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; int8 not used: a short job ({job})")
+
+
+def _cpu_precision(name: str, bf16_unit: str | None) -> str:
+    """What ``--precision auto`` gives each first-party CPU engine (as :func:`_precision_for` would)."""
+    return "bf16" if bf16_unit and name != "onnxruntime" else "fp32"
 
 
 def cpu_engine(available: set[str], bf16_unit: str | None, compiler: bool, biggest: float) -> tuple[str, str]:
-    """The CPU half of the auto rule, from the engines installed, the bf16 unit, and the largest one-size work."""
+    """The CPU rule without int8 (what :func:`cpu_choice` takes where int8 is not used), from the engines
+    installed, the bf16 unit, and the largest one-size work."""
     job = _describe_job(biggest)
     if bf16_unit == "AMX" and "torch-compile" in available and compiler and biggest >= COMPILE_MIN_MEGAPIXEL_FRAMES:
         return "torch-compile", f"CPU with AMX and a long job ({job}): compiled bf16 is fastest and repays compiling"
@@ -188,6 +293,131 @@ def cpu_engine(available: set[str], bf16_unit: str | None, compiler: bool, bigge
 
 def _describe_job(biggest: float) -> str:
     return f"{biggest:.0f} megapixel-frames at one size, threshold {COMPILE_MIN_MEGAPIXEL_FRAMES:.0f}"
+
+
+# --- prebuilt files and int8 ------------------------------------------------------------------------------------
+
+
+def _prebuilt(cls, model: ModelSource, device: str) -> tuple[Path | None, str | None]:
+    """(file, None): the engine's prebuilt file for these weights; (None, why) for one that is stale or unmatched."""
+    file = cls.prebuilt_for(model, device)
+    if file is None or model.generator is None:
+        return file, None
+    from cyclegan_cli.export import read_sidecar
+    from cyclegan_cli.quantize import digest_problem
+
+    problem = digest_problem(read_sidecar(file), model.generator)
+    return (None, f"ignored {file}: {problem}") if problem else (file, None)
+
+
+def _named_engine_file(cls, model: ModelSource, device: str, precision: str) -> Path | None:
+    """For ``--engine NAME``: its prebuilt file when it is in the precision chosen; a stale one is an error."""
+    file = cls.prebuilt_for(model, device)
+    if file is None or exported_precision(file) not in (None, precision):
+        return None
+    file, problem = _prebuilt(cls, model, device)
+    if problem:
+        raise EngineUnavailable(f"--engine {cls.name}: {problem}")
+    return file
+
+
+def int8_facts(model: ModelSource, min_psnr: float) -> Int8Facts:
+    """What the rule needs to know of int8 for ``model`` on this CPU: a prebuilt model in the run's export/
+    folder, one in the cache, an earlier failed measurement, or why quantizing is impossible."""
+    from cyclegan_cli import quantize
+    from cyclegan_cli.devices import cpu_kind
+    from cyclegan_cli.export import read_sidecar
+
+    unable = quantize.nncf_unavailable_reason()
+    if model.generator is None:
+        return Int8Facts(unable=unable)
+    ignored = []
+    prebuilt = registry.load("engines", "openvino").prebuilt_for(model, "cpu")
+    if prebuilt is not None:
+        sidecar = read_sidecar(prebuilt)
+        fidelity = quantize.Fidelity.from_dict((sidecar or {}).get("fidelity"))
+        problem = quantize.digest_problem(sidecar, model.generator)
+        if problem is None and (fidelity is None or fidelity.psnr_db < min_psnr):
+            measured = "no measured fidelity" if fidelity is None else f"{fidelity.psnr_db:.1f} dB against fp32"
+            problem = f"{measured}, below --min-psnr {min_psnr:g}"
+        if problem is None:
+            return Int8Facts(file=prebuilt, origin=f"the prebuilt {prebuilt} ({fidelity.psnr_db:.1f} dB against fp32)")
+        ignored.append(f"ignored {prebuilt}: {problem}")
+    cached = quantize.cache_lookup(quantize.weights_sha256(model.generator), cpu_kind())
+    failed = None
+    if cached is not None and cached.fidelity is not None:
+        psnr = cached.fidelity.psnr_db
+        if cached.file is not None and psnr >= min_psnr:
+            origin = f"quantized earlier, from the cache ({psnr:.1f} dB against fp32)"
+            return Int8Facts(file=cached.file, origin=origin, ignored=tuple(ignored))
+        if psnr < min_psnr:
+            failed = f"these weights measured {psnr:.1f} dB against fp32 in int8 here, below the {min_psnr:g} dB gate"
+    return Int8Facts(ignored=tuple(ignored), failed=failed, unable=unable)
+
+
+def _int8_asked(requested: str, model: ModelSource, device: str, min_psnr: float) -> EngineChoice:
+    """``--precision int8``: OpenVINO with a prebuilt or cached int8 model, else one quantized at start; no fallback."""
+    name = "openvino" if requested == "auto" else requested
+    cls = registry.load("engines", name)
+    if "int8" not in cls.precisions:
+        raise UsageError(f"--precision int8: the {name} engine runs {', '.join(cls.precisions)}; int8 runs in openvino")
+    reason = cls.unavailable_reason()
+    if reason:
+        raise EngineUnavailable(f"--precision int8: {name}: {reason}")
+    if name != "openvino":  # a third-party engine that computes int8 its own way
+        return EngineChoice(name, "int8", "chosen with --engine")
+    check_device(cls, device)
+    facts = int8_facts(model, min_psnr)
+    notes = "".join(f"; {line}" for line in facts.ignored)
+    if facts.file is not None:
+        return EngineChoice("openvino", "int8", f"asked with --precision int8; {facts.origin}{notes}", file=facts.file)
+    if facts.unable:
+        raise EngineUnavailable(f"--precision int8: {facts.unable}")
+    why = f"asked with --precision int8; quantized from this job's own frames, through the gate{notes}"
+    return EngineChoice("openvino", "int8", why, quantize=True)
+
+
+def prepare_int8(
+    choice: EngineChoice, model: ModelSource, jobs, *, min_psnr: float, transform=None, max_frames=None, say=print
+) -> EngineChoice:
+    """Quantize when ``choice`` says so, from the job's own frames, into the cache: the choice with its file; below
+    the gate, the choice's fallback with the figure as its reason (none: the failure, exit 1)."""
+    if not choice.quantize:
+        return choice
+    from cyclegan_cli import quantize
+    from cyclegan_cli.devices import cpu_kind
+
+    calibration = quantize.calibration_from_jobs(
+        jobs, quantize.AT_START_FRAMES, max_frames=max_frames, transform=transform
+    )
+    say(f"int8: quantizing with NNCF on {calibration.line()}")
+    try:
+        quantize.need_frames(calibration)
+        file, fidelity = quantize.quantize_into_cache(
+            model.generator,
+            model.info,
+            calibration,
+            min_psnr=min_psnr,
+            cpu_kind=cpu_kind(),
+            sidecar=lambda xml, extra: _int8_sidecar(xml, model, extra),
+            say=say,
+        )
+    except (quantize.FidelityError, UsageError) as error:
+        if choice.fallback is None:
+            raise
+        fallback = choice.fallback
+        if isinstance(error, quantize.FidelityError):
+            why = f"int8 measured {error.fidelity.psnr_db:.1f} dB against fp32, below the {min_psnr:g} dB gate"
+        else:
+            why = f"int8 not used: {error}"
+        return dataclasses.replace(fallback, reason=f"{fallback.reason}; {why}")
+    return dataclasses.replace(choice, file=file, quantize=False, reason=f"{choice.reason} ({fidelity.psnr_db:.1f} dB)")
+
+
+def _int8_sidecar(xml: Path, model: ModelSource, extra: dict) -> dict:
+    from cyclegan_cli.export import int8_sidecar
+
+    return int8_sidecar(xml, model.generator, model.info, extra)
 
 
 def _precision_for(cls, precision: str, device: str) -> str:

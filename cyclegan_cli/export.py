@@ -1,14 +1,18 @@
-"""``cyc export``: a trained generator -> ONNX graphs (checked against PyTorch) -> TensorRT engines, with sidecars.
+"""``cyc export``: a trained generator -> ONNX graphs (checked against PyTorch) -> TensorRT engines, or an int8
+OpenVINO model (measured against fp32), with sidecars.
 
 Files, in the run's ``export/`` folder (or ``--out``), per direction (G_AB translates AtoB, G_BA BtoA)::
 
     G_AB.onnx                                   fp32 graph
     G_AB.fp16.onnx                              fp16 graph, InstanceNorm in fp32, float32 I/O
     G_AB.fp16.<gpu-slug>-trt<version>.engine    TensorRT engine built from the graph of that precision
+    G_AB.int8.xml + G_AB.int8.bin               OpenVINO int8 model (NNCF; ``cyclegan_cli.quantize``)
 
-and beside each a ``<file>.json`` sidecar (what the file is, its interface, shapes, versions; for an engine the GPU).
-Every ONNX export is run in ONNX Runtime and compared with PyTorch before it is kept. Every file is written under a
-temporary name and renamed when whole. Heavy libraries are imported inside the functions.
+and beside each a ``<file>.json`` sidecar (what the file is, its interface, shapes, versions, the weights' sha256
+and training step; for an engine the GPU; for int8 the calibration and the measured fidelity). Every ONNX export is
+run in ONNX Runtime and compared with PyTorch before it is kept; every int8 model is measured against fp32 on
+held-out calibration frames, and below the gate nothing is kept. Every file is written under a temporary name and
+renamed when whole. Heavy libraries are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from typing import Any
 from cyclegan_cli import __version__, registry
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, WeightsError
+from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.tensorrt_build import ShapeProfile
 
 DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
-FORMATS = ("onnx", "tensorrt", "auto")
+FORMATS = ("onnx", "tensorrt", "openvino", "auto")
+PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MIN_SHAPE = "1x3x256x256"
 DEFAULT_OPT_SHAPE = "1x3x720x1280"
 DEFAULT_MAX_SHAPE = "4x3x1088x1920"
@@ -131,6 +137,12 @@ def resolve_directions(source: Path, direction: str) -> list[str]:
     return found
 
 
+def int8_name(direction: str) -> str:
+    from cyclegan_cli.weights import generator_key
+
+    return f"{generator_key(direction)}.int8.xml"
+
+
 def file_names(direction: str, precision: str, gpu_tag: str | None = None) -> tuple[str, str]:
     """(onnx name, engine name) for a direction and precision; the engine name needs the GPU tag."""
     from cyclegan_cli.weights import generator_key
@@ -161,6 +173,8 @@ def library_versions(tensorrt: str | None = None) -> dict[str, str | None]:
         "onnx": dist("onnx"),
         "onnxruntime": dist("onnxruntime") or dist("onnxruntime-gpu"),
         "tensorrt": tensorrt or dist("tensorrt"),
+        "openvino": dist("openvino"),
+        "nncf": dist("nncf"),
         "python": sys.version.split()[0],
     }
 
@@ -171,7 +185,7 @@ def sidecar(
     file: Path,
     info,
     precision: str,
-    opset: int,
+    opset: int | None,
     versions: dict,
     profile: ShapeProfile | None = None,
     gpu=None,
@@ -204,7 +218,7 @@ def sidecar(
         "versions": versions,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if kind == "onnx":
+    if kind in ("onnx", "openvino"):
         data["shapes"] = {
             "input": ["N", 3, "H", "W"],
             "output": ["N", 3, "H", "W"],
@@ -212,6 +226,8 @@ def sidecar(
         }
         if precision == "fp16":
             data["instance_norm"] = "float32 (Cast nodes around every InstanceNormalization)"
+        if kind == "openvino":
+            data["weights_file"] = file.with_suffix(".bin").name
     else:
         data["shapes"] = {"input": "profile", "profile": profile.as_dict() if profile else None}
         data["onnx"] = onnx_file
@@ -266,6 +282,8 @@ class ExportRequest:
     out: str | None = None
     device: str = "auto"
     timing_cache: str | None = None
+    calibration: str | None = None  # int8: a folder, glob or video of the source domain
+    min_psnr: float = MIN_PSNR  # int8: the gate, in dB against fp32
 
 
 @dataclass
@@ -283,9 +301,13 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
     if req.direction not in DIRECTION_CHOICES:
         raise UsageError(f"--direction {req.direction}: use AtoB, BtoA or both")
     if req.format not in FORMATS:
-        raise UsageError(f"--format {req.format}: use onnx, tensorrt or auto")
-    if req.precision not in ("fp32", "fp16"):
-        raise UsageError(f"--precision {req.precision}: cyc export writes fp32 or fp16")
+        raise UsageError(f"--format {req.format}: use onnx, tensorrt, openvino or auto")
+    if req.precision not in PRECISIONS:
+        raise UsageError(f"--precision {req.precision}: cyc export writes fp32, fp16 or int8")
+    if req.precision == "int8" or req.format == "openvino":
+        return run_int8_export(req, say)
+    if req.calibration is not None:
+        raise UsageError("--calibration is for --int8 (the images an int8 model is calibrated and measured on)")
 
     # TensorRT first: an explicit --format tensorrt that cannot be honoured fails before any work is done.
     trt_reason = None
@@ -314,10 +336,10 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
 
     result = ExportResult()
     for direction in directions:
-        onnx_file, parity, info = export_checked_onnx(source, direction, out_dir, req, versions, say)
+        onnx_file, parity, info, weights = export_checked_onnx(source, direction, out_dir, req, versions, say)
         result.files += [onnx_file, sidecar_path(onnx_file)]
         if build_engines:
-            engine_file = build_checked_engine(onnx_file, info, req, gpu, versions, say)
+            engine_file = build_checked_engine(onnx_file, info, req, gpu, versions, say, weights)
             result.files += [engine_file, sidecar_path(engine_file)]
     if trt_reason:
         line = f"TensorRT engine not built: {trt_reason}"
@@ -329,9 +351,11 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
 def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: ExportRequest, versions: dict, say):
     """Export one direction to ONNX, compare it with PyTorch in ONNX Runtime, keep it only if it agrees."""
     from cyclegan_cli.onnx_graph import compare_with_torch, default_check_inputs, export_onnx
+    from cyclegan_cli.quantize import weights_record
     from cyclegan_cli.weights import load_generator
 
     generator, info = load_generator(source, direction)
+    weights = weights_record(generator, info)
     onnx_name, _ = file_names(direction, req.precision)
     final = out_dir / onnx_name
     fp16 = req.precision == "fp16"
@@ -353,9 +377,10 @@ def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: Export
             opset=req.opset,
             versions=versions,
             parity=parity,
+            extra={"weights": weights},
         ),
     )
-    return final, parity, info
+    return final, parity, info, weights
 
 
 def _check_parity(path: Path, parity, fp16: bool) -> None:
@@ -372,7 +397,7 @@ def _check_parity(path: Path, parity, fp16: bool) -> None:
             )
 
 
-def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, versions: dict, say) -> Path:
+def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, versions: dict, say, weights=None) -> Path:
     from cyclegan_cli.tensorrt_build import build_engine
 
     _, engine_name = file_names(info.direction, req.precision, gpu.tag)
@@ -404,7 +429,85 @@ def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, version
             profile=p,
             gpu=gpu,
             onnx_file=onnx_file.name,
-            extra={"workspace_gib": req.workspace_gib, "build_seconds": round(seconds, 1)},
+            extra={"workspace_gib": req.workspace_gib, "build_seconds": round(seconds, 1), "weights": weights},
         ),
     )
     return engine_file
+
+
+# --- int8 (OpenVINO + NNCF) ------------------------------------------------------------------------------------------
+
+
+def int8_sidecar(xml: Path, generator, info, extra: dict) -> dict[str, Any]:
+    """The sidecar of an int8 OpenVINO model (``cyc export --int8`` and the run-time cache alike)."""
+    from cyclegan_cli.quantize import FP32_KEPT, RECIPE, weights_record
+
+    return sidecar(
+        kind="openvino",
+        file=xml,
+        info=info,
+        precision="int8",
+        opset=None,
+        versions=library_versions(),
+        extra={"weights": weights_record(generator, info), "fp32_kept": FP32_KEPT, "recipe": RECIPE, **extra},
+    )
+
+
+def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
+    """``cyc export --int8``: per direction, calibrate on the source domain's images, quantize with NNCF, measure
+    against fp32 on held-out frames; write ``G_AB.int8.xml`` + ``.bin`` + sidecar only when every direction asked
+    for passes the gate (one that fails: exit 1 with its figure, nothing kept)."""
+    from cyclegan_cli import quantize
+    from cyclegan_cli.devices import cpu_kind
+    from cyclegan_cli.weights import load_generator
+
+    if req.format in ("onnx", "tensorrt"):
+        raise UsageError(
+            f"--precision int8 --format {req.format}: int8 models are OpenVINO models (.xml + .bin); "
+            "use --format auto or openvino"
+        )
+    if req.precision != "int8":
+        raise UsageError(
+            f"--format openvino --precision {req.precision}: cyc export writes OpenVINO models in int8 only "
+            "(add --int8); an fp32 .onnx runs in OpenVINO as it is"
+        )
+    reason = quantize.nncf_unavailable_reason()
+    if reason:
+        raise EngineUnavailable(f"--int8: {reason}")
+    source, note = resolve_source(req.source, req.runs_dir, req.direction)
+    if note:
+        say(note)
+    directions = resolve_directions(source, req.direction)
+    if req.calibration is not None and len(directions) > 1:
+        raise UsageError(
+            f"--calibration {req.calibration}: {source} has both directions, whose source domains differ; "
+            "pass --direction AtoB or --direction BtoA with it (or leave --calibration out: each direction then "
+            "uses its domain's training images)"
+        )
+    out_dir = Path(req.out) if req.out else default_export_dir(source)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    plans = []
+    for direction in directions:  # every usage error before any quantizing
+        if req.calibration is not None:
+            files, label = quantize.media_files(req.calibration), str(req.calibration)
+        else:
+            folder, label = quantize.training_images(source, direction)
+            files = quantize.media_files(folder)
+        plans.append((direction, files, label))
+    ready = []
+    for direction, files, label in plans:
+        generator, info = load_generator(source, direction)
+        calibration = quantize.calibration_from_files(files, label, quantize.EXPORT_FRAMES)
+        src, dst = (info.domain_a, info.domain_b) if direction == "AtoB" else (info.domain_b, info.domain_a)
+        xml = out_dir / int8_name(direction)
+        say(f"{direction} ({src} -> {dst}): quantizing {info.architecture} to int8 for {xml}")
+        say(f"  calibration: {calibration.line()}")
+        quantize.need_frames(calibration)
+        model, fidelity = quantize.quantize_generator(generator, calibration, req.min_psnr, say)
+        extra = {"fidelity": fidelity.as_dict(), "calibration": calibration.as_dict(), "cpu": cpu_kind()}
+        ready.append((xml, model, int8_sidecar(xml, generator, info, extra)))
+    result = ExportResult()
+    for xml, model, data in ready:
+        result.files += quantize.save_int8(model, xml, data)
+    return result

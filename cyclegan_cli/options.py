@@ -50,7 +50,18 @@ debug_option = click.option(
 )
 
 
-def precision_option(default: str = "auto", choices=("auto", "fp32", "bf16", "fp16"), help_text: str | None = None):
+# The precision lists: training computes in these (autocast); inference adds int8 (a quantized OpenVINO model, on
+# CPUs); cyc export writes graphs, engines or int8 models in these.
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUN_PRECISIONS = (*TRAIN_PRECISIONS, "int8")
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+RUN_PRECISION_HELP = (
+    "Arithmetic precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32, and int8 where "
+    "the rule below says; int8 runs a quantized OpenVINO model, measured against fp32 first (--min-psnr)."
+)
+
+
+def precision_option(default: str = "auto", choices=TRAIN_PRECISIONS, help_text: str | None = None):
     return click.option(
         "--precision",
         type=click.Choice(choices),

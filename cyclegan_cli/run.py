@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cyclegan_cli import registry
 from cyclegan_cli.devices import resolve_device
-from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, workload
+from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, prepare_int8, workload
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
@@ -35,6 +35,7 @@ class RunOptions:
     engine: str = "auto"
     device: str = "auto"
     precision: str = "auto"
+    min_psnr: float = 30.0  # int8: the gate, dB against fp32 (= cyclegan_cli.quantize.MIN_PSNR)
     batch_size: int = 1
     max_frames: int | None = None
     compare: bool = False
@@ -142,11 +143,20 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
     if progress is not None:
         unknown = len(plan.jobs) - len(sizes)  # unreadable headers: counted as one frame each, reported later
         progress.planned(sum(frames for frames, _, _ in sizes) + unknown)
-    choice = choose_engine(options.engine, model, device, options.precision, per_size)
+    choice = choose_engine(options.engine, model, device, options.precision, per_size, options.min_psnr)
+    choice = prepare_int8(  # int8 quantized from the job's own frames, when the choice says so
+        choice,
+        model,
+        plan.jobs,
+        min_psnr=options.min_psnr,
+        transform=_resizer(size) if size is not None else None,
+        max_frames=options.max_frames,
+        say=say,
+    )
     engine_cls = registry.load("engines", choice.name)
     check_device(engine_cls, device)
     if model.exported is None:
-        model.exported = engine_cls.prebuilt_for(model, device)
+        model.exported = choice.file  # a prebuilt engine or int8 model the choice found (None: the weights)
     say(f"engine: {choice.name} {choice.precision} on {device} ({choice.reason})")
     engine = engine_cls(model, device=device, precision=choice.precision, batch_size=options.batch_size)
     first = _first_frame_size(per_size)
