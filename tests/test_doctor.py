@@ -17,7 +17,7 @@ from cyclegan_cli.devices import cpu_flags
 from cyclegan_cli.engine_choice import choose_engine, workload
 from cyclegan_cli.plugin_api import ModelSource
 
-WIDE = {"COLUMNS": "200"}  # one row per line, so that a row's text can be searched for
+WIDE = {"COLUMNS": "400"}  # one row per line, so that a row's text can be searched for
 JOBS = {"photos": [(1, 256, 256)] * 100, "video": [(1800, 1920, 1080)]}  # as the help text describes them
 
 
