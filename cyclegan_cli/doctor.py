@@ -231,7 +231,7 @@ def probe_mps() -> dict[str, Any]:
 
 
 def probe_cpu() -> dict[str, Any]:
-    from cyclegan_cli.devices import cpu_bf16_unit, cpu_flags, cpu_int8_unit, has_cxx_compiler
+    from cyclegan_cli.devices import cpu_bf16_unit, cpu_flags, cpu_int8_unit, cpu_model_name, has_cxx_compiler
 
     flags = cpu_flags()
     features = {label: flag in flags for label, flag in CPU_FEATURES} if flags else {}
@@ -246,7 +246,7 @@ def probe_cpu() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - the torch row says what is wrong with torch
         threads = None
     return {
-        "model": cpu_model(),
+        "model": cpu_model_name(),
         "features": features,
         "cpus": os.cpu_count(),
         "usable_cpus": usable,
@@ -255,17 +255,6 @@ def probe_cpu() -> dict[str, Any]:
         "int8_unit": cpu_int8_unit(),
         "cxx_compiler": has_cxx_compiler(),
     }
-
-
-def cpu_model() -> str:
-    """/proc/cpuinfo's "model name" on Linux, else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 # --- plugins, cache -------------------------------------------------------------------------------------------------
