@@ -12,6 +12,7 @@ import dataclasses
 import glob
 from collections import Counter
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from cyclegan_cli import registry
@@ -105,6 +106,8 @@ def plan_jobs(
         raise UsageError("--overwrite and --skip-existing contradict each other: pass one of them")
     if segments is not None and not 1 <= segments <= MAX_SEGMENTS:
         raise UsageError(f"--segments {segments}: use 1 to {MAX_SEGMENTS}")
+    if segments is not None and segments > 1 and max_frames is not None:
+        raise UsageError("--segments with --max-frames would preview each piece, not the video: pass one of them")
     plan = Plan()
     out_path = Path(out) if out else None
     sources = [s for spec in inputs for s in _expand(spec, out_path, plan)]
@@ -153,15 +156,21 @@ def _cut(job: Job, count: int, plan: Plan) -> list[Job]:
     """A video job as ``count`` segment jobs (each written to ``<output>.seg<k>of<count>``); anything else as it is."""
     if job.reader.kind != "video":
         return [job]
-    info = probe(job)
+    info = probe(job) if job.reader.supports_window and job.writer.can_join(job.output) else None
     duration = info.extra.get("duration") if info is not None else None
-    if not job.reader.supports_window or not duration:
-        why = "its reader cannot start mid-file" if not job.reader.supports_window else "its duration is unknown"
+    if not duration:
+        if not job.reader.supports_window:
+            why = "its reader cannot start mid-file"
+        elif not job.writer.can_join(job.output):
+            why = f"'{job.output.suffix}' files cannot be joined again"
+        else:
+            why = "its duration is unknown"
         plan.notes.append(f"{job.source}: not cut into segments ({why}); translated whole")
         return [job]
+    start = Fraction(info.extra.get("start_time") or 0)
     return [
         dataclasses.replace(job, output=segment_path(job.output, s.number, count), segment=s)
-        for s in cut(duration, count)
+        for s in cut(duration, count, start)
     ]
 
 

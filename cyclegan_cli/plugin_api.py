@@ -175,6 +175,11 @@ class Writer:
         raise NotImplementedError
 
     @classmethod
+    def can_join(cls, path: Path) -> bool:
+        """Whether ``join`` can put segments of an output ``path`` together (``cyc run --segments``)."""
+        return False
+
+    @classmethod
     def join(cls, parts: list[Path], output: Path, source: Path | None, options: WriteOptions) -> int:
         """Join segment files (written with ``options.reorder`` off) into ``output``, in order, without
         re-encoding, with ``source``'s audio; return the frame count. Writers that cannot join leave this."""

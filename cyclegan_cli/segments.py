@@ -11,6 +11,7 @@ segment is missing, partial, or from another source, and copies the source's aud
 
 from __future__ import annotations
 
+import glob
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,11 +42,12 @@ def segment_path(output: Path, number: int, count: int) -> Path:
     return output.with_name(f"{output.stem}.seg{number}of{count}{output.suffix}")
 
 
-def cut(duration: float, count: int) -> list[Segment]:
-    """``count`` segments of about equal length. The cuts are whole milliseconds, so every process computes
-    the same ones from the same file."""
+def cut(duration: float, count: int, start: Fraction = Fraction(0)) -> list[Segment]:
+    """``count`` segments of about equal length of a video whose first frame is at ``start`` (a broadcast
+    ``.ts`` may start at 100 s). The cuts are whole milliseconds, so every process computes the same ones."""
     total = Fraction(round(duration * 1000), 1000)
-    bounds = [None, *(total * k / count for k in range(1, count)), None]
+    start = Fraction(round(start * 1000), 1000)
+    bounds = [None, *(start + total * k / count for k in range(1, count)), None]
     return [Segment(k + 1, count, bounds[k], bounds[k + 1]) for k in range(count)]
 
 
@@ -55,15 +57,17 @@ def find_parts(output: Path) -> list[Path]:
     pattern = re.compile(rf"^{re.escape(output.stem)}\.seg(\d+)of(\d+)(\.partial)?{re.escape(output.suffix)}$")
     found: dict[int, set[int]] = {}
     partial = []
-    for path in sorted(output.parent.glob(f"{output.stem}.seg*of*")):
+    for path in sorted(output.parent.glob(f"{glob.escape(output.stem)}.seg*of*")):
         match = pattern.match(path.name)
         if match is None:
             continue
         number, count = int(match[1]), int(match[2])
         if match[3]:
-            partial.append(path)
+            partial.append((path, number, count))
         else:
             found.setdefault(count, set()).add(number)
+    # a partial file left by an interrupted run does not matter once its segment was translated whole
+    partial = [path for path, number, count in partial if number not in found.get(count, set())]
     if not found and not partial:
         raise UsageError(f"{output}: no segments named {segment_path(output, 1, 3).name} etc. beside it")
     if len(found) > 1:
@@ -87,12 +91,16 @@ def recorded_source(parts: list[Path]) -> Path | None:
 
     sources = set()
     for part in parts:
-        with av.open(str(part)) as container:
-            tags = {k.lower(): v for k, v in (container.metadata or {}).items()}
+        try:
+            with av.open(str(part)) as container:
+                tags = {k.lower(): v for k, v in (container.metadata or {}).items()}
+        except av.FFmpegError as error:
+            raise InputError(f"{part}: cannot read this segment ({error}); translate it again") from None
         sources.add(tags.get(TAG_SOURCE))
     if len(sources) > 1:
         raise UsageError(
-            f"{parts[0].parent}: these segments come from different videos: {', '.join(map(str, sources))}"
+            f"{parts[0].parent}: the segments name different source videos ({', '.join(map(str, sources))}); "
+            "if they are one video seen from different machines, name it with --source"
         )
     source = sources.pop()
     return Path(source) if source else None

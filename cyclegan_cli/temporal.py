@@ -22,6 +22,7 @@ itself is not a dependency: 0.7 pulls in opencv-python beside our opencv-python-
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ CUT_THRESHOLD = 27.0  # PySceneDetect's default for detect-content
 # the plain output, for 9 % of frames/s; carried statistics did not help (their default strength is 0).
 STABLE_BY_DEFAULT = True
 SCORE_SIDE = 128  # the content score is taken on frames scaled to about this size: cuts are coarse changes
+FLOW_SIDE = 480  # optical flow is found on frames scaled to at most this long side (1080p: 0.29 -> 0.14 s a frame)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,24 @@ def _small_hsv(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2HSV)
 
 
+@functools.cache
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's own x and y (float32), for cv2.remap; one pair per frame size, reused."""
+    import numpy as np
+
+    return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+
+
+def _flow_sized(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    height, width = gray.shape
+    if max(height, width) <= FLOW_SIDE:
+        return gray
+    scale = FLOW_SIDE / max(height, width)
+    return cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+
 class StreamState:
     """One job's memory across its frames: what the cut detector, the engine and the blender carry."""
 
@@ -93,7 +113,7 @@ class StreamState:
         import cv2
         import numpy as np
 
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        gray = _flow_sized(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
         previous_gray, previous_output = self._previous_gray, self._previous_output
         self._previous_gray = gray
         if new_shot or previous_gray is None or previous_gray.shape != gray.shape or self.settings.blend <= 0:
@@ -103,18 +123,28 @@ class StreamState:
             self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         backward = self._flow.calc(gray, previous_gray, None)  # for each pixel now: where it was
         forward = self._flow.calc(previous_gray, gray, None)
-        height, width = gray.shape
-        grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        map_x, map_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
-        warped = cv2.remap(previous_output, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # forward-backward check: going back along `backward` and forth along `forward` must land where it began
+        # the forward-backward check, at the flow's size: back along `backward`, forth along `forward`, must land
+        # where it began; pixels leaving the frame are not held either
+        small_x, small_y = _grid(*gray.shape)
+        map_x, map_y = small_x + backward[..., 0], small_y + backward[..., 1]
         there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         round_trip = np.sum((backward + there) ** 2, axis=-1)
         allowed = 0.01 * (np.sum(backward**2, axis=-1) + np.sum(there**2, axis=-1)) + 0.5
-        inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-        reliable = ((round_trip <= allowed) & inside).astype(np.float32)
-        reliable = cv2.GaussianBlur(reliable, (5, 5), 0)[..., None]  # soft seams between held and fresh pixels
-        weight = self.settings.blend * reliable
+        inside = (map_x >= 0) & (map_x <= gray.shape[1] - 1) & (map_y >= 0) & (map_y <= gray.shape[0] - 1)
+        reliable = cv2.GaussianBlur(((round_trip <= allowed) & inside).astype(np.float32), (5, 5), 0)
+        height, width = output.shape[:2]
+        if gray.shape != (height, width):  # found at a smaller size: scaled up, the flow in the frame's pixels
+            backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) * (width / gray.shape[1])
+            reliable = cv2.resize(reliable, (width, height), interpolation=cv2.INTER_LINEAR)
+        grid_x, grid_y = _grid(height, width)
+        warped = cv2.remap(
+            previous_output,
+            grid_x + backward[..., 0],
+            grid_y + backward[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        weight = (self.settings.blend * reliable)[..., None]
         blended = output.astype(np.float32) * (1 - weight) + warped.astype(np.float32) * weight
         result = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
         self._previous_output = result

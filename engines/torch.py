@@ -118,7 +118,8 @@ class CarriedStatistics:
 
 
 def _with_carried_norms(net):
-    """A copy of ``net`` whose InstanceNorm2d layers normalise with carried statistics (and share its weights)."""
+    """A copy of ``net`` whose InstanceNorm2d layers normalise with carried statistics (a deep copy: twice the
+    model's memory while --stable-strength is above 0)."""
     import torch
     import torch.nn.functional as F
     from torch import nn

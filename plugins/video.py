@@ -153,16 +153,34 @@ class VideoReader(Reader):
             self._info.frame_count = max(1, round(self._info.frame_count * (high - low) / duration))
 
     def _seek(self, start: Fraction) -> None:
-        """Go to the keyframe at or before ``start``; frames() then drops what comes before it."""
+        """Go to a keyframe at or before ``start``; frames() then drops what comes before it. Some demuxers
+        (MPEG-TS) land after the asked time: the first frame decoded is checked, and the seek goes further
+        back until it lands at or before ``start``, or, at the last, the file is read from its beginning."""
         av = pyav()
-        self._packets.close()
-        self._first = None
-        try:
-            self._container.seek(int(start / self._stream.time_base), stream=self._stream, backward=True)
-        except av.FFmpegError as exc:
-            self.close()
-            raise InputError(f"{self.path}: cannot seek to {float(start):.3f} s: {_reason(exc)}") from None
-        self._packets = self._decoded()
+        tb = self._stream.time_base
+        first_time = self._first.pts * tb if self._first is not None and self._first.pts is not None else None
+        for margin in (0, 1, 4, 16, None):
+            self._packets.close()
+            self._first = None
+            try:
+                if margin is None:  # from the top: slow, but every frame before the cut is seen
+                    self._container.seek(0, backward=True)
+                else:
+                    target = max(Fraction(0), start - margin)
+                    self._container.seek(int(target / tb), stream=self._stream, backward=True)
+            except av.FFmpegError as exc:
+                self.close()
+                raise InputError(f"{self.path}: cannot seek to {float(start):.3f} s: {_reason(exc)}") from None
+            self._packets = self._decoded()
+            try:
+                landed = next(self._packets)
+            except (StopIteration, av.FFmpegError, _BrokenStream):
+                continue
+            self._first = landed
+            t = landed.pts * Fraction(landed.time_base or tb) if landed.pts is not None else None
+            if margin is None or t is None or t <= start or (first_time is not None and t <= first_time):
+                return
+        raise InputError(f"{self.path}: cannot decode from {float(start):.3f} s (seeking failed)")
 
     # -- facts ----------------------------------------------------------------------------------------------------
 
@@ -204,6 +222,7 @@ class VideoReader(Reader):
                 "color_matrix": matrix,
                 "color_range": "full" if color_range == _RANGE_JPEG else "limited",
                 "duration": duration,
+                "start_time": stream.start_time * stream.time_base if stream.start_time is not None else None,
                 "audio_codec": self._audio.codec_context.name if self._audio is not None else None,
                 "container": self._container.format.name,
             },
@@ -246,7 +265,9 @@ class VideoReader(Reader):
                 raise InputError(
                     f"{self.path}: broken video stream after {index} good frame(s) (at frame {index}): {_reason(exc)}"
                 ) from None
-            if decoded.pts is not None and (start is not None or stop is not None):
+            if start is not None or stop is not None:
+                if decoded.pts is None:
+                    raise InputError(f"{self.path}: frame {index} has no timestamp: it cannot be cut into segments")
                 t = decoded.pts * Fraction(decoded.time_base or self._stream.time_base)
                 if start is not None and t < start:
                     continue  # decoded from the keyframe before the window: not this window's frame
@@ -681,6 +702,11 @@ class VideoWriter(Writer):
     # -- joining segments -----------------------------------------------------------------------------------------
 
     @classmethod
+    def can_join(cls, path: Path) -> bool:
+        """Segments join by their timestamps: an AVI stores frame slots, not timestamps."""
+        return Path(path).suffix.lower() not in _SLOTTED
+
+    @classmethod
     def join(cls, parts: list[Path], output: Path, source: Path | None, options: WriteOptions) -> int:
         """Remux the segments' video packets, in order and as they are, into ``output`` (atomically), with the
         source's audio copied in one piece; return the frame count. Each segment keeps its frames' own
@@ -691,6 +717,8 @@ class VideoWriter(Writer):
         tmp = temp_path_for(output)
         frames, out, audio = 0, None, None
         try:
+            for part in parts:  # each must open before anything is written
+                _openable(part)
             with av.open(str(parts[0])) as first:
                 out = av.open(str(tmp), mode="w")
                 template = first.streams.video[0]
@@ -765,6 +793,14 @@ def _encoder_options(codec: str, crf: int) -> dict[str, str]:
         quantizer = str(min(31, max(2, round(crf / 6))))
         return {"qmin": quantizer, "qmax": quantizer}
     return {}
+
+
+def _openable(path: Path) -> None:
+    av = pyav()
+    try:
+        av.open(str(path)).close()
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: cannot read this segment: {_reason(exc)}; translate it again") from None
 
 
 def _stream_encoding(stream) -> tuple:

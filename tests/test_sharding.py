@@ -164,3 +164,30 @@ def test_join_refuses_missing_or_partial_segments(tiny_runs, tmp_path):
     partial = cyc("join", tmp_path / "clip_AtoB.mp4")
     assert partial.exit_code == 2 and "cut short clip_AtoB.seg2of3.partial.mp4" in partial.output
     assert len(list(tmp_path.glob("clip_AtoB.seg*"))) == 3  # nothing removed
+
+
+def broadcast_ts(path: Path, frames: int = 60, start_s: int = 100) -> Path:
+    """An MPEG-TS file as broadcast recordings are: timestamps from 100 s, a keyframe every 10 frames, B-frames.
+    Its demuxer seeks past the asked time, unlike MP4's."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            image = np.full((48, 64, 3), (i * 4) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = start_s * 25 + i, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_segments_of_a_broadcast_ts_lose_no_frame(tiny_runs, tmp_path):
+    clip = broadcast_ts(tmp_path / "rec.ts")
+    for index in range(3):
+        piece = ["--segments", "3", "--shard", f"{index}/3", "--out", tmp_path / "rec_AtoB.mkv"]
+        done = cyc("run", clip, "--runs-dir", tiny_runs, *piece, *ENGINE)
+        assert done.exit_code == 0, done.output
+    counts = [probe(tmp_path / f"rec_AtoB.seg{k}of3.mkv")["frames"] for k in (1, 2, 3)]
+    assert sum(counts) == 60 and min(counts) >= 15, counts  # cut at 100 s + k * 0.8 s, not from 0 s
+    assert cyc("join", tmp_path / "rec_AtoB.mkv").exit_code == 0
+    assert probe(tmp_path / "rec_AtoB.mkv")["pts"] == pytest.approx(probe(clip)["pts"], abs=1e-6)
