@@ -237,7 +237,8 @@ def _collective(fn, *args, **kwargs):
         ) from None
 
 
-def _all_gather_bytes(ranks: Ranks, data: bytes) -> list[bytes]:
+def _padded(ranks: Ranks, data: bytes) -> tuple[list, int, torch.Tensor]:
+    """Every rank's byte count, the longest, and this rank's bytes padded to it: collectives need equal sizes."""
     import torch.distributed as dist
 
     sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(ranks.world)]
@@ -246,6 +247,13 @@ def _all_gather_bytes(ranks: Ranks, data: bytes) -> list[bytes]:
     mine = torch.zeros(longest, dtype=torch.uint8)
     if data:
         mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return sizes, longest, mine
+
+
+def _all_gather_bytes(ranks: Ranks, data: bytes) -> list[bytes]:
+    import torch.distributed as dist
+
+    sizes, longest, mine = _padded(ranks, data)
     gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(ranks.world)]
     _collective(dist.all_gather, gathered, mine)
     return [bytes(t[: int(size)].numpy()) for t, size in zip(gathered, sizes)]
@@ -255,12 +263,7 @@ def _gather_bytes(ranks: Ranks, data: bytes) -> list[bytes] | None:
     """Every rank's bytes on rank 0 (in rank order); None on the others."""
     import torch.distributed as dist
 
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(ranks.world)]
-    _collective(dist.all_gather, sizes, torch.tensor([len(data)], dtype=torch.int64))
-    longest = max(1, max(int(size) for size in sizes))
-    mine = torch.zeros(longest, dtype=torch.uint8)
-    if data:
-        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    sizes, longest, mine = _padded(ranks, data)
     gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(ranks.world)] if ranks.main else None
     _collective(dist.gather, mine, gathered, dst=0)
     if not ranks.main:

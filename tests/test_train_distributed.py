@@ -288,8 +288,8 @@ def test_one_process_checkpoint_resumes_as_two_ranks_and_back(tmp_path):
 
 def long_run(tmp_path: Path, *options: str) -> list[str]:
     dataroot = make_domains(tmp_path / "data", count=5, count_b=3)
-    return ["-m", "cyclegan_cli", "train", str(dataroot), "--out", str(tmp_path / "runs"), "--name", "l", *CPU, *TINY,
-            "--log-every", "1", "--save-every", "2", "--max-steps", "100000", *options]  # fmt: skip
+    command = ["-m", "cyclegan_cli", "train", str(dataroot), "--out", str(tmp_path / "runs"), "--name", "l"]
+    return [*command, *CPU, *TINY, "--log-every", "1", "--save-every", "2", "--max-steps", "100000", *options]
 
 
 def test_ctrl_c_on_one_rank_stops_both_after_the_same_step_and_saves(tmp_path):
