@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cyclegan_cli.download import DownloadError
-from cyclegan_cli.errors import DataError, UsageError
+from cyclegan_cli.errors import DataError, UsageError, nearest_hint
 
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 URL_ENV = "CYC_DATASETS_URL"
@@ -82,11 +82,7 @@ def lookup(name: str) -> Dataset:
         raise UsageError(CITYSCAPES)
     dataset = DATASETS.get(name)
     if dataset is None:
-        import difflib
-
-        near = difflib.get_close_matches(name, DATASETS, n=3, cutoff=0.5)
-        hint = f"; nearest: {', '.join(near)}" if near else f"; 'cyc datasets list' shows all {len(DATASETS)}"
-        raise UsageError(f"no official dataset named {name!r}{hint}")
+        raise UsageError(f"no official dataset named {name!r}{nearest_hint(name, DATASETS, 'cyc datasets list')}")
     return dataset
 
 

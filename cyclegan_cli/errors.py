@@ -5,6 +5,14 @@ lacks), 130 interrupted after saving what was done. `cyc --help` states them for
 """
 
 
+def nearest_hint(name: str, known, list_command: str) -> str:
+    """The end of an "unknown name" message: the nearest known names, else the command that lists them all."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f"; nearest: {', '.join(near)}" if near else f"; '{list_command}' shows all {len(known)}"
+
+
 class CycError(Exception):
     """A failure the user can act on: the message names the file and the fix."""
 

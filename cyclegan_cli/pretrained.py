@@ -13,12 +13,11 @@ takes digests for the official site from a source that can be cited; none is kno
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cyclegan_cli.errors import UsageError
+from cyclegan_cli.errors import UsageError, nearest_hint
 
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 URL_ENV = "CYC_PRETRAINED_URL"
@@ -85,8 +84,7 @@ def is_bare_name(text: str) -> bool:
 def lookup(name: str) -> Pretrained:
     model = MODELS.get(name)
     if model is None:
-        near = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
-        hint = f"; nearest: {', '.join(near)}" if near else f"; 'cyc pretrained list' shows all {len(MODELS)}"
+        hint = nearest_hint(name, MODELS, "cyc pretrained list")
         raise UsageError(f"{name}: no such file or folder, and no pretrained model of that name{hint}")
     return model
 
