@@ -35,14 +35,12 @@ def join(output: str, source: str | None, no_audio: bool, keep_segments: bool) -
 
     from rich.console import Console
 
-    from cyclegan_cli.segments import find_parts
     from cyclegan_cli.segments import join as join_segments
 
     console = Console(stderr=True)
-    parts = find_parts(Path(output))
-    frames, count, audio_from = join_segments(Path(output), Path(source) if source else None, audio=not no_audio)
+    frames, parts, audio_from = join_segments(Path(output), Path(source) if source else None, audio=not no_audio)
     audio = f", audio from {audio_from}" if audio_from else ", no audio"
-    console.print(f"{output}: {frames} frames from {count} segments{audio}", highlight=False, markup=False)
+    console.print(f"{output}: {frames} frames from {len(parts)} segments{audio}", highlight=False, markup=False)
     if not keep_segments:
         for part in parts:
             part.unlink()

@@ -106,8 +106,8 @@ def recorded_source(parts: list[Path]) -> Path | None:
     return Path(source) if source else None
 
 
-def join(output: Path, source: Path | None = None, audio: bool = True) -> tuple[int, int, Path | None]:
-    """Join ``output``'s segments into it: (frames, segments, the source whose audio was copied)."""
+def join(output: Path, source: Path | None = None, audio: bool = True) -> tuple[int, list[Path], Path | None]:
+    """Join ``output``'s segments into it: (frames, the segment files, the source whose audio was copied)."""
     from cyclegan_cli import registry
     from cyclegan_cli.plugin_api import WriteOptions
 
@@ -123,4 +123,4 @@ def join(output: Path, source: Path | None = None, audio: bool = True) -> tuple[
         frames = writer.join(parts, output, source if audio else None, WriteOptions(audio=audio))
     except NotImplementedError as error:
         raise InputError(f"{output}: {error}") from None
-    return frames, len(parts), source if audio else None
+    return frames, parts, source if audio else None
