@@ -9,6 +9,7 @@ writing the same output, outputs that already exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,9 +37,7 @@ class Job:
     segment: Segment | None = None  # a piece of a long video (cyc run --segments)
 
     def open_reader(self, max_frames: int | None) -> Reader:
-        if self.segment is None:
-            return self.reader(self.source, max_frames=max_frames)
-        return self.reader(self.source, max_frames=max_frames, window=self.segment.window)
+        return open_reader(self.reader, self.source, max_frames, self.segment)
 
     def write_options(self, options: WriteOptions) -> WriteOptions:
         """A segment is written without audio (its join copies the source's in one piece) and without frame
@@ -137,17 +136,37 @@ def plan_jobs(
     return plan
 
 
+def open_reader(reader: type[Reader], source: Path, max_frames: int | None, segment: Segment | None) -> Reader:
+    """``reader`` on ``source``; for a segment, only its window of the video."""
+    if segment is None:
+        return reader(source, max_frames=max_frames)
+    return reader(source, max_frames=max_frames, window=segment.window)
+
+
 def probe(job: Job, max_frames: int | None = None) -> MediaInfo | None:
     """What a job's input holds, from its header (an image's, or the reader's for a video), not decoded; None
-    when it cannot be read (the pipeline reports that file when it reaches it)."""
+    when it cannot be read (the pipeline reports that file when it reaches it). Planning asks for the same
+    header more than once (cutting, sharing out, the engine's workload): each file is opened once, and again
+    only if it changed."""
+    try:
+        stat = job.source.stat()
+    except OSError:
+        return None
+    return _probe(job.source, job.reader, job.segment, max_frames, (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(
+    source: Path, reader: type[Reader], segment: Segment | None, max_frames: int | None, _stamp
+) -> MediaInfo | None:
     from cyclegan_cli.imageio import image_size
 
-    if job.reader.kind == "image":
-        size = image_size(job.source)
+    if reader.kind == "image":
+        size = image_size(source)
         return MediaInfo("image", *size, frame_count=1) if size else None
     try:
-        with job.open_reader(max_frames) as reader:
-            return reader.info
+        with open_reader(reader, source, max_frames, segment) as opened:
+            return opened.info
     except Exception:  # noqa: BLE001 - any input's failure is reported when the pipeline reaches it
         return None
 
