@@ -262,18 +262,20 @@ class TransferProgress:
     """A rich bar on a terminal; plain lines every 10 s or 10 % elsewhere; nothing with ``console`` None."""
 
     def __init__(self, console, *, every_s: float = 10.0, every_fraction: float = 0.1):
+        from cyclegan_cli.report import Pace
+
         self.console = console
-        self.every_s, self.every_fraction = every_s, every_fraction
+        self._pace = Pace(every_s, every_fraction)
         self._bar = self._task = None
-        self._what, self._total, self._last_time, self._last_done = "", None, 0.0, 0
+        self._what = ""
 
     def note(self, text: str) -> None:
         if self.console is not None:
             self.console.print(text, highlight=False, markup=False)
 
     def start(self, what: str, total: int | None, done: int) -> None:
-        self._what, self._total = what, total
-        self._last_time, self._last_done = time.monotonic(), done
+        self._what, self._pace.total = what, total
+        self._pace.restart(done)
         if self.console is not None and self.console.is_terminal:
             from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
@@ -295,11 +297,9 @@ class TransferProgress:
             return
         if self.console is None:
             return
-        now = time.monotonic()
-        step = self._total * self.every_fraction if self._total else None
-        if now - self._last_time >= self.every_s or (step is not None and done - self._last_done >= step):
-            self._last_time, self._last_done = now, done
-            of = f" of {_mb(self._total)} ({100 * done // self._total}%)" if self._total else ""
+        if self._pace.due(done):
+            total = self._pace.total
+            of = f" of {_mb(total)} ({100 * done // total}%)" if total else ""
             self.note(f"{self._what}: {_mb(done)}{of}")
 
     def finish(self) -> None:

@@ -26,17 +26,37 @@ def progress_for(console: Console) -> Progress:
     return RichProgress(console) if console.is_terminal else PlainProgress(console)
 
 
+class Pace:
+    """When a plain progress line is due: ``every_s`` seconds or ``every_fraction`` of ``total`` after the last
+    one, whichever comes first (only the seconds when the total is unknown)."""
+
+    def __init__(self, every_s: float, every_fraction: float):
+        self.every_s, self.every_fraction = every_s, every_fraction
+        self.total: float | None = None
+        self.restart(0)
+
+    def restart(self, done: float) -> None:
+        self.last_time, self.last_done = time.monotonic(), done
+
+    def due(self, done: float) -> bool:
+        now = time.monotonic()
+        step = max(1, round(self.total * self.every_fraction)) if self.total else None
+        if now - self.last_time < self.every_s and (step is None or done - self.last_done < step):
+            return False
+        self.last_time, self.last_done = now, done
+        return True
+
+
 class PlainProgress(Progress):
     """One line every ``every_s`` seconds or ``every_fraction`` of the run's frames, whichever comes first:
     frames done, frames/s and the time left."""
 
     def __init__(self, console: Console, every_s: float = 10.0, every_fraction: float = 0.05):
         self.console = console
-        self.every_s, self.every_fraction = every_s, every_fraction
+        self.pace = Pace(every_s, every_fraction)
         self.total: int | None = None
         self.done = 0
-        self.started = self.last_time = time.monotonic()
-        self.last_done = 0
+        self.started = time.monotonic()
 
     def __enter__(self):
         return self
@@ -45,20 +65,19 @@ class PlainProgress(Progress):
         pass
 
     def planned(self, total_frames: int | None) -> None:
-        self.total = total_frames or None
+        self.total = self.pace.total = total_frames or None
 
     def job_started(self, job: Job, total_frames: int | None) -> None:
         if self.done == 0:  # the clock starts with the first file, after the engine is built and warmed up
-            self.started = self.last_time = time.monotonic()
+            self.started = time.monotonic()
+            self.pace.restart(0)
 
     def frames_done(self, job: Job, count: int) -> None:
         self.done += count
-        now = time.monotonic()
-        step = max(1, round(self.total * self.every_fraction)) if self.total else None
         last = self.total is not None and self.done == self.total
-        if not last and now - self.last_time < self.every_s and (step is None or self.done - self.last_done < step):
+        if not self.pace.due(self.done) and not last:
             return
-        self.last_time, self.last_done = now, self.done
+        now = time.monotonic()
         fps = self.done / (now - self.started) if now > self.started else 0.0
         line = f"progress: {self.done}"
         if self.total:
