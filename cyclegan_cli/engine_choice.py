@@ -20,9 +20,9 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
 Why AMX and not any bf16 CPU: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256) OpenVINO bf16 ran
 4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling never pays there.
 With AMX (a 2-core Xeon, 256x256: 0.15 s/frame OpenVINO bf16, 0.084 compiled bf16 channels_last, about 25 s to
-compile before the first frame) compiling saves
-about 1 s per megapixel-frame and repays its cost after about 25 megapixel-frames; the threshold of 40 leaves
-a margin for the recompiles of a last short batch and a slower compiler.
+compile before the first frame) compiling saves about 1 s per megapixel-frame and repays its cost after about 25
+megapixel-frames; the threshold of 40 leaves a margin for the recompiles of a last short batch and a slower
+compiler.
 
 Why int8 wherever there is VNNI: the full generator at 256x256 on 2 cores of an AMD EPYC (AVX512-VNNI and -BF16)
 ran 0.129 s per frame in OpenVINO int8 against 0.243 bf16 and 0.483 fp32; on a Xeon with VNNI and no bf16 unit
@@ -168,16 +168,15 @@ def _engine_for_file(requested: str, path: Path, device: str, precision: str) ->
     suffix, built = path.suffix.lower(), exported_precision(path)
     if built is not None and precision not in ("auto", built):
         raise UsageError(f"--precision {precision}: {path.name} was exported in {built}, which is fixed in the file")
+    claimants = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
+    candidates = claimants
     if requested != "auto":
         cls = registry.load("engines", requested)  # a plugin that fails to load says so here
         if suffix not in cls.file_suffixes:
-            claimants = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
             raise UsageError(
                 f"--engine {requested} does not run '{suffix}' files; {', '.join(claimants) or 'no engine'} does"
             )
         candidates = [requested]
-    else:
-        candidates = [n for n in engine_order() if suffix in registry.load("engines", n).file_suffixes]
     problems = []
     for name in candidates:
         cls = registry.load("engines", name)
