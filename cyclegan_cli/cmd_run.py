@@ -68,8 +68,8 @@ from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
 @click.option(
     "--stable/--no-stable",
     default=None,
-    help="Temporally stable video (the default for videos): motion-compensated blending, optionally carried norm "
-    "statistics (see below).",
+    help="Temporally stable video (off by default: it does not yet steady real camera footage): "
+    "motion-compensated blending, optionally carried norm statistics (see below).",
 )
 @click.option(
     "--stable-strength",
@@ -171,12 +171,13 @@ def run(
                          else onnxruntime, else torch
 
     \b
-    Stable video (on for videos; --no-stable translates each frame alone): CycleGAN translates each
-    frame alone, so noise and moving objects make a video shimmer. --stable blends the previous
-    output, moved along the optical flow of the input frames, into each new one where that flow is
-    reliable (--stable-blend): measured, it halves the change in still regions at 43 dB against the
-    plain output, for about 9 % of the speed at 256x256 (the flow is found at most 480 px wide; it
-    costs about 0.14 s a 1080p frame on 2 CPU cores: docs/internals.md). It can also carry each InstanceNorm's
+    Stable video (off by default; each frame is translated alone): CycleGAN translates each frame
+    alone, so noise and moving objects make a video shimmer. --stable blends the previous output,
+    moved along the optical flow of the input frames, into each new one where that flow is reliable
+    (--stable-blend). It halved the change in still regions of clips composed from photographs, but
+    on real camera footage it did not, and on one clip it raised it by half, so it is off until it
+    wins on real clips (docs/internals.md). The flow is found at most 480 px wide (about 0.14 s a
+    1080p frame on 2 CPU cores). It can also carry each InstanceNorm's
     statistics from frame to frame (--stable-strength, torch engines; 0 by default: it did not steady
     the measured clips). Both restart at every scene cut (PySceneDetect's content score >= 27), at
     every new video and at every --segments piece; still images are untouched.

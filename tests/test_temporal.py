@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cyclegan_cli.cli import cli
-from cyclegan_cli.temporal import content_score
+from cyclegan_cli.temporal import STABLE_BY_DEFAULT, content_score
 from tests.helpers import probe, write_clip
 
 ENGINE = ["--device", "cpu", "--engine", "torch", "--precision", "fp32", "--batch-size", "4", "--crf", "0"]
@@ -112,3 +112,14 @@ def test_a_still_image_is_untouched(trained_generator, tmp_path):
     )
     assert plain.exit_code == stable.exit_code == 0
     assert (tmp_path / "p.png").read_bytes() == (tmp_path / "s.png").read_bytes()
+
+
+def test_a_video_with_neither_flag_gets_the_default(tiny_generator_file, tmp_path):
+    """Without --stable or --no-stable a video is translated as STABLE_BY_DEFAULT says, and the other choice
+    would really have given other frames (so the comparison can tell them apart)."""
+    frames, _ = still_scene(frames=8, height=48, width=64)
+    clip = write_clip(tmp_path / "still.mkv", frames)
+    default = translate(clip, tiny_generator_file, tmp_path / "default.mkv")
+    explicit, other = ("--stable", "--no-stable") if STABLE_BY_DEFAULT else ("--no-stable", "--stable")
+    assert np.array_equal(default, translate(clip, tiny_generator_file, tmp_path / "explicit.mkv", explicit))
+    assert not np.array_equal(default, translate(clip, tiny_generator_file, tmp_path / "other.mkv", other))
