@@ -2,7 +2,13 @@
 the frame rate, every timestamp, the frame count and the audio.
 
 Reader
-    Every decoded frame, in presentation order, with its ``pts`` and ``time_base`` untouched. Rotation metadata
+    Every decoded frame, in presentation order, with its ``time_base`` and the timestamp it is shown at. Decoders
+    hand pictures out in display order, but where the container stores no presentation times (AVI holds frame
+    slots in decoding order; DivX/Xvid "packed B-frames" put a P-frame and the B-frame shown before it in one
+    chunk) a picture takes the time of the packet it was decoded from, and the times arrive out of order (slots
+    1, 3, 2, 5, 4, ...). Those times are the right set, misdealt within a few frames: they are sorted within a
+    window of ``REORDER_WINDOW`` frames and dealt out again in display order (``_dealt_in_display_order``); a
+    time that goes back past one already dealt is a discontinuity and is left alone. Rotation metadata
     (the display matrix, or a legacy ``rotate`` tag) is applied so frames come out upright. The YUV -> RGB
     conversion uses the stream's colour matrix and range (BT.709 / BT.601 / BT.2020, limited / full); an untagged
     stream is taken as BT.709 from 720 lines up and BT.601 below (what players do). A stream that breaks mid-file
@@ -69,6 +75,8 @@ _DEFAULT_VIDEO_CODEC = "libx264"
 _SLOTTED = frozenset({".avi"})
 _QUICKTIME = frozenset({".mp4", ".m4v", ".mov"})
 _MAX_SLOT_RATE = 240  # a time base finer than this many ticks a second is no frame rate: AVI would fill it
+# How far a decoded picture's timestamp may sit from its place: FFmpeg's largest reorder depth (16 B-frames).
+REORDER_WINDOW = 16
 # Containers that hold only a few video codecs: a --codec outside them is refused with a clear message.
 _WEBM_VIDEO = frozenset({"libvpx-vp9", "libvpx", "vp9", "vp8", "libaom-av1", "libsvtav1", "libdav1d", "av1"})
 
@@ -153,13 +161,17 @@ class VideoReader(Reader):
             self._info.frame_count = max(1, round(self._info.frame_count * (high - low) / duration))
 
     def _seek(self, start: Fraction) -> None:
-        """Go to a keyframe at or before ``start``; frames() then drops what comes before it. Some demuxers
-        (MPEG-TS) land after the asked time: the first frame decoded is checked, and the seek goes further
-        back until it lands at or before ``start``, or, at the last, the file is read from its beginning."""
+        """Go to a keyframe at least ``REORDER_WINDOW`` frames before ``start``; frames() then drops what comes
+        before it. Some demuxers (MPEG-TS) land after the asked time: the first frame decoded is checked, and the
+        seek goes further back until it lands early enough, or, at the last, the file is read from its beginning.
+        The frames just after a seek may carry misdealt times (a B-frame that needed the frame before the
+        keyframe is not decoded, and its time is missing from the sort), so a cut is never that close to where
+        decoding began: the frames from ``start`` on get the times a reading from the top gives them."""
         av = pyav()
         tb = self._stream.time_base
         first_time = self._first.pts * tb if self._first is not None and self._first.pts is not None else None
-        for margin in (0, 1, 4, 16, None):
+        settle = REORDER_WINDOW / Fraction(self._info.fps or 25)
+        for margin in (settle, settle + 1, settle + 4, settle + 16, None):
             self._packets.close()
             self._first = None
             try:
@@ -178,7 +190,7 @@ class VideoReader(Reader):
                 continue
             self._first = landed
             t = landed.pts * Fraction(landed.time_base or tb) if landed.pts is not None else None
-            if margin is None or t is None or t <= start or (first_time is not None and t <= first_time):
+            if margin is None or t is None or t <= start - settle or (first_time is not None and t <= first_time):
                 return
         raise InputError(f"{self.path}: cannot decode from {float(start):.3f} s (seeking failed)")
 
@@ -223,6 +235,10 @@ class VideoReader(Reader):
                 "color_range": "full" if color_range == _RANGE_JPEG else "limited",
                 "duration": duration,
                 "start_time": stream.start_time * stream.time_base if stream.start_time is not None else None,
+                # where the file's clock starts (its earliest stream): an AVI output counts its slots from here
+                "container_start": Fraction(self._container.start_time, 1_000_000)
+                if self._container.start_time is not None
+                else None,
                 "audio_codec": self._audio.codec_context.name if self._audio is not None else None,
                 "container": self._container.format.name,
             },
@@ -255,7 +271,7 @@ class VideoReader(Reader):
         av = pyav()
         index, end = 0, None
         start, stop = self._window
-        source = self._decoded_with_first()
+        source = _dealt_in_display_order(self._decoded_with_first())
         while self.max_frames is None or index < self.max_frames:
             try:
                 decoded = next(source)
@@ -351,6 +367,43 @@ class VideoReader(Reader):
             self._container = None
 
 
+def _dealt_in_display_order(decoded: Iterator, window: int = REORDER_WINDOW) -> Iterator:
+    """The decoded frames in the order they come (display order), their timestamps sorted within ``window``
+    frames and dealt out again (see the module docstring). Timestamps that already rise pass unchanged; a frame
+    without one, or one earlier than a time already dealt (a discontinuity), first hands out what is held.
+    Frames held when the stream breaks are handed out before the error."""
+    import heapq
+    from collections import deque
+
+    held, times = deque(), []  # the frames not yet handed out, and a heap of their timestamps
+    dealt = None  # the last timestamp handed out
+
+    def deal_one():
+        nonlocal dealt
+        frame = held.popleft()
+        if frame.pts is not None:
+            frame.pts = dealt = heapq.heappop(times)
+        return frame
+
+    try:
+        for frame in decoded:
+            if frame.pts is None or (dealt is not None and frame.pts < dealt):
+                while held:
+                    yield deal_one()
+                dealt = None
+            held.append(frame)
+            if frame.pts is not None:
+                heapq.heappush(times, frame.pts)
+            if len(held) > window:
+                yield deal_one()
+    except Exception:
+        while held:
+            yield deal_one()
+        raise
+    while held:
+        yield deal_one()
+
+
 def _frame_end(frame: Frame) -> float | None:
     if frame.pts is None or not frame.time_base:
         return None
@@ -438,6 +491,7 @@ class VideoWriter(Writer):
         self._size = None  # (width, height) of the encoded pictures
         self._time_base: Fraction | None = None
         self._first_pts: int | None = None
+        self._origin = 0  # an AVI's slot 0 in the output time base: where the source's clock starts
         self._first_dts: Fraction | None = None  # decode time (seconds) of the first video packet
         self._held = None  # the newest video packet, muxed when the next one comes (the last one at finish)
         self._last_pts: int | None = None
@@ -484,6 +538,9 @@ class VideoWriter(Writer):
         if time_base is None or (slotted and time_base < Fraction(1, _MAX_SLOT_RATE)):
             time_base = 1 / self._slot_rate(fps) if slotted else Fraction(1) / fps
         self._time_base = Fraction(time_base)
+        start = self.source.info.extra.get("container_start")
+        if slotted and start:
+            self._origin = round(Fraction(start) / self._time_base)
         try:
             # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
             # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
@@ -559,9 +616,10 @@ class VideoWriter(Writer):
         pts = self._pts_of(frame)
         if self._first_pts is None:
             self._first_pts = pts
+            self._lead_in(pts)
         picture = av.VideoFrame.from_ndarray(image, format="rgb24")
         picture = picture.reformat(format="yuv420p", dst_colorspace=self._color, dst_color_range=_RANGE_MPEG)
-        picture.pts = pts
+        picture.pts = pts - self._origin
         picture.time_base = self._time_base
         duration = self._duration_of(frame)
         with contextlib.suppress(AttributeError):
@@ -576,6 +634,16 @@ class VideoWriter(Writer):
         if self._audio is not None:
             with self._audio_errors():
                 self._audio.copy_until(self._end)
+
+    def _lead_in(self, pts: int) -> None:
+        """An AVI's first chunk is its slot 0: a video that starts after the file's clock (after its audio, or a
+        frame late as B-frame AVIs decode) gets an empty chunk there, so its first frame keeps its slot."""
+        if self.path.suffix.lower() in _SLOTTED and pts > self._origin:
+            av = pyav()
+            empty = av.Packet(b"")
+            empty.stream, empty.time_base = self._video, self._time_base
+            empty.pts = empty.dts = 0
+            self._out.mux(empty)
 
     def _mux_video(self, packets) -> None:
         """Mux the encoder's packets one behind: the last one waits for ``_mux_last``."""

@@ -424,6 +424,126 @@ def write_run(root: Path, name: str = "tiny", ngf: int = 8, n_blocks: int = 2) -
     return run
 
 
+INDEX_BITS = 7  # frames numbered by make_packed_avi: up to 128
+
+
+def draw_index(image: np.ndarray, index: int) -> np.ndarray:
+    """Write ``index`` into the bottom rows of ``image`` as INDEX_BITS black / white squares (least bit left),
+    big enough to survive lossy coding."""
+    side = image.shape[1] // INDEX_BITS
+    for bit in range(INDEX_BITS):
+        image[-side:, bit * side : (bit + 1) * side] = 255 if index >> bit & 1 else 0
+    return image
+
+
+def read_index(image: np.ndarray) -> int:
+    """The number ``draw_index`` wrote, read from the centre of each square."""
+    side = image.shape[1] // INDEX_BITS
+    centres = [
+        image[-side * 3 // 4 : -side // 4, bit * side + side // 4 : bit * side + side * 3 // 4]
+        for bit in range(INDEX_BITS)
+    ]
+    return sum(1 << bit for bit, square in enumerate(centres) if square.mean() > 128)
+
+
+def make_packed_avi(path: str | Path, *, frames: int = 30, size: tuple[int, int] = (128, 96), gop: int = 12) -> Path:
+    """An AVI as DivX 5 and Xvid wrote them: MPEG-4 part 2 with "packed B-frames", and AC-3 audio (a sine tone).
+
+    FFmpeg cannot write the packed form, so it is built here from FFmpeg's own mpeg4 encoding (one B-frame
+    between references, a keyframe every ``gop`` frames), in the layout FFmpeg's documentation of the
+    ``mpeg4_unpack_bframes`` filter describes: a reference frame and the B-frame shown before it share one AVI
+    chunk, and the next chunk holds only a not-coded VOP as a placeholder. The VOL user data reads
+    ``DivX503b1393p`` (the trailing p is what makes FFmpeg's decoder treat the stream as packed). Frame ``i``
+    shows ``draw_index(..., i)`` over a moving gradient, so a test can read each picture's number back. Decoded,
+    the pictures come out in display order but their pts out of order (1, 3, 2, 5, 4, ...): what the reader must
+    put right."""
+    import av
+
+    width, height = size
+    rate = Fraction(25)
+    encoder = av.CodecContext.create("mpeg4", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = 1 / rate, rate
+    encoder.max_b_frames, encoder.gop_size = 1, gop
+    encoder.options = {"sc_threshold": "1000000000", "qmin": "2", "qmax": "2"}  # no extra keyframes; fine quality
+    encoder.open()
+    y, x = np.mgrid[0:height, 0:width]
+    coded = []  # the encoder's packets, in decoding order
+    for i in range(frames):
+        image = np.stack([(x * 2 + i * 5) % 256, (y * 2) % 256, np.full_like(x, 80)], axis=-1).astype(np.uint8)
+        picture = av.VideoFrame.from_ndarray(draw_index(image, i), format="rgb24").reformat(format="yuv420p")
+        picture.pts = i
+        coded += [bytes(packet) for packet in encoder.encode(picture)]
+    coded += [bytes(packet) for packet in encoder.encode(None)]
+
+    def vop_type(data: bytes) -> str:  # the 2 bits after the VOP start code: I, P, B or S(prite)
+        return "IPBS"[data[data.find(b"\x00\x00\x01\xb6") + 4] >> 6]
+
+    def divx_user_data(data: bytes) -> bytes:  # every VOL header's user data (start code 0x1B2) replaced
+        start = data.find(b"\x00\x00\x01\xb2")
+        if start < 0:
+            return data
+        end = data.find(b"\x00\x00\x01", start + 4)
+        return data[: start + 4] + b"DivX503b1393p" + data[end:]
+
+    def not_coded_vop(slot: int) -> bytes:  # a P-VOP header with vop_coded 0, then MPEG-4 stuffing (0, then 1s)
+        increment_bits = max(1, (rate.numerator - 1).bit_length())  # the encoder's time resolution is 25 ticks
+        bits = "01" + "0" + "1" + format(slot % rate.numerator, f"0{increment_bits}b") + "1" + "0"
+        bits += "0" + "1" * ((7 - len(bits)) % 8)
+        return b"\x00\x00\x01\xb6" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+    coded = [divx_user_data(data) for data in coded]
+    chunks, i = [], 0  # (data, keyframe)
+    while i < len(coded):
+        if i + 1 < len(coded) and vop_type(coded[i + 1]) == "B":
+            chunks += [(coded[i] + coded[i + 1], vop_type(coded[i]) == "I"), (not_coded_vop(len(chunks) + 1), False)]
+            i += 2
+        else:
+            chunks.append((coded[i], vop_type(coded[i]) == "I"))
+            i += 1
+    path = Path(path)
+    with av.open(str(path), mode="w", format="avi") as container:
+        video = container.add_stream("mpeg4", rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.codec_tag = "XVID"
+        video.time_base = 1 / rate
+        sound = container.add_stream("ac3", rate=48000)
+        sound.layout = "stereo"
+        for slot, (data, keyframe) in enumerate(chunks):
+            packet = av.Packet(data)
+            packet.stream, packet.time_base = video, video.time_base
+            packet.pts = packet.dts = slot
+            packet.is_keyframe = keyframe
+            container.mux(packet)
+        samples = int(48000 * frames / rate)
+        wave = (0.2 * np.sin(2 * math.pi * TONE_HZ * np.arange(samples) / 48000)).astype(np.float32)
+        for start in range(0, samples, 1536):
+            chunk = av.AudioFrame.from_ndarray(
+                np.stack([wave[start : start + 1536]] * 2), format="fltp", layout="stereo"
+            )
+            chunk.sample_rate, chunk.pts = 48000, start
+            container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+    return path
+
+
+def broadcast_ts(path: str | Path, frames: int = 60, start_s: int = 100) -> Path:
+    """An MPEG-TS file as broadcast recordings are: timestamps from 100 s, a keyframe every 10 frames, B-frames.
+    Its demuxer seeks past the asked time, unlike MP4's."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            image = np.full((48, 64, 3), (i * 4) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = start_s * 25 + i, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
 def write_clip(path: str | Path, frames: np.ndarray, *, rate: Fraction = Fraction(25), audio: bool = True) -> Path:
     """Write ``frames`` (N x H x W x 3 uint8 RGB, even sides) as a video with libx264 at crf 0, plus a sine
     tone as long as the video: footage a test composes itself (a still scene, a cut)."""

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cyc_plugins.video import VideoReader, VideoWriter
+from cyc_plugins.video import VideoReader, VideoWriter, _dealt_in_display_order
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import SourceInfo, WriteOptions
-from tests.helpers import make_audio_switch, make_video, pattern, probe
+from tests.helpers import broadcast_ts, make_audio_switch, make_packed_avi, make_video, pattern, probe, read_index
 
 NTSC = Fraction(30000, 1001)
 FRAME = 1001 / 30000  # seconds
@@ -347,6 +347,81 @@ def test_mp4_to_avi_keeps_timestamps(clips, tmp_path, kind):
     assert abs(got["duration"] - want["duration"]) <= 1e-6
     assert got["rate"] == NTSC if kind == "cfr" else got["time_base"] == 1 / NTSC
     assert out.stat().st_size < 200_000  # no run of empty chunks for every tick of a fine time base
+
+
+def decoded_times_and_pictures(path: Path) -> list[tuple[Fraction, int]]:
+    """(time in seconds, the number drawn in the picture) of every frame as FFmpeg decodes it, in the order it
+    comes."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [(f.pts * f.time_base, read_index(f.to_ndarray(format="rgb24"))) for f in container.decode(video=0)]
+
+
+def test_packed_b_frames_are_read_at_their_display_times(tmp_path):
+    """A DivX/Xvid AVI with packed B-frames: FFmpeg hands the pictures out in display order but deals their
+    timestamps out of order; the reader gives picture k the k-th timestamp, and the writer keeps it."""
+    src = make_packed_avi(tmp_path / "packed.avi", frames=30)
+    raw = decoded_times_and_pictures(src)
+    assert [picture for _, picture in raw] == list(range(30)), "FFmpeg decodes the pictures in display order"
+    assert [t * 25 for t, _ in raw][:5] == [1, 3, 2, 5, 4], "the clip really has the disorder (measured on a film)"
+    times = sorted(t for t, _ in raw)
+    with VideoReader(src) as reader:
+        frames = list(reader.frames())
+    assert [read_index(f.image) for f in frames] == list(range(30))
+    assert [f.pts * f.time_base for f in frames] == times == [Fraction(k, 25) for k in range(1, 31)]
+    for suffix in (".mp4", ".avi"):  # picture k at the k-th time, none shifted, in a container with timestamps too
+        out = tmp_path / f"out{suffix}"
+        assert translate(src, out) == 30
+        assert decoded_times_and_pictures(out) == [(t, k) for k, t in enumerate(times)]
+
+
+def test_avi_slots_count_from_the_start_of_the_source(tmp_path):
+    """An AVI stores slots from its own start: a recording whose clock starts at 100 s keeps its frames at
+    0, 0.04, ... after that start, not one frame at 0 and 2500 empty slots before the second."""
+    src = broadcast_ts(tmp_path / "rec.ts", frames=20)
+    out = tmp_path / "rec.avi"
+    translate(src, out)
+    got = probe(out)
+    assert got["frames"] == 20 and got["pts"] == pytest.approx([k / 25 for k in range(20)], abs=1e-9)
+    assert out.stat().st_size < 30_000
+
+
+class Decoded:
+    """A decoded frame as far as the timestamp logic sees it: its pts, and which picture it holds."""
+
+    def __init__(self, picture: int, pts: int | None):
+        self.picture, self.pts = picture, pts
+
+
+def dealt(pts: list[int | None], *, window: int = 16, then: Exception | None = None, into: list | None = None):
+    """(picture, pts) of each frame as the reader deals them; ``then``: the stream breaks after the last."""
+
+    def decoded():
+        yield from (Decoded(picture, t) for picture, t in enumerate(pts))
+        if then is not None:
+            raise then
+
+    got = [] if into is None else into
+    for frame in _dealt_in_display_order(decoded(), window):
+        got.append((frame.picture, frame.pts))
+    return got
+
+
+def test_timestamps_are_dealt_in_display_order():
+    """The sequence measured on the real film (slots 1, 2, 3, 5, 4, 7, 6, ...), rising times untouched, a jump
+    back (an MPEG-TS wrap, a spliced stream) left where it is, frames without a time passed on, and frames
+    held when the stream breaks handed out before the error."""
+    measured = [1, 2, 3, 5, 4, 7, 6, 8, 10, 9, 12, 11]
+    assert dealt(measured) == list(enumerate(range(1, 13)))
+    assert dealt(measured, window=1) == list(enumerate(range(1, 13)))  # one frame of disorder, one of window
+    assert dealt([0, 3, 7, 8, 20]) == list(enumerate([0, 3, 7, 8, 20]))  # variable frame rate: unchanged
+    assert dealt([100, 101, 102, 0, 1, 2], window=2) == list(enumerate([100, 101, 102, 0, 1, 2]))
+    assert dealt([2, 1, None, 4, 3]) == list(enumerate([1, 2, None, 3, 4]))
+    got = []
+    with pytest.raises(ValueError, match="broken"):
+        dealt([1, 3, 2], then=ValueError("a broken packet"), into=got)
+    assert got == [(0, 1), (1, 2), (2, 3)]
 
 
 # --- errors that are not FFmpeg's --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from PIL import Image
 from cyclegan_cli.cli import cli
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.sharding import assign, from_environment, parse_shard, scheduler_hint
-from tests.helpers import make_video, probe
+from tests.helpers import broadcast_ts, make_packed_avi, make_video, probe, read_index
 
 # the same arithmetic in every process, frame by frame (--stable would start each segment's memory afresh)
 ENGINE = ["--device", "cpu", "--engine", "torch", "--precision", "fp32", "--no-stable"]
@@ -166,21 +166,6 @@ def test_join_refuses_missing_or_partial_segments(tiny_runs, tmp_path):
     assert len(list(tmp_path.glob("clip_AtoB.seg*"))) == 3  # nothing removed
 
 
-def broadcast_ts(path: Path, frames: int = 60, start_s: int = 100) -> Path:
-    """An MPEG-TS file as broadcast recordings are: timestamps from 100 s, a keyframe every 10 frames, B-frames.
-    Its demuxer seeks past the asked time, unlike MP4's."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "10", "bf": "2"})
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            image = np.full((48, 64, 3), (i * 4) % 256, np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = start_s * 25 + i, Fraction(1, 25)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
-
-
 def test_segments_of_a_broadcast_ts_lose_no_frame(tiny_runs, tmp_path):
     clip = broadcast_ts(tmp_path / "rec.ts")
     for index in range(3):
@@ -191,3 +176,29 @@ def test_segments_of_a_broadcast_ts_lose_no_frame(tiny_runs, tmp_path):
     assert sum(counts) == 60 and min(counts) >= 15, counts  # cut at 100 s + k * 0.8 s, not from 0 s
     assert cyc("join", tmp_path / "rec_AtoB.mkv").exit_code == 0
     assert probe(tmp_path / "rec_AtoB.mkv")["pts"] == pytest.approx(probe(clip)["pts"], abs=1e-6)
+
+
+def test_a_packed_b_frame_avi_keeps_each_picture_at_its_time_and_joins_exactly(tiny_runs, tmp_path):
+    """A DivX/Xvid AVI with packed B-frames (tests/helpers.py says how it is made; its decoded pts arrive out of
+    order): output frame k shows source picture k (read back from the --compare half that carries the input)
+    at the source's k-th time, and three segments joined equal a single run frame for frame."""
+    clip = make_packed_avi(tmp_path / "film.avi", frames=75, gop=12)  # the cut at 1 s falls on keyframe 24
+    raw = probe(clip)["pts"]
+    assert raw != sorted(raw), "the clip really decodes with its timestamps out of order"
+    compare = ["--compare", "--crf", "0", "--out", tmp_path / "compare.mp4"]
+    assert cyc("run", clip, "--runs-dir", tiny_runs, *compare, *ENGINE).exit_code == 0
+    shown = [read_index(frame[:, :128]) for frame in frames_of(tmp_path / "compare.mp4")]
+    assert shown == list(range(75))
+    assert probe(tmp_path / "compare.mp4")["pts"] == pytest.approx(sorted(raw), abs=1e-9)
+
+    single = cyc("run", clip, "--runs-dir", tiny_runs, "--out", tmp_path / "single.mp4", "--crf", "0", *ENGINE)
+    assert single.exit_code == 0, single.output
+    for index in range(3):
+        piece = ["--segments", "3", "--shard", f"{index}/3", "--crf", "0", "--out", tmp_path / "joined.mp4"]
+        part = cyc("run", clip, "--runs-dir", tiny_runs, *piece, *ENGINE)
+        assert part.exit_code == 0, part.output
+    joined = cyc("join", tmp_path / "joined.mp4")
+    assert joined.exit_code == 0, joined.output
+    assert probe(tmp_path / "joined.mp4")["pts"] == pytest.approx(sorted(raw), abs=1e-9)
+    expected, got = frames_of(tmp_path / "single.mp4"), frames_of(tmp_path / "joined.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
