@@ -119,6 +119,7 @@ def download(name: str, out: str | Path = "data", console=None) -> tuple[Path, b
         what=f"dataset {dataset.name}",
         check=check_archive,
         progress=TransferProgress(console or Console(stderr=True)),
+        mirror_env=URL_ENV,
     )
     unpack(archive, target)
     return target, True

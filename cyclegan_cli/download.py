@@ -6,7 +6,10 @@ with the whole file (200) instead is read from the start. Connection errors are 
 each time. A whole transfer is then checked before it is kept: not an HTML page, its sha256 against a pinned
 digest where one is known, else against the digest recorded when this file was first fetched (trust on first
 use: ``<file>.sha256``, with the URL it came from), and by the caller's own check (e.g. that it loads as a
-generator). Only then is it renamed into place. A 404, an HTML page, a digest mismatch, a failed check or a full
+generator). A host name that does not resolve fails at once (a machine offline stays offline for the seconds a
+back-off waits), naming the variable that sets a mirror and where a copied file would be found; a 502, 503 or
+504 (a busy or restarting server or proxy) is retried like a dropped connection; any other answer >= 400 fails
+at once. Only then is it renamed into place. A 404, an HTML page, a digest mismatch, a failed check or a full
 disk leaves nothing behind; a lock (``flock`` on the part file, POSIX) keeps two processes from writing the same
 part at once.
 """
@@ -27,6 +30,7 @@ from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.errors import CycError
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # seconds before each retry after a connection error
+RETRY_STATUSES = frozenset({502, 503, 504})  # answers from a busy or restarting server or proxy: retried too
 TIMEOUT_S = 30.0  # connect and between two reads
 CHUNK = 1 << 20
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
@@ -72,10 +76,11 @@ def fetch(
     pinned_sha256: str | None = None,
     check: Callable[[Path], None] | None = None,
     progress: TransferProgress | None = None,
+    mirror_env: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` (see the module docstring); return ``dest``. ``what`` names the file in
     messages (e.g. "pretrained model horse2zebra"); ``check`` raises a CycError when the file is not what it
-    should be."""
+    should be; ``mirror_env`` is the variable that points at a mirror, named when the host cannot be reached."""
     dest = Path(dest)
     if dest.is_file():
         return dest
@@ -88,7 +93,7 @@ def fetch(
                 _remove(part)  # the empty part that opening it made again
             return dest
         try:
-            _transfer(url, handle, part, what, progress)
+            _transfer(url, handle, part, what, progress, _offline_hint(dest, mirror_env))
             digest = sha256_of(part)
             _check_digest(digest, dest, url, what, pinned_sha256)
             if check is not None:
@@ -116,6 +121,28 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _offline_hint(dest: Path, mirror_env: str | None) -> str:
+    mirror = f"set {mirror_env} to a mirror that holds it, or " if mirror_env else ""
+    return f"{mirror}copy the file to {dest}"
+
+
+class _Busy(Exception):
+    """The server answered 502, 503 or 504: worth asking again after a while."""
+
+
+def _unresolvable(error: BaseException) -> bool:
+    """Whether a connection failed because the host name does not resolve (no network, no DNS, a typo)."""
+    import socket
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class _CutOff(DownloadError):
     """The transfer stopped before the end and retries did not finish it; the part is kept for the next try."""
 
@@ -139,8 +166,9 @@ def _check_digest(digest: str, dest: Path, url: str, what: str, pinned: str | No
         )
 
 
-def _transfer(url: str, handle, part: Path, what: str, progress: TransferProgress) -> None:
-    """Fill the locked ``part`` (open as ``handle``) with the whole file, resuming what it holds."""
+def _transfer(url: str, handle, part: Path, what: str, progress: TransferProgress, hint: str) -> None:
+    """Fill the locked ``part`` (open as ``handle``) with the whole file, resuming what it holds; ``hint`` says
+    how to do without the network."""
     import httpx
 
     host = urlsplit(url).netloc or url
@@ -152,17 +180,26 @@ def _transfer(url: str, handle, part: Path, what: str, progress: TransferProgres
                 _receive(client, url, handle, have, what, progress)
                 _disk_errors(lambda: os.fsync(handle.fileno()), handle, what)
                 return
-            except httpx.TransportError as error:
+            except (httpx.TransportError, _Busy) as error:
                 reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                if _unresolvable(error):
+                    raise DownloadError(
+                        f"{what}: cannot resolve the host name {host} ({error}): this machine is offline or has "
+                        f"no DNS; {hint}"
+                    ) from None
                 if attempt >= len(RETRY_DELAYS):
                     kept = handle.seek(0, os.SEEK_END)
+                    if isinstance(error, _Busy) and not kept:
+                        raise DownloadError(
+                            f"{what}: {error}, {attempt + 1} times in a row; try again later, or {hint}"
+                        ) from None
                     if kept:
                         raise _CutOff(
                             f"{what}: the transfer from {host} was cut off after {_mb(kept)} ({reason}); "
                             f"{part} is kept: run the same command again to resume"
                         ) from None
                     raise DownloadError(
-                        f"{what}: cannot reach {host} ({reason}); check the network, or set a mirror"
+                        f"{what}: cannot reach {host} ({reason}); check the network, or {hint}"
                     ) from None
                 progress.note(f"{what}: {reason}; retrying in {RETRY_DELAYS[attempt]:g} s")
                 time.sleep(RETRY_DELAYS[attempt])
@@ -175,6 +212,8 @@ def _receive(client, url: str, handle, have: int, what: str, progress: TransferP
         if response.status_code == 416 and have:  # the part is no prefix of this file: start again
             handle.truncate(0)
             return _receive(client, url, handle, 0, what, progress)
+        if response.status_code in RETRY_STATUSES:
+            raise _Busy(f"{url} answered HTTP {response.status_code} {response.reason_phrase}")
         if response.status_code == 404:
             raise DownloadError(f"{what}: not found at {url} (HTTP 404)")
         if response.status_code >= 400:

@@ -123,6 +123,7 @@ def ensure(name: str, console=None) -> Path:
         pinned_sha256=pinned,
         check=_loads_as_generator,
         progress=TransferProgress(console or Console(stderr=True)),
+        mirror_env=URL_ENV,
     )
 
 

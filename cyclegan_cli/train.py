@@ -734,13 +734,14 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
 
 
 def _resume_notes(s: TrainState, resume: Resume, n: int, world: int, steps_per_epoch: int) -> list[str]:
-    """Where a run resumes from when ranks are involved (then or now), and what a change of their number
-    changes; a resumed run whose number of ranks changed continues its epoch at the equivalent batch."""
+    """Where a run resumes from (always said, before the first step: a log read after a pre-emption shows it),
+    and when ranks are involved (then or now), what a change of their number changes; a resumed run whose
+    number of ranks changed continues its epoch at the equivalent batch."""
     saved = saved_world(resume.payload)
-    if saved == 1 and world == 1:
-        return []  # one process then and now: as it always was
-    c = s.config
     where = f"Resuming at step {s.step} (epoch {s.epoch + 1}) from {resume.path}"
+    if saved == 1 and world == 1:
+        return [f"{where}."]  # one process then and now: the data order continues as it was
+    c = s.config
     then_now = f"written by {distributed.ranks_text(saved)}, now {distributed.ranks_text(world)}"
     if saved == world:
         return [f"{where}: {then_now}; batch {s.batch_in_epoch} of {steps_per_epoch} of the epoch done."]

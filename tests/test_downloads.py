@@ -29,7 +29,8 @@ pytestmark = pytest.mark.timeout(120)
 
 class FileServer(ThreadingHTTPServer):
     """Serves ``files`` (path -> bytes) with ``Range`` support; ``cut`` (path -> bytes) ends the next response
-    for that path after so many bytes of the body, ``cuts_left`` times; ``html`` paths answer an HTML page."""
+    for that path after so many bytes of the body, ``cuts_left`` times; ``html`` paths answer an HTML page;
+    ``statuses`` (path -> HTTP codes) are answered first, one a request, before the file is served."""
 
     daemon_threads = True
 
@@ -40,6 +41,7 @@ class FileServer(ThreadingHTTPServer):
         self.cut: dict[str, int] = {}
         self.cuts_left = 0
         self.ignore_range = False
+        self.statuses: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str | None]] = []
 
     @property
@@ -56,6 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         server, path = self.server, self.path
         server.requests.append((path, self.headers.get("Range")))
+        if server.statuses.get(path):
+            return self._send(server.statuses[path].pop(0), b"try again", "text/plain")
         if path in server.html:
             return self._send(200, b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html; charset=utf-8")
         if path not in server.files:
@@ -191,6 +195,43 @@ def test_a_bad_answer_leaves_nothing(server, tmp_path, setup, message):
     assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output
     assert len([line for line in done.output.splitlines() if line.startswith("Error: ")]) == 1
     assert cache_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(("statuses", "retried"), [([503, 502, 504], True), ([500], False), ([403], False)])
+def test_a_busy_server_is_asked_again_and_other_errors_fail_at_once(server, tmp_path, statuses, retried):
+    """502, 503 and 504 (a busy or restarting server or proxy) get the back-off of a dropped connection; any
+    other answer >= 400 fails on the first request."""
+    server.files["/models/horse2zebra.pth"] = data = official_file(1)
+    server.statuses["/models/horse2zebra.pth"] = list(statuses)
+    done = cyc("pretrained", "download", "horse2zebra")
+    if retried:  # the fixture allows two retries: the third busy answer is one too many, then a fresh command works
+        assert done.exit_code == 1 and "HTTP 504" in done.output and "3 times in a row" in done.output
+        assert "CYC_PRETRAINED_URL" in done.output and len(server.requests) == 3
+        assert cyc("pretrained", "download", "horse2zebra").exit_code == 0
+        assert (tmp_path / "cache" / "models" / "horse2zebra.pth").read_bytes() == data
+    else:
+        assert done.exit_code == 1 and f"HTTP {statuses[0]}" in done.output and len(server.requests) == 1
+        assert "retrying" not in done.output and cache_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["pretrained", "datasets"])
+def test_offline_says_so_at_once_with_the_mirror_and_the_cache(monkeypatch, tmp_path, kind):
+    """A host name that does not resolve (no network; .invalid never resolves) fails on the first try, with no
+    back-off, naming the variable that sets a mirror and the cache file a copy would go to."""
+    monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
+    variable, name, cached = {
+        "pretrained": ("CYC_PRETRAINED_URL", "horse2zebra", tmp_path / "cache" / "models" / "horse2zebra.pth"),
+        "datasets": ("CYC_DATASETS_URL", "mini", tmp_path / "cache" / "datasets" / "mini.zip"),
+    }[kind]
+    monkeypatch.setenv(variable, "http://cyc-offline.invalid/files")
+    monkeypatch.setattr(download, "RETRY_DELAYS", (0.0, 0.0, 0.0, 0.0))
+    args = [kind, "download", name] + (["--out", tmp_path / "data"] if kind == "datasets" else [])
+    done = cyc(*args)
+    assert done.exit_code == 1 and "Traceback" not in done.output
+    assert "retrying" not in done.output, "no back-off for a name that does not resolve"
+    error = [line for line in done.output.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "cannot resolve the host name cyc-offline.invalid" in error[0], done.output
+    assert variable in error[0] and str(cached) in error[0]
 
 
 def test_a_later_copy_that_differs_is_refused(server, tmp_path):

@@ -109,3 +109,54 @@ def _make_the_files_the_readme_names(root: Path) -> None:
 def test_the_parser_check_catches_drift(args):
     with pytest.raises(click.UsageError):
         parse(args)
+
+
+def readme_shell_lines(program: str) -> list[str]:
+    """The lines of the README's code blocks that run ``program`` (comments dropped)."""
+    lines, in_block = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+        elif in_block and line.startswith(f"{program} "):
+            lines.append(" ".join(shlex.split(line, comments=True)))
+    return lines
+
+
+def test_the_readme_install_works_from_a_checkout(tmp_path):
+    """No release of cyc is on the package index: the README installs from the checkout, with extras that
+    exist, and the wheel it builds (built here, offline, from a copy of the checkout) is the file it names and
+    holds the three packages under their installed names and their entry points."""
+    import subprocess
+    import sys
+    import zipfile
+    from importlib.metadata import metadata
+
+    root = README.parent
+    text = README.read_text()
+    assert "pip install 'cyclegan-cli" not in text and "pip install cyclegan-cli" not in text
+    installs = readme_shell_lines("pip")
+    assert installs[0].startswith("pip install .[") and any(line.startswith("pip install dist/") for line in installs)
+    extras = set(metadata("cyclegan-cli").get_all("Provides-Extra"))  # pyproject's, as installed
+    for line in installs:
+        named = line.split("[", 1)[1].split("]")[0].split(",")
+        assert set(named) <= extras, f"{line}: no such extra in pyproject.toml ({sorted(extras)})"
+    assert readme_shell_lines("python") == ["python -m build --wheel"]
+
+    source = tmp_path / "checkout"
+    ignored = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache")
+    shutil.copytree(root, source, ignore=ignored)
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    wheel = next(line for line in installs if line.startswith("pip install dist/")).split()[2].split("[")[0]
+    assert [p.name for p in (tmp_path / "dist").iterdir()] == [Path(wheel).name]
+    with zipfile.ZipFile(tmp_path / "dist" / Path(wheel).name) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    for module in ("cyclegan_cli/cli.py", "cyc_engines/torch.py", "cyc_plugins/video.py"):
+        assert module in names
+    assert not [n for n in names if n.startswith(("engines/", "plugins/", "tests/"))]
+    assert "cyc = cyclegan_cli.cli:main" in entry_points and "[cyc.writers]" in entry_points

@@ -128,6 +128,9 @@ def test_resume_is_bit_identical(tmp_path):
     )
     assert second.exit_code == 0, second.output
     assert "Trained 3 steps (step 6 of the run" in second.output
+    last = tmp_path / "split" / "r" / "checkpoints" / "last.pt"
+    lines = second.output.splitlines()  # where it resumed, said first, before any step's line (a log file shows it)
+    assert lines[0] == f"Resuming at step 3 (epoch 1) from {last}.", second.output
 
     a = load_ckpt(tmp_path / "straight" / "r" / "checkpoints" / "last.pt")
     b = load_ckpt(tmp_path / "split" / "r" / "checkpoints" / "last.pt")
@@ -208,6 +211,7 @@ def test_damaged_last_pt_falls_back_to_the_newest_whole_step_file(tmp_path):
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and str(folder / "last.pt") in warning[0], result.output
     assert "is damaged" in warning[0] and "resuming from step_000003.pt instead" in warning[0]
+    assert f"Resuming at step 3 (epoch 1) from {folder / 'step_000003.pt'}." in result.output.splitlines()
     assert (folder / "step_000004.pt.damaged").is_file()  # out of --keep's rotation, kept to look at
     assert "Trained 2 steps (step 5 of the run" in result.output
     assert load_ckpt(folder / "last.pt")["step"] == 5  # and last.pt is whole again
