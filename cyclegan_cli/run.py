@@ -181,13 +181,15 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
 
 def _stable_note(stable: StableSettings, engine) -> str:
     parts = []
+    if stable.hold > 0:
+        parts.append(f"still regions held within {stable.hold:g} grey levels")
+    if stable.blend > 0:
+        parts.append(f"motion-compensated blending ({stable.blend:g})")
     if stable.norm_momentum > 0:
         if engine.carries_statistics:
             parts.append(f"carried norm statistics (momentum {stable.norm_momentum:g})")
         else:
-            parts.append(f"the {engine.name} engine cannot carry norm statistics: blending alone")
-    if stable.blend > 0:
-        parts.append(f"motion-compensated blending ({stable.blend:g})")
+            parts.append(f"the {engine.name} engine cannot carry norm statistics")
     return "stable video: " + "; ".join(parts) + ", reset at scene cuts"
 
 

