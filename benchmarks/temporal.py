@@ -166,11 +166,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="training steps of the demo's translator")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--speed-frames", type=int, default=16, help="1280x720 frames for the speed goal (0: skip)")
+    parser.add_argument("--engine", default="openvino", help="engine of the plain outputs (default: openvino)")
+    parser.add_argument("--precision", default="fp32", help="its precision (default: fp32)")
     args = parser.parse_args()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     units = sorted({u for u in ("amx_bf16", "avx512_bf16", "avx512_vnni") if u in flags}) or ["none of them"]
     settings = StableSettings()
-    print(f"CPU units: {', '.join(units)}; engine: torch fp32 on cpu, batch {BATCH}; --stable settings {settings}")
+    print(f"CPU units: {', '.join(units)}; {args.engine} {args.precision} on cpu, batch {BATCH}; --stable {settings}")
     clips = {name: read_clip(path, args.frames) for name in REAL_CLIPS if (path := real_clip_path(name))}
     still, pan = still_clip(args.frames), pan_clip(args.frames)
     clips |= {"composed still camera": still, "composed pan": pan}
@@ -181,7 +183,9 @@ def main() -> None:
         generators = {"demo's translator": trained_generator(args.steps, Path(tmp)), "untrained full-size": full}
         for label, generator in generators.items():
             source = ModelSource(Path(label), "AtoB", generator=generator)
-            engine = registry.load("engines", "torch")(source, device="cpu", precision="fp32", batch_size=BATCH)
+            engine = registry.load("engines", args.engine)(
+                source, device="cpu", precision=args.precision, batch_size=BATCH
+            )
             print(f"\n[{label}] still-region change: input, plain, stable, ratio, share of pairs; warping error")
             print(f"  ratio; PSNR dB against plain; ms a frame to stabilise ({args.frames} frames a clip)")
             for name, clip in clips.items():

@@ -8,11 +8,12 @@ textures shimmer where the input did not change. Three mechanisms hold a video s
    its own noise since the previous frame, the previous output is kept, without resampling it, unless the plain
    output moves more than ``hold`` grey levels away from it; beyond that band it follows, taking ``FOLLOW`` of
    the rest of the difference each frame. So noise-driven shimmer below the band disappears, a real change comes
-   through (late by a few frames at most), and the output never strays far from the plain one. "Still" is a
+   through (late by a few frames at most). "Still" is a
    weight, not a cut-off: 1 where the input's largest per-channel change, averaged over a ``CHANGE_WINDOW``
    square, is within ``STILL_MARGIN`` grey levels of the noise, falling to 0 over ``STILL_SPAN`` more. The noise
    level is the video's own: a running average of the 10th percentile of that change (a still camera's sensor
    noise; a clean animation's is about 0).
+   Whatever (1) and (2) do, a pixel never strays more than ``MAX_DEVIATION`` grey levels from the plain output.
 2. Motion-compensated blending (every engine; ``blend``, off by default): in the regions that moved, the previous
    output, warped along the optical flow of the input frames (OpenCV's DIS flow), is blended in where the flow is
    reliable (a forward-backward check). It lowers the warping error of a pan, at a cost in fidelity.
@@ -50,11 +51,14 @@ CUT_THRESHOLD = 27.0  # PySceneDetect's default for detect-content
 STABLE_BY_DEFAULT = False
 SCORE_SIDE = 128  # the content score is taken on frames scaled to about this size: cuts are coarse changes
 FLOW_SIDE = 480  # optical flow is found on frames scaled to at most this long side (1080p: 0.29 -> 0.14 s a frame)
-FOLLOW = 0.5  # (1) the share of a difference beyond the held band that the output follows each frame
+FOLLOW = 0.4  # (1) the share of a difference beyond the held band that the output follows each frame
 CHANGE_WINDOW = 15  # (1) pixels: the square the input's change is averaged over (noise averages out, motion not)
 STILL_MARGIN = 2.0  # (1) grey levels above the noise level up to which a pixel counts as wholly still
 STILL_SPAN = 4.0  # (1) grey levels over which the weight of "still" falls from 1 to 0
 NOISE_MEMORY = 0.9  # (1) weight of the running noise level against each frame pair's own
+# (1, 2) grey levels: the most a stabilised pixel may differ from the plain output, whatever the mechanisms did, so
+# that stability never comes from ignoring the input (an untrained generator's noise: 25 -> 31 dB and more)
+MAX_DEVIATION = 10.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class StreamState:
         if self.settings.blend > 0:
             weight, warped = self._warped_previous(previous_image, image, held)
             result = result + (1 - still) * weight * (warped - plain)
+        result = plain + np.clip(result - plain, -MAX_DEVIATION, MAX_DEVIATION)
         result = np.clip(np.rint(result), 0, 255).astype(np.uint8)
         self._previous_output = result
         return result

@@ -36,20 +36,3 @@ def tiny_generator_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "G_AB.safetensors"
     save_generator(make_generator(1), GeneratorInfo(ngf=8, n_blocks=2, direction="AtoB"), path)
     return path
-
-
-@pytest.fixture(scope="session")
-def trained_generator(tmp_path_factory) -> Path:
-    """G_AB of a tiny CycleGAN trained for 400 steps on a tiny dataset (about 15 s): unlike a fresh generator,
-    it passes a picture's structure through, as trained ones do."""
-    from click.testing import CliRunner
-
-    from cyclegan_cli.cli import cli
-    from tests.helpers import TINY, make_domains
-
-    root = tmp_path_factory.mktemp("trained")
-    make_domains(root / "data", count=8)
-    args = ["train", str(root / "data"), "--name", "t", "--out", str(root / "runs"), *TINY]
-    result = CliRunner().invoke(cli, [*args, "--max-steps", "400", "--lr", "5e-4", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    return root / "runs" / "t" / "G_AB.safetensors"
