@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cyclegan_cli import registry
 from cyclegan_cli.cli import cli
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.weights import load_generator
-from tests.helpers import TONE_HZ, decode_audio, make_images, make_video, probe, tone_frequency
+from tests.helpers import TONE_HZ, decode_audio, make_images, make_video, pattern, probe, tone_frequency
 
 
 def cyc(*args: str):
@@ -144,6 +145,8 @@ def test_skip_existing_resumes_a_folder_job(tiny_runs, tmp_path):
     assert first.exit_code == 0, first.output
     again = cyc("run", tmp_path / "*.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch")
     assert again.exit_code == 2 and "--skip-existing" in again.output
+    kept = (tmp_path / "o" / "a.png").read_bytes()
+    os.utime(tmp_path / "o" / "a.png", ns=(10**18, 10**18))  # a time no rewrite could keep
     resumed = cyc(
         "run",
         tmp_path / "*.png",
@@ -157,6 +160,23 @@ def test_skip_existing_resumes_a_folder_job(tiny_runs, tmp_path):
     )
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout.split() == [str(tmp_path / "o" / "b.png")]
+    assert (tmp_path / "o" / "a.png").read_bytes() == kept  # the skipped output is not written again
+    assert (tmp_path / "o" / "a.png").stat().st_mtime_ns == 10**18  # nor touched
+
+
+def test_an_output_that_became_an_input_is_never_overwritten(tiny_runs, tmp_path):
+    """A rerun over a folder that now holds an earlier run's output: with --overwrite too, exit 2 before any
+    work, every input byte for byte as it was and nothing new written."""
+    Image.fromarray(pattern(3, 16, 16)).save(tmp_path / "a.png")
+    first = cyc("run", tmp_path / "a.png", "--runs-dir", tiny_runs, "--engine", "torch")
+    assert first.exit_code == 0, first.output  # a_AtoB.png beside a.png
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["a.png", "a_AtoB.png"]
+    for out in ([], ["--out", tmp_path]):  # a_AtoB.png -> a_AtoB.png by default; into its own folder: itself
+        again = cyc("run", tmp_path / "*.png", *out, "--runs-dir", tiny_runs, "--engine", "torch", "--overwrite")
+        assert again.exit_code == 2, again.output
+        assert "would overwrite an input" in again.output
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_a_broken_video_is_reported_and_the_rest_done(tiny_runs, clip, tmp_path):
