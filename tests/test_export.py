@@ -7,6 +7,7 @@ exit codes); the GPU check is ``benchmarks/gpu_check.py``. Tests about TensorRT 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -192,6 +193,24 @@ def test_sidecars_complete(exported):
         assert [p["input"] for p in data["parity"]] == ["random", "image"]
         if precision == "fp32":
             assert all(p["max_abs_error"] <= 1e-3 for p in data["parity"])
+        # the weights it was made from: the checkpoint's generator of that direction, digested here
+        assert data["weights"]["sha256"] == weights_digest(run / "checkpoints" / "last.pt", direction)
+
+
+def weights_digest(checkpoint, direction: str) -> str:
+    """sha256 of a checkpoint's generator as cyc documents it: its tensors in sorted name order, each as
+    "name|dtype|shape|" then its bytes."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["models"][
+        "G_AB" if direction == "AtoB" else "G_BA"
+    ]
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def test_fp32_parity_failure_exits_1_and_keeps_nothing(tmp_path, monkeypatch):
