@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
+import tempfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -344,7 +346,41 @@ def test_a_hostile_zip_is_refused_and_nothing_is_written(server, tmp_path, extra
     done = cyc("datasets", "download", "mini", "--out", out)
     assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output
     assert not out.exists() and cache_files(tmp_path) == []
-    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/escaped-absolute.txt").exists()
+    # every place a member could land: anywhere under this test's folder (the cache, --out, its parents, the
+    # staging folder beside it), the working directory and the temporary folder, by name
+    landed = [*tmp_path.rglob("escaped*"), *Path.cwd().glob("escaped*"), *Path(tempfile.gettempdir()).glob("escaped*")]
+    assert landed == [] and not (tmp_path / "work").exists()  # not even --out's parent was made
+
+
+def understated_zip(name: str, member: str, holds: int, declares: int) -> bytes:
+    """``dataset_zip(name)`` plus ``member`` holding ``holds`` zero bytes whose local and central headers declare
+    ``declares`` bytes: it passes the checks made before unpacking, which read only what is declared."""
+    data = bytearray(dataset_zip(name, {member: bytes(holds)}))
+    encoded = member.encode()
+    for signature, size_at, name_length_at, name_at in ((b"PK\x03\x04", 22, 26, 30), (b"PK\x01\x02", 24, 28, 46)):
+        start = 0
+        while (found := data.find(signature, start)) >= 0:
+            length = struct.unpack_from("<H", data, found + name_length_at)[0]
+            if data[found + name_at : found + name_at + length] == encoded:
+                struct.pack_into("<I", data, found + size_at, declares)
+            start = found + 4
+    return bytes(data)
+
+
+def test_a_member_larger_than_it_declares_is_refused_while_unpacking(server, tmp_path):
+    """2 MB of zeros declared as 1000 bytes: Python's zipfile stops at the declared size and the CRC then fails,
+    so the unpack stops there; nothing reaches --out, no staging folder is left and no file holds more."""
+    member = "mini/trainA/big.png"
+    server.files["/datasets/mini.zip"] = understated_zip("mini", member, holds=2_000_000, declares=1000)
+    with zipfile.ZipFile(io.BytesIO(server.files["/datasets/mini.zip"])) as zf:
+        assert zf.getinfo(member).file_size == 1000  # what the checks before unpacking see
+    out = tmp_path / "work" / "data"
+    done = cyc("datasets", "download", "mini", "--out", out)
+    assert done.exit_code == 1 and "Traceback" not in done.output, done.output
+    assert "damaged zip archive" in done.output or "more than it declares" in done.output, done.output
+    assert not (out / "mini").exists()
+    assert not [p for p in tmp_path.rglob("*") if ".cyc-tmp-" in p.name], "a staging folder was left"
+    assert all(p.stat().st_size < 2_000_000 for p in tmp_path.rglob("*.png"))
 
 
 def test_cityscapes_says_where_to_get_it(server):
