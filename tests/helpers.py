@@ -2,8 +2,8 @@
 
 Media: ``make_video`` encodes a moving pattern (and a sine tone) with PyAV; ``make_audio_switch`` a clip whose
 audio changes channel layout half way; ``probe`` decodes a file and reports its frame count, rate, every frame's
-pts, duration and audio; ``make_images`` builds a nested folder of the still images that trip readers up
-(corrupt, empty, grayscale, RGBA, 16-bit, EXIF-rotated).
+pts, duration and audio; ``decode_audio`` and ``tone_frequency`` what its audio holds; ``make_images`` builds a
+nested folder of the still images that trip readers up (corrupt, empty, grayscale, RGBA, 16-bit, EXIF-rotated).
 Training: ``make_domains`` writes a tiny unpaired dataset; ``TINY`` / ``TINY_API`` are the tiny networks every
 training test uses. Models: ``make_generator`` and ``write_run`` (a run folder as ``cyc train`` leaves it).
 Keep everything tiny: the test machines have two cores. Tests import from here (``from tests.helpers import``);
@@ -69,6 +69,7 @@ def make_video(
     faststart: bool = False,
     fill: tuple[int, int, int] | None = None,
     empty_slots: tuple[int, ...] = (),
+    audio_start: float = 0.0,
 ) -> Path:
     """Write a real video: ``frames`` of the moving pattern at ``rate`` (or the VFR schedule), ``size`` = (w, h),
     plus a sine tone as long as the video (AAC; Opus in .webm) when ``audio``.
@@ -82,6 +83,8 @@ def make_video(
     ``empty_slots`` are frame periods with no frame (a constant-rate schedule with holes): the frames after one
     come a period later. An AVI stores such a slot as an empty chunk, a dropped frame the player holds the
     previous picture over; the AVI's frame count and rate count it, its decoded frames do not.
+    ``audio_start`` (seconds) starts the audio after the video's first frame, as cameras and cut recordings do;
+    the tone is ``sin(2 pi TONE_HZ t)`` of the file's time t either way, so its phase tells where it sits.
     """
     import av
 
@@ -132,7 +135,7 @@ def make_video(
 
         end = Fraction(schedule[-1] + frame_duration) * time_base if frames else Fraction(0)
         audio_samples = int(end * 48000)
-        audio_done = 0
+        audio_done = round(audio_start * 48000)
 
         def feed_audio(until_seconds: Fraction) -> None:
             nonlocal audio_done
@@ -269,6 +272,32 @@ def probe(path: str | Path) -> dict:
             )
             result["audio_end"] = result["audio_start"] + result["audio_duration"]
     return result
+
+
+def decode_audio(path: str | Path) -> tuple[float, np.ndarray, int]:
+    """Decode a file's first audio stream: (the first decoded sample's time in seconds, the first channel's
+    samples as float32, the sample rate)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        start, chunks, rate = None, [], stream.codec_context.sample_rate
+        for frame in container.decode(stream):
+            if start is None:
+                start = float(frame.pts * frame.time_base)
+            samples = frame.to_ndarray()
+            channels = len(frame.layout.channels)
+            chunks.append(samples[0] if frame.format.is_planar else samples.reshape(-1, channels)[:, 0])
+            rate = frame.sample_rate
+    return start or 0.0, np.concatenate(chunks).astype(np.float32), rate
+
+
+def tone_frequency(samples: np.ndarray, rate: int) -> float:
+    """The strongest frequency in ``samples`` (Hz): the peak of a Hann-windowed FFT zero-padded 8x (bins of
+    rate / (8 n): 0.16 Hz for a second at 48 kHz)."""
+    n = len(samples)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(n), 8 * n))
+    return float(spectrum.argmax() * rate / (8 * n))
 
 
 def make_image(path: str | Path, *, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save) -> Path:

@@ -7,7 +7,9 @@ exit codes); the GPU check is ``benchmarks/gpu_check.py``. Tests about TensorRT 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -191,6 +193,24 @@ def test_sidecars_complete(exported):
         assert [p["input"] for p in data["parity"]] == ["random", "image"]
         if precision == "fp32":
             assert all(p["max_abs_error"] <= 1e-3 for p in data["parity"])
+        # the weights it was made from: the checkpoint's generator of that direction, digested here
+        assert data["weights"]["sha256"] == weights_digest(run / "checkpoints" / "last.pt", direction)
+
+
+def weights_digest(checkpoint, direction: str) -> str:
+    """sha256 of a checkpoint's generator as cyc documents it: its tensors in sorted name order, each as
+    "name|dtype|shape|" then its bytes."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["models"][
+        "G_AB" if direction == "AtoB" else "G_BA"
+    ]
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def test_fp32_parity_failure_exits_1_and_keeps_nothing(tmp_path, monkeypatch):
@@ -208,6 +228,42 @@ def test_fp32_parity_failure_exits_1_and_keeps_nothing(tmp_path, monkeypatch):
     assert "disagrees with PyTorch" in result.output and "max abs error 5.00e-01" in result.output
     export = run / "export"
     assert not export.exists() or not [p.name for p in export.iterdir()]
+
+
+@pytest.mark.parametrize("wrong", ["one weight nudged", "another generator's weights"])
+def test_a_wrong_graph_fails_the_real_parity_check(tmp_path, monkeypatch, wrong):
+    """The exporter writes a graph that is not the checkpoint's: the real comparison in ONNX Runtime sees it,
+    exit 1, nothing kept. Measured max abs errors: 2.9e-2 (random input) and 4.5e-2 (picture) for one weight of
+    the last convolution nudged by 0.01, 29x the 1e-3 allowed; 2.0 for another generator's weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cyclegan_cli import onnx_graph
+
+    run = write_run(tmp_path)
+    real_export = onnx_graph.export_onnx
+
+    def wrong_export(generator, path, **kwargs):
+        if wrong == "another generator's weights":
+            return real_export(make_generator(7), path, **kwargs)
+        real_export(generator, path, **kwargs)
+        model = onnx.load(str(path))
+        last = next(t for t in model.graph.initializer if list(t.dims)[:2] == [3, 8])  # the last conv, 8 -> 3
+        weights = numpy_helper.to_array(last).copy()
+        weights.flat[0] += 0.01
+        last.CopyFrom(numpy_helper.from_array(weights, last.name))
+        onnx.save_model(model, str(path))
+        return path
+
+    monkeypatch.setattr(onnx_graph, "export_onnx", wrong_export)
+    result = _invoke(str(run), "--format", "onnx", "--direction", "AtoB")
+    assert result.exit_code == 1, result.output
+    assert "disagrees with PyTorch" in result.output and "not written" in result.output
+    errors = [float(e) for e in re.findall(r"max abs error ([0-9.e+-]+)", result.output)]
+    assert errors and max(errors) > 1e-3, result.output
+    export = run / "export"
+    assert not export.exists() or not [p.name for p in export.iterdir()]
+    assert sorted(p.name for p in run.rglob("*") if p.is_file()) == ["last.pt"]  # no temporary file left either
 
 
 def test_official_pth_exports_atob_beside_it(tmp_path):

@@ -7,6 +7,7 @@ are plain callables, so these tests take milliseconds.
 from __future__ import annotations
 
 import errno
+import sys
 import threading
 from pathlib import Path
 
@@ -217,19 +218,51 @@ def test_a_writer_whose_abort_fails_fails_its_job_alone():
     assert "then cleaning up failed: write-fails-at-3: ValueError: the encoder cannot flush" in stats.results[0].message
 
 
+def main_thread_after_ctrl_c() -> str | None:
+    """Where the main thread is, seen from another thread: "waiting for the writer" (in an Event.wait that
+    Pipeline.run called), "left the run" (Pipeline.run no longer on its stack), or None (somewhere in between)."""
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    codes = []
+    while frame is not None:
+        codes.append(frame.f_code)
+        frame = frame.f_back
+    if Pipeline.run.__code__ not in codes:
+        return "left the run"
+    called = codes[codes.index(Pipeline.run.__code__) - 1] if codes.index(Pipeline.run.__code__) else None
+    return "waiting for the writer" if called is threading.Event.wait.__code__ else None
+
+
 def test_a_second_ctrl_c_while_the_writer_saves_waits_for_it():
+    """A second Ctrl-C that the main thread takes while the writer aborts (events, no sleeps): the main thread goes
+    back to waiting for the writer, and the run ends after the abort has."""
     import os
     import signal
     import time
 
+    handled = threading.Event()  # the main thread has taken the second Ctrl-C
+    order = []
+
+    def ctrl_c(signum, frame):  # Python's own handler, which also says when it ran
+        order.append("second Ctrl-C")
+        handled.set()
+        raise KeyboardInterrupt
+
     class SlowAbort(MemoryWriter):
         def abort(self):
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, while this abort (a video's flush) is running
-            time.sleep(0.3)
+            handled.wait(60)  # the abort goes on only once the main thread took it
+            while (where := main_thread_after_ctrl_c()) is None:
+                time.sleep(0.001)  # polling; nothing here depends on how long anything takes
+            order.append(f"main thread {where}")
             return super().abort()
 
     engine = Invert(fail_on=20, exception=KeyboardInterrupt())
-    with pytest.raises(Interrupted):
-        run([Job(Path("a"), Path("a.out"), ScriptedReader, SlowAbort)], engine=engine)
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        with pytest.raises(Interrupted):
+            run([Job(Path("a"), Path("a.out"), ScriptedReader, SlowAbort)], engine=engine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert order == ["second Ctrl-C", "main thread waiting for the writer"]
     assert MemoryWriter.aborted == ["a.out"]  # the abort ran to its end
     assert not [t for t in threading.enumerate() if t.name in ("cyc-reader", "cyc-writer")]

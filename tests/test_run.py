@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cyclegan_cli import registry
 from cyclegan_cli.cli import cli
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.weights import load_generator
-from tests.helpers import make_images, make_video, probe
+from tests.helpers import TONE_HZ, decode_audio, make_images, make_video, pattern, probe, tone_frequency
 
 
 def cyc(*args: str):
@@ -54,6 +55,41 @@ def test_variable_frame_rate_keeps_every_timestamp(tiny_runs, tmp_path):
     result = cyc("run", vfr, "--runs-dir", tiny_runs, "--engine", "torch")
     assert result.exit_code == 0, result.output
     assert probe(tmp_path / "vfr_AtoB.mp4")["pts"] == pytest.approx(probe(vfr)["pts"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def late_audio_clip(tmp_path_factory) -> Path:
+    """30 frames at 29.97 fps whose AAC tone starts 0.25 s after the first frame (as a cut recording's may)."""
+    return make_video(tmp_path_factory.mktemp("late") / "late.mp4", frames=30, audio_start=0.25)
+
+
+def onset(path: Path) -> float:
+    """When the tone becomes audible (seconds): the first decoded sample above half its amplitude of 0.3."""
+    start, samples, rate = decode_audio(path)
+    return start + int(np.argmax(np.abs(samples) > 0.15)) / rate
+
+
+@pytest.mark.parametrize("how", ["plain", "stable", "segments"])
+def test_audio_stays_in_sync_and_keeps_the_tone(tiny_runs, late_audio_clip, tmp_path, how):
+    """The output's audio starts where the source's does (1 ms), the tone is heard from the same moment (1 ms),
+    and what is heard is the tone. Measured: starts 0.228 s in both (the 0.25 s tone and AAC's 1024 priming
+    samples before it), onsets 0.2495 s in both (0 ms apart), the tone at 439.93 Hz (0.07 Hz off; 1 Hz allowed)."""
+    out = tmp_path / "out.mp4"
+    common = ["--runs-dir", tiny_runs, "--out", out, "--engine", "torch"]
+    if how == "segments":
+        for index in range(3):
+            part = cyc("run", late_audio_clip, *common, "--segments", "3", "--shard", f"{index}/3")
+            assert part.exit_code == 0, part.output
+        result = cyc("join", out)
+    else:
+        result = cyc("run", late_audio_clip, *common, "--stable" if how == "stable" else "--no-stable")
+    assert result.exit_code == 0, result.output
+    src, dst = probe(late_audio_clip), probe(out)
+    assert src["audio_start"] == pytest.approx(0.25 - 1024 / 48000, abs=1e-3)  # the source is what it should be
+    assert dst["audio_start"] == pytest.approx(src["audio_start"], abs=1e-3)
+    assert onset(out) == pytest.approx(onset(late_audio_clip), abs=1e-3)
+    _, samples, rate = decode_audio(out)
+    assert rate == 48000 and tone_frequency(samples, rate) == pytest.approx(TONE_HZ, abs=1.0)
 
 
 def test_compare_and_max_frames(tiny_runs, clip, tmp_path):
@@ -109,6 +145,8 @@ def test_skip_existing_resumes_a_folder_job(tiny_runs, tmp_path):
     assert first.exit_code == 0, first.output
     again = cyc("run", tmp_path / "*.png", "--runs-dir", tiny_runs, "--out", tmp_path / "o", "--engine", "torch")
     assert again.exit_code == 2 and "--skip-existing" in again.output
+    kept = (tmp_path / "o" / "a.png").read_bytes()
+    os.utime(tmp_path / "o" / "a.png", ns=(10**18, 10**18))  # a time no rewrite could keep
     resumed = cyc(
         "run",
         tmp_path / "*.png",
@@ -122,6 +160,23 @@ def test_skip_existing_resumes_a_folder_job(tiny_runs, tmp_path):
     )
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout.split() == [str(tmp_path / "o" / "b.png")]
+    assert (tmp_path / "o" / "a.png").read_bytes() == kept  # the skipped output is not written again
+    assert (tmp_path / "o" / "a.png").stat().st_mtime_ns == 10**18  # nor touched
+
+
+def test_an_output_that_became_an_input_is_never_overwritten(tiny_runs, tmp_path):
+    """A rerun over a folder that now holds an earlier run's output: with --overwrite too, exit 2 before any
+    work, every input byte for byte as it was and nothing new written."""
+    Image.fromarray(pattern(3, 16, 16)).save(tmp_path / "a.png")
+    first = cyc("run", tmp_path / "a.png", "--runs-dir", tiny_runs, "--engine", "torch")
+    assert first.exit_code == 0, first.output  # a_AtoB.png beside a.png
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["a.png", "a_AtoB.png"]
+    for out in ([], ["--out", tmp_path]):  # a_AtoB.png -> a_AtoB.png by default; into its own folder: itself
+        again = cyc("run", tmp_path / "*.png", *out, "--runs-dir", tiny_runs, "--engine", "torch", "--overwrite")
+        assert again.exit_code == 2, again.output
+        assert "would overwrite an input" in again.output
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_a_broken_video_is_reported_and_the_rest_done(tiny_runs, clip, tmp_path):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cyc_engines.torch import TorchEngine
-from cyclegan_cli.plugin_api import Engine, Frame, MediaInfo, Reader
+from cyclegan_cli.plugin_api import Engine, Frame, MediaInfo, Reader, Writer
 
 
 class InvertEngine(Engine):
@@ -58,6 +58,30 @@ class SolidReader(Reader):
     def frames(self):
         width, height, value = self._values()
         yield Frame(0, np.full((height, width, 3), value, np.uint8))
+
+
+class RawWriter(Writer):
+    """A '.rawrgb' file holds "RAWRGB WIDTH HEIGHT", a newline, then the pixels, RGB row by row."""
+
+    name = "rawrgb"
+    kind = "image"
+    description = "raw RGB pixels, for the tests"
+
+    @classmethod
+    def can_write(cls, path):
+        return 10 if Path(path).suffix == ".rawrgb" else 0
+
+    def write(self, frame, image):
+        height, width, _ = image.shape
+        self.data = b"RAWRGB %d %d\\n" % (width, height) + np.ascontiguousarray(image, np.uint8).tobytes()
+
+    def commit(self):
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(self.data)
+        os.replace(tmp, self.path)
+
+    def abort(self):
+        return None
 
 
 class CtrlCEngine(TorchEngine):
@@ -96,6 +120,8 @@ def site(tmp_path_factory) -> Path:
         ctrl-c = fakecyc_plugins:CtrlCEngine
         [cyc.readers]
         solid = fakecyc_plugins:SolidReader
+        [cyc.writers]
+        rawrgb = fakecyc_plugins:RawWriter
         """,
         PLUGIN_MODULE,
     )
@@ -129,7 +155,29 @@ def test_a_third_party_engine_and_reader_run_end_to_end(site, tmp_path, tiny_gen
     pixels = np.asarray(Image.open(tmp_path / "grey_AtoB.png"))
     assert pixels.shape == (16, 24, 3) and (pixels == 255 - 40).all()
     listed = cyc(site, "plugins").stdout
-    assert "invert" in listed and "solid" in listed and "fakecyc" in listed
+    assert "invert" in listed and "solid" in listed and "rawrgb" in listed and "fakecyc" in listed
+
+
+def test_a_third_party_writer_writes_the_output(site, tmp_path, tiny_generator_file):
+    """A writer registered under cyc.writers by another package takes the outputs of its suffix: the file holds
+    exactly the bytes it writes for the translated picture."""
+    (tmp_path / "grey.solid").write_text("12 8 40")
+    done = cyc(
+        site,
+        "run",
+        tmp_path / "grey.solid",
+        "--engine",
+        "invert",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        tiny_generator_file,
+        "--ext",
+        "rawrgb",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "grey_AtoB.rawrgb").read_bytes() == b"RAWRGB 12 8\n" + bytes([255 - 40]) * (12 * 8 * 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grey.solid", "grey_AtoB.rawrgb"]
 
 
 def test_a_broken_plugin_is_skipped_with_one_warning(site, tmp_path, tiny_generator_file):

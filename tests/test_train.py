@@ -143,6 +143,30 @@ def test_resume_is_bit_identical(tmp_path):
     assert [r["cyc_A"] for r in rows_a] == [r["cyc_A"] for r in rows_b]
 
 
+def test_bf16_training_runs_in_bf16_and_resumes_bit_for_bit(tmp_path):
+    """--precision bf16 (the README's fast CPU setting, without --compile, whose compiling costs a minute here):
+    2 steps + --resume + 2 steps == 4 steps, the resumed part in bf16 too, and the steps are not fp32's."""
+    dataroot = make_domains(tmp_path / "data", count=4)
+    common = [str(dataroot), "--name", "h", *CPU, *TINY, "--save-every", "100", "--log-every", "1"]
+    straight = cyc_train(*common, "--out", str(tmp_path / "straight"), "--precision", "bf16", "--max-steps", "4")
+    assert straight.exit_code == 0, straight.output
+    first = cyc_train(*common, "--out", str(tmp_path / "split"), "--precision", "bf16", "--max-steps", "2")
+    assert first.exit_code == 0, first.output
+    fp32 = cyc_train(*common, "--out", str(tmp_path / "fp32"), "--precision", "fp32", "--max-steps", "2")
+    assert fp32.exit_code == 0, fp32.output
+    half = load_ckpt(tmp_path / "split" / "h" / "checkpoints" / "last.pt")
+    full = load_ckpt(tmp_path / "fp32" / "h" / "checkpoints" / "last.pt")
+    assert not torch.equal(half["models"]["G_AB"]["model.1.weight"], full["models"]["G_AB"]["model.1.weight"])
+    second = cyc_train("--out", str(tmp_path / "split"), "--name", "h", "--resume", "--max-steps", "4", *CPU)
+    assert second.exit_code == 0, second.output
+    assert json.loads((tmp_path / "split" / "h" / "config.json").read_text())["resolved_precision"] == "bf16"
+    a = load_ckpt(tmp_path / "straight" / "h" / "checkpoints" / "last.pt")
+    b = load_ckpt(tmp_path / "split" / "h" / "checkpoints" / "last.pt")
+    _assert_same_training_state(a, b)
+    rows_a, rows_b = read_metrics(tmp_path / "straight" / "h"), read_metrics(tmp_path / "split" / "h")
+    assert [r["cyc_A"] for r in rows_a] == [r["cyc_A"] for r in rows_b]
+
+
 def test_resume_refusals(tmp_path):
     dataroot = make_domains(tmp_path / "data", count=2)
     missing = cyc_train("--out", str(tmp_path / "runs"), "--name", "nothing", "--resume")

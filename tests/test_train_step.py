@@ -1,0 +1,203 @@
+"""The canonical step: ``train_step`` equals a reference CycleGAN step written here, and its mutants do not.
+
+The reference follows the paper (Zhu et al. 2017) and the official implementation's ``optimize_parameters``
+(``models/cycle_gan_model.py``): the forward pass, then the generators' step with the discriminators frozen
+(LSGAN on both fakes, cycle L1 x 10, identity L1 x 10 x 0.5), then the discriminators' step on fakes drawn from
+a replay pool of 50 (``util/image_pool.py``), each discriminator's loss (real + fake) x 0.5; Adam lr 2e-4, betas
+(0.5, 0.999), one optimizer for both generators and one for both discriminators. Its constants are written here,
+not read from the code under test, so a changed default is a difference too.
+
+Both start from one seeded state (``build_state``: the same initial weights, the same pool random streams) and
+run the same batches. Batches of 4 fill the pool of 50 within 13 steps, so the steps after that draw old fakes
+from it and a step that skips the pool is seen. Each mutant is a one-line edit of ``cyclegan_cli/train.py``,
+loaded as a module of its own; the comparison must catch every one.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cyclegan_cli import train as training
+from tests.helpers import TINY_API
+
+# the canonical settings, written out
+LR, BETAS, LAMBDA_CYC, LAMBDA_ID, POOL_SIZE = 2e-4, (0.5, 0.999), 10.0, 0.5, 50
+# Each pool starts with 46 stored fakes (what 46 steps of batch 1 leave): batches of 2 fill it in step 2, and
+# from step 3 on each image in a batch may be swapped for an old one (at the seeds here, several are).
+BATCH, STEPS, PREFILL, SIZE = 2, 5, 46, 32
+
+# Losses and weights are compared with allclose(rtol=1e-4, atol=1e-6). Measured over the 5 steps (AMD EPYC,
+# AVX512-BF16): losses differ by 7e-7 relative at most, weights by 5e-8 absolute (the fused Adam under test and
+# the plain one here round differently), 100x inside. The mutants, by the step that catches them: D not halved,
+# step 1 (losses 1.0 relative); cycle weight 9, step 1 (0.1); no pool, step 3 (0.07); Adam beta1 0.9, step 2
+# (its first step is beta1's too, by the bias correction; then weights 5.6e-5 apart, 5x the tolerance at the
+# largest weight, 0.093).
+RTOL, ATOL = 1e-4, 1e-6
+
+
+class ReferencePool:
+    """The official ImagePool: until full, return what comes in; then with probability 1/2 return a stored image
+    chosen uniformly and store the new one in its place. Draws from ``generator`` as torch does: a uniform number,
+    then an index."""
+
+    def __init__(self, size: int, generator: torch.Generator):
+        self.size, self.g, self.images = size, generator, []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif torch.rand((), generator=self.g).item() > 0.5:
+                k = int(torch.randint(0, self.size, (1,), generator=self.g))
+                out.append(self.images[k].clone())
+                self.images[k] = image
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+
+class Reference:
+    """One CycleGAN step in the official order, on copies of the four networks and optimizers of its own."""
+
+    def __init__(self, s: training.TrainState):
+        self.G_AB, self.G_BA, self.D_A, self.D_B = (copy.deepcopy(m) for m in (s.G_AB, s.G_BA, s.D_A, s.D_B))
+        generators = [*self.G_AB.parameters(), *self.G_BA.parameters()]
+        discriminators = [*self.D_A.parameters(), *self.D_B.parameters()]
+        self.opt_G = torch.optim.Adam(generators, lr=LR, betas=BETAS, foreach=False)
+        self.opt_D = torch.optim.Adam(discriminators, lr=LR, betas=BETAS, foreach=False)
+        self.pool_A = ReferencePool(POOL_SIZE, torch.Generator().set_state(s.pool_A.g.get_state()))
+        self.pool_B = ReferencePool(POOL_SIZE, torch.Generator().set_state(s.pool_B.g.get_state()))
+        self.pool_A.images = [image.clone() for image in s.pool_A.images]
+        self.pool_B.images = [image.clone() for image in s.pool_B.images]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+
+    @staticmethod
+    def gan(prediction: torch.Tensor, real: bool) -> torch.Tensor:  # LSGAN
+        return nn.MSELoss()(prediction, torch.full_like(prediction, 1.0 if real else 0.0))
+
+    def step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> torch.Tensor:
+        l1 = nn.L1Loss()
+        # forward
+        fake_B = self.G_AB(real_A)
+        rec_A = self.G_BA(fake_B)
+        fake_A = self.G_BA(real_B)
+        rec_B = self.G_AB(fake_A)
+        # the generators, discriminators frozen
+        for p in [*self.D_A.parameters(), *self.D_B.parameters()]:
+            p.requires_grad_(False)
+        self.opt_G.zero_grad()
+        idt_A = l1(self.G_BA(real_A), real_A) * LAMBDA_CYC * LAMBDA_ID  # G_BA leaves an A image alone
+        idt_B = l1(self.G_AB(real_B), real_B) * LAMBDA_CYC * LAMBDA_ID
+        g_AB = self.gan(self.D_B(fake_B), True)
+        g_BA = self.gan(self.D_A(fake_A), True)
+        cyc_A = l1(rec_A, real_A) * LAMBDA_CYC
+        cyc_B = l1(rec_B, real_B) * LAMBDA_CYC
+        (g_AB + g_BA + cyc_A + cyc_B + idt_A + idt_B).backward()
+        self.opt_G.step()
+        # the discriminators, on fakes from the pools
+        for p in [*self.D_A.parameters(), *self.D_B.parameters()]:
+            p.requires_grad_(True)
+        self.opt_D.zero_grad()
+
+        def backward_D(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+            loss = (self.gan(D(real), True) + self.gan(D(fake.detach()), False)) * 0.5
+            loss.backward()
+            return loss
+
+        d_B = backward_D(self.D_B, real_B, self.pool_B.query(fake_B))
+        d_A = backward_D(self.D_A, real_A, self.pool_A.query(fake_A))
+        self.opt_D.step()
+        return torch.stack([x.detach() for x in (g_AB, g_BA, cyc_A, cyc_B, idt_A, idt_B, d_A, d_B)])
+
+
+def cancelled_biases(module: nn.Module) -> set[str]:
+    """The biases of convolutions followed by an InstanceNorm: the norm subtracts them again, so they have no
+    effect and their gradient is rounding noise, which Adam scales up to steps of +-lr in either direction."""
+    names = set()
+    for prefix, sequence in module.named_modules():
+        if isinstance(sequence, nn.Sequential):
+            layers = list(sequence.named_children())
+            for (name, layer), (_, after) in zip(layers, layers[1:]):
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(after, nn.InstanceNorm2d):
+                    names.add(f"{prefix}.{name}.bias" if prefix else f"{name}.bias")
+    return names
+
+
+def first_difference(module: types.ModuleType, steps: int = STEPS) -> tuple[int | None, float, float]:
+    """Run ``module.train_step`` (on the defaults of ``module.TrainConfig`` but the tiny networks) and the
+    reference side by side, from one state. Returns the first step (1-based) whose losses or weights differ
+    beyond the tolerances (None: none did), and the largest relative loss difference and absolute weight
+    difference seen (the cancelled biases left out)."""
+    s = module.build_state(module.TrainConfig(**TINY_API, device="cpu"), "cpu", "fp32")
+    g = torch.Generator().manual_seed(7)
+    for pool in (s.pool_A, s.pool_B):  # nearly full, as after 46 images: the pools fill, then swap
+        pool.images = list((torch.rand(PREFILL, 3, SIZE, SIZE, generator=g) * 2 - 1).split(1))
+    reference = Reference(s)
+    skip = {name: cancelled_biases(net) for name, net in reference.modules().items()}
+    assert all(skip.values())  # the generators' and discriminators' normed convolutions were found
+    worst_loss = worst_weight = 0.0
+    for step in range(1, steps + 1):
+        real_A = torch.rand(BATCH, 3, SIZE, SIZE, generator=g) * 2 - 1
+        real_B = torch.rand(BATCH, 3, SIZE, SIZE, generator=g) * 2 - 1
+        got = module.train_step(s, real_A, real_B)
+        want = reference.step(real_A, real_B)
+        worst_loss = max(worst_loss, float(((got - want).abs() / want.abs()).max()))
+        same = torch.allclose(got, want, rtol=RTOL, atol=ATOL)
+        for name, net in reference.modules().items():
+            mine = dict(getattr(s, name).named_parameters())
+            for key, value in net.named_parameters():
+                if key in skip[name]:
+                    continue
+                worst_weight = max(worst_weight, float((mine[key] - value).detach().abs().max()))
+                same = same and torch.allclose(mine[key], value, rtol=RTOL, atol=ATOL)
+        if not same:
+            return step, worst_loss, worst_weight
+    return None, worst_loss, worst_weight
+
+
+def test_train_step_is_the_canonical_step():
+    step, worst_loss, worst_weight = first_difference(training)
+    assert step is None, (
+        f"train_step left the reference at step {step}: losses {worst_loss:.2g} rel, weights {worst_weight:.2g}"
+    )
+
+
+# One-line edits of cyclegan_cli/train.py, each a bug the comparison must see: (what is replaced, by what).
+MUTANTS = {
+    "cycle weight 9": [("lambda_cyc: float = 10.0", "lambda_cyc: float = 9.0")],
+    "Adam beta1 0.9": [("beta1: float = 0.5", "beta1: float = 0.9")],
+    "no pool": [
+        ("old_fake_B = s.pool_B.query(fake_B.detach())", "old_fake_B = fake_B.detach()"),
+        ("old_fake_A = s.pool_A.query(fake_A.detach())", "old_fake_A = fake_A.detach()"),
+    ],
+    "D not halved": [
+        ("_gan_loss(pred_B[n:], False)) * 0.5", "_gan_loss(pred_B[n:], False)) * 1.0"),
+        ("_gan_loss(pred_A[n:], False)) * 0.5", "_gan_loss(pred_A[n:], False)) * 1.0"),
+    ],
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
+def test_each_mutant_of_the_step_is_caught(mutant, monkeypatch):
+    source = Path(training.__file__).read_text()
+    for old, new in MUTANTS[mutant]:
+        assert source.count(old) == 1, f"the mutant's site moved: {old!r}"  # else the mutant would be the original
+        source = source.replace(old, new)
+    module = types.ModuleType("cyclegan_cli.train_mutant")
+    module.__file__ = training.__file__
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look their module up
+    exec(compile(source, training.__file__, "exec"), module.__dict__)
+    step, worst_loss, worst_weight = first_difference(module)
+    assert step is not None, f"{mutant}: the step still equals the reference"
