@@ -186,15 +186,15 @@ def run(
     alone, so sensor noise and moving objects make a video shimmer where nothing changed. --stable
     keeps the previous output wherever the input did not change beyond the video's own noise, until
     the plain output moves more than --stable-hold grey levels from it; then it follows. Nothing is
-    resampled, so still regions stay still. On three real clips it cut the change in still regions
-    to 0.08-0.45x the plain output's at 37 dB or more against it, for a few milliseconds a frame
-    (docs/internals.md); it does not steady a camera pan, so it stays off by default. In moving
-    regions --stable-blend mixes in the previous output warped along the optical flow (found at
-    most 480 px wide, about 0.14 s a 1080p frame on 2 CPU cores), and --stable-strength carries each
-    InstanceNorm's statistics from frame to frame (torch engines); both are off by default: on the
-    measured clips they cost fidelity or did not help. All restart at every scene cut
-    (PySceneDetect's content score >= 27), at every new video and at every --segments piece; still
-    images are untouched.
+    resampled, and no pixel strays more than 10 grey levels from the plain output. With a trained
+    translator on three real clips it cut the change in still regions to 0.09-0.47x the plain
+    output's, at 35 dB or more against it, for 2-45 ms a frame (docs/internals.md); it does not
+    steady a camera pan, so it stays off by default. In moving regions --stable-blend mixes in the
+    previous output warped along the optical flow (found at most 480 px wide, about 0.14 s a 1080p
+    frame on 2 CPU cores), and --stable-strength carries each InstanceNorm's statistics from frame
+    to frame (torch engines); both are off by default: on the measured clips they cost fidelity or
+    did not help. All restart at every scene cut (PySceneDetect's content score >= 27), at every new
+    video and at every --segments piece; still images are untouched.
 
     \b
     Many processes, many machines: --shard I/N gives process I of N its share of the inputs, balanced

