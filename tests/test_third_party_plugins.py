@@ -136,22 +136,17 @@ def cyc(site: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_a_third_party_engine_and_reader_run_end_to_end(site, tmp_path, tiny_generator_file):
-    (tmp_path / "grey.solid").write_text("24 16 40")
-    done = cyc(
-        site,
-        "run",
-        tmp_path / "grey.solid",
-        "--engine",
-        "invert",
-        "--device",
-        "cpu",
-        "--checkpoint",
-        tiny_generator_file,
-        "--ext",
-        "png",
-    )
+def translate_solid(site: Path, folder: Path, generator: Path, size: str, ext: str) -> None:
+    """``cyc run grey.solid`` (the fake reader: a solid grey picture of ``size``) through the fake inverting engine
+    into a file of suffix ``ext``."""
+    (folder / "grey.solid").write_text(f"{size} 40")
+    options = ["--engine", "invert", "--device", "cpu", "--checkpoint", generator, "--ext", ext]
+    done = cyc(site, "run", folder / "grey.solid", *options)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_third_party_engine_and_reader_run_end_to_end(site, tmp_path, tiny_generator_file):
+    translate_solid(site, tmp_path, tiny_generator_file, "24 16", "png")
     pixels = np.asarray(Image.open(tmp_path / "grey_AtoB.png"))
     assert pixels.shape == (16, 24, 3) and (pixels == 255 - 40).all()
     listed = cyc(site, "plugins").stdout
@@ -161,21 +156,7 @@ def test_a_third_party_engine_and_reader_run_end_to_end(site, tmp_path, tiny_gen
 def test_a_third_party_writer_writes_the_output(site, tmp_path, tiny_generator_file):
     """A writer registered under cyc.writers by another package takes the outputs of its suffix: the file holds
     exactly the bytes it writes for the translated picture."""
-    (tmp_path / "grey.solid").write_text("12 8 40")
-    done = cyc(
-        site,
-        "run",
-        tmp_path / "grey.solid",
-        "--engine",
-        "invert",
-        "--device",
-        "cpu",
-        "--checkpoint",
-        tiny_generator_file,
-        "--ext",
-        "rawrgb",
-    )
-    assert done.returncode == 0, done.stderr
+    translate_solid(site, tmp_path, tiny_generator_file, "12 8", "rawrgb")
     assert (tmp_path / "grey_AtoB.rawrgb").read_bytes() == b"RAWRGB 12 8\n" + bytes([255 - 40]) * (12 * 8 * 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grey.solid", "grey_AtoB.rawrgb"]
 
