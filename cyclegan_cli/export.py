@@ -28,7 +28,7 @@ from typing import Any
 from cyclegan_cli import __version__, registry
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, WeightsError
-from cyclegan_cli.quantize import MIN_PSNR
+from cyclegan_cli.quantize import MIN_PSNR, run_folder
 from cyclegan_cli.tensorrt_build import ShapeProfile
 
 DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
@@ -110,12 +110,7 @@ def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "b
 
 def default_export_dir(source: Path) -> Path:
     """A run folder's ``export/``; for ``<run>/checkpoints/x.pt`` the run's; for a lone file, ``export/`` beside it."""
-    source = Path(source)
-    if source.is_dir():
-        return source / "export"
-    if source.parent.name == "checkpoints":
-        return source.parent.parent / "export"
-    return source.parent / "export"
+    return (run_folder(source) or Path(source).parent) / "export"
 
 
 def resolve_directions(source: Path, direction: str) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cyclegan_cli.atomic import atomic_path
-from cyclegan_cli.errors import CycError, EngineUnavailable
+from cyclegan_cli.errors import CycError, EngineUnavailable, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,7 +107,7 @@ def export_onnx(generator, path: str | Path, *, fp16: bool = False, opset: int =
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several checker/inference error types
-        raise CycError(f"export: the ONNX graph does not pass onnx.checker ({_first_line(exc)})") from None
+        raise CycError(f"export: the ONNX graph does not pass onnx.checker ({first_line(exc, 300)})") from None
     if fp16:
         wrong = [n for n in instance_norm_dtypes(model) if n.input != "float32" or n.output != "float32"]
         if wrong:
@@ -146,7 +146,7 @@ def _export_dynamo(module, opset: int) -> onnx.ModelProto:
                 verbose=False,
             )
     except Exception as exc:  # torch.export / onnxscript raise many error types
-        raise CycError(f"export: torch.onnx.export failed ({_first_line(exc)})") from exc
+        raise CycError(f"export: torch.onnx.export failed ({first_line(exc, 300)})") from exc
     return program.model_proto
 
 
@@ -211,11 +211,6 @@ def graph_precision(path: Path) -> str | None:
     if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
         return "fp16"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 # --- structure --------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError
+from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
 CROP = 256  # calibration and held-out frames are crops of at most CROP x CROP at the frame's own scale
@@ -243,7 +243,7 @@ def _collect(items: list, source: str, wanted: int, max_frames, transform) -> Ca
             with open_reader(path) as reader:
                 got = _take(reader, min(per_item, wanted - len(result.frames)), max_frames, transform, rng)
         except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and counted, never fatal
-            result.skipped.append((str(path), _one_line(error)))
+            result.skipped.append((str(path), first_line(error)))
             continue
         if not got:
             result.skipped.append((str(path), f"no frame of at least {MIN_SIDE}x{MIN_SIDE} pixels"))
@@ -263,11 +263,6 @@ def _take(reader, count: int, max_frames, transform, rng) -> list:
         if min(frame.image.shape[:2]) >= MIN_SIDE:
             crops.append(crop(frame.image, rng))
     return crops
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return text or type(error).__name__
 
 
 def training_images(source: Path, direction: str) -> tuple[Path, str]:
