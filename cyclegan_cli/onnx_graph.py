@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cyclegan_cli.artifacts import ONNX_PRECISION_KEY
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, first_line
 
@@ -190,27 +191,10 @@ def _tidy(model: onnx.ModelProto, *, fp16: bool) -> None:
     for key, value in {
         "cyc.input": f"{INPUT_NAME}: float32 NCHW RGB in [-1, 1]; N, H, W dynamic; H and W multiples of 4",
         "cyc.output": f"{OUTPUT_NAME}: float32 NCHW RGB in [-1, 1], the input's shape",
-        "cyc.precision": "fp16" if fp16 else "fp32",
+        ONNX_PRECISION_KEY: "fp16" if fp16 else "fp32",
     }.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def graph_precision(path: Path) -> str | None:
-    """The precision recorded in a graph's metadata by :func:`export_onnx` ("fp16" / "fp32"); for a graph made
-    elsewhere, "fp16" when its weights are float16, else None. Reads the structure only, not external data."""
-    try:
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - no onnx package, or no readable graph: the engine that opens it says why
-        return None
-    recorded = {entry.key: entry.value for entry in model.metadata_props}.get("cyc.precision")
-    if recorded:
-        return recorded
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    return None
 
 
 # --- structure --------------------------------------------------------------------------------------------------
