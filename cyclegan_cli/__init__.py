@@ -22,8 +22,9 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
     cyc datasets / pretrained / doctor: datasets, pretrained, doctor (what runs here, and why)
 
 Shared underneath: ``plugin_api`` (the Reader / Writer / Engine interfaces), ``registry`` (entry points),
-``errors`` (domain errors and exit codes, turned into one line in ``cli``), ``atomic`` (temp file, then
-rename), ``framing`` (pad, normalise, crop, round), ``devices`` (device, precision, CPU units), ``options``.
+``errors`` (domain errors and exit codes, turned into one line in ``cli``), ``artifacts`` (what an exported
+file is: names, the export folder, sidecars, the weights digest, precision; export writes, engines read),
+``atomic`` (temp file, then rename), ``framing`` (pad, normalise, crop, round), ``devices`` (device, precision, CPU units), ``options``.
 The facts the code relies on (the official weight layout, TensorRT's typing rules, CPU figures) are in
 ``docs/internals.md``.
 """

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cyclegan_cli.atomic import atomic_path
-from cyclegan_cli.errors import CycError, UsageError, WeightsError
+from cyclegan_cli.errors import CycError, UsageError, WeightsError, first_line
 from cyclegan_cli.weights import CHECKPOINT_FORMAT
 
 if TYPE_CHECKING:
@@ -421,8 +421,7 @@ def restore_state(s: TrainState, ckpt: dict, source: Path | str = "the checkpoin
     except torch.cuda.OutOfMemoryError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        reason = first_line(exc, 200, named=True)
         raise WeightsError(f"--resume: {source}: cannot restore the training state from it ({reason})") from None
 
 

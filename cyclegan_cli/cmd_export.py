@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from cyclegan_cli.options import EXPORT_PRECISIONS, debug_option, device_option, runs_dir_option
+from cyclegan_cli.quantize import MIN_PSNR
 
 _DEFAULT_MIN = "1x3x256x256"  # kept equal to cyclegan_cli.export.DEFAULT_*_SHAPE (not imported: it stays cheap)
 _DEFAULT_OPT = "1x3x720x1280"
 _DEFAULT_MAX = "4x3x1088x1920"
-_MIN_PSNR = 30.0  # = cyclegan_cli.quantize.MIN_PSNR
 
 
 def _shape(ctx, param, value: str) -> str:
@@ -61,7 +61,7 @@ def _shape(ctx, param, value: str) -> str:
 @click.option(
     "--min-psnr",
     type=click.FloatRange(min=0),
-    default=_MIN_PSNR,
+    default=MIN_PSNR,
     show_default=True,
     metavar="DB",
     help="int8: the gate: the int8 model must come this close to fp32 (PSNR in dB) on held-out frames.",

@@ -259,14 +259,9 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     _summary(result)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
 def _summary(result) -> None:
+    from cyclegan_cli.report import duration_text
+
     c = result.config
     rate = result.steps_run / result.seconds if result.seconds > 0 else 0.0
     finished = result.epoch >= result.total_epochs
@@ -290,6 +285,6 @@ def _summary(result) -> None:
     )
     click.echo(
         f"Trained {result.steps_run} steps{ranks} (step {result.step} of the run; {where}) in "
-        f"{_duration(result.seconds)} ({rate:.2f} steps/s); {skipped_text}. Weights: {weights}; "
+        f"{duration_text(result.seconds)} ({rate:.2f} steps/s); {skipped_text}. Weights: {weights}; "
         f"checkpoint: {result.checkpoint}; samples and metrics in {result.run_dir}/."
     )

@@ -43,7 +43,7 @@ from datetime import timedelta
 
 import torch
 
-from cyclegan_cli.errors import CycError, UsageError
+from cyclegan_cli.errors import CycError, UsageError, first_line
 
 BUCKET_BYTES = 25 * 2**20  # gradients all-reduced together (DDP's default bucket size)
 DEFAULT_TIMEOUT_S = 30 * 60.0  # gloo's default, for NCCL too (PyTorch's is 10 min there)
@@ -166,7 +166,7 @@ def start(timeout_s: float | None) -> Ranks | None:
     except (RuntimeError, ValueError) as exc:
         raise RanksLost(
             f"rank {rank}: could not join the other {world - 1} ranks at {where} within {_timeout_text} "
-            f"({_first_line(exc)})"
+            f"({first_line(exc, 200)})"
         ) from None
     return ranks
 
@@ -220,11 +220,6 @@ def ranks_text(world: int) -> str:
 # --- collectives (CPU tensors: gloo; each one bounded by the group's timeout) ----------------------------------
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def _collective(fn, *args, **kwargs):
     """Run one collective; a failure (a peer gone, a timeout) becomes :class:`RanksLost`."""
     try:
@@ -232,7 +227,7 @@ def _collective(fn, *args, **kwargs):
     except RuntimeError as exc:  # DistBackendError and gloo's own errors are RuntimeErrors
         rank = os.environ.get("RANK", "?")
         raise RanksLost(
-            f"rank {rank}: lost contact with the other ranks ({_first_line(exc)}): a rank stopped on an error of "
+            f"rank {rank}: lost contact with the other ranks ({first_line(exc, 200)}): a rank stopped on an error of "
             f"its own (its message says why), died, or hung for longer than {_timeout_text}"
         ) from None
 
@@ -303,7 +298,7 @@ def agree(ranks: Ranks | None, fn):
         result = fn()
     except Exception as exc:  # noqa: BLE001 - every rank learns of it below, then it is raised again
         error, result = exc, None
-    outcome = None if error is None else [getattr(error, "exit_code", 1), _first_line(error)]
+    outcome = None if error is None else [getattr(error, "exit_code", 1), first_line(error, 200)]
     outcomes = [json.loads(text) for text in _all_gather_bytes(ranks, json.dumps(outcome).encode())]
     failed = [(rank, o) for rank, o in enumerate(outcomes) if o is not None]
     if not failed:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan_cli import __version__
-from cyclegan_cli.errors import CycError
+from cyclegan_cli.errors import first_line
 
 # (label shown, flag in /proc/cpuinfo): the CPU features that decide which engine and precision are fast.
 CPU_FEATURES = (
@@ -68,16 +68,6 @@ class Report:
     tracebacks: list[str] = field(default_factory=list)
 
 
-def one_line(error: BaseException) -> str:
-    """The error's first line; a domain error's message is meant for users and stands alone."""
-    text = str(error).strip().splitlines()
-    if text and isinstance(error, CycError):
-        what = text[0]
-    else:
-        what = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-    return what if len(what) <= 200 else what[:197] + "..."
-
-
 def gather(device: str = "auto") -> Report:
     """Every fact ``cyc doctor`` shows; ``device`` is the ``--device`` value the auto-rule lines are for."""
     tracebacks: list[str] = []
@@ -89,7 +79,7 @@ def gather(device: str = "auto") -> Report:
             return {"status": "not installed", "install": missing.install}
         except Exception as error:  # noqa: BLE001 - a broken library is one row's error, never the whole report's
             tracebacks.append(f"{probe.__name__}:\n{traceback.format_exc()}")
-            return {"status": "error", "error": one_line(error)}
+            return {"status": "error", "error": first_line(error, 200, named=True)}
 
     facts = {
         "versions": {
@@ -275,7 +265,7 @@ def probe_plugins(tracebacks: list[str]) -> dict[str, Any]:
                 rows[name] = {"status": status, "provider": provider, "reason": reason}
             except Exception as error:  # noqa: BLE001 - one plugin's broken check is its own row
                 tracebacks.append(f"plugin {kind}/{name}:\n{traceback.format_exc()}")
-                rows[name] = {"status": "error", "provider": None, "reason": one_line(error)}
+                rows[name] = {"status": "error", "provider": None, "reason": first_line(error, 200, named=True)}
     return kinds
 
 
@@ -315,7 +305,7 @@ def probe_auto(device: str, tracebacks: list[str]) -> dict[str, Any]:
                 jobs[key] = {"status": "ok", **job, **picked}
             except Exception as error:  # noqa: BLE001 - one job's failure is its own row
                 tracebacks.append(f"auto rule, {key}:\n{traceback.format_exc()}")
-                jobs[key] = {"status": "error", **job, "error": one_line(error)}
+                jobs[key] = {"status": "error", **job, "error": first_line(error, 200, named=True)}
     return {"device_option": device, "device": resolved, "jobs": jobs}
 
 

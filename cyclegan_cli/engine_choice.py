@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cyclegan_cli import pretrained, registry
+from cyclegan_cli.artifacts import digest_problem, exported_precision, read_sidecar, weights_sha256
 from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
@@ -102,8 +103,6 @@ def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> 
 
 def _check_exported_direction(path: Path, direction: str) -> None:
     """An exported file translates one way; its sidecar says which."""
-    from cyclegan_cli.export import read_sidecar
-
     stored = (read_sidecar(path) or {}).get("direction")
     if stored is not None and stored != direction:
         raise UsageError(
@@ -143,23 +142,6 @@ def engine_order() -> list[str]:
     """The installed engines that load, in the auto rule's order of preference."""
     installed = registry.load_all("engines")
     return [n for n in AUTO_ORDER if n in installed] + sorted(n for n in installed if n not in AUTO_ORDER)
-
-
-def exported_precision(path: Path) -> str | None:
-    """The precision an exported file was built in: its sidecar says, else an ONNX graph's own metadata;
-    None when neither tells (a file made elsewhere)."""
-    from cyclegan_cli.export import read_sidecar
-
-    stored = (read_sidecar(path) or {}).get("precision")
-    if stored is None and path.suffix.lower() == ".onnx":
-        from cyclegan_cli.onnx_graph import graph_precision
-
-        stored = graph_precision(path)
-    if stored is None and path.suffix.lower() == ".xml":
-        from cyclegan_cli.quantize import is_int8_xml
-
-        stored = "int8" if is_int8_xml(path) else None
-    return stored
 
 
 def _engine_for_file(requested: str, path: Path, device: str, precision: str) -> EngineChoice:
@@ -302,8 +284,6 @@ def _prebuilt(cls, model: ModelSource, device: str) -> tuple[Path | None, str | 
     file = cls.prebuilt_for(model, device)
     if file is None or model.generator is None:
         return file, None
-    from cyclegan_cli.export import read_sidecar
-    from cyclegan_cli.quantize import digest_problem
 
     problem = digest_problem(read_sidecar(file), model.generator)
     return (None, f"ignored {file}: {problem}") if problem else (file, None)
@@ -325,7 +305,6 @@ def int8_facts(model: ModelSource, min_psnr: float) -> Int8Facts:
     folder, one in the cache, an earlier failed measurement, or why quantizing is impossible."""
     from cyclegan_cli import quantize
     from cyclegan_cli.devices import cpu_kind
-    from cyclegan_cli.export import read_sidecar
 
     unable = quantize.nncf_unavailable_reason()
     if model.generator is None:
@@ -335,14 +314,14 @@ def int8_facts(model: ModelSource, min_psnr: float) -> Int8Facts:
     if prebuilt is not None:
         sidecar = read_sidecar(prebuilt)
         fidelity = quantize.Fidelity.from_dict((sidecar or {}).get("fidelity"))
-        problem = quantize.digest_problem(sidecar, model.generator)
+        problem = digest_problem(sidecar, model.generator)
         if problem is None and (fidelity is None or fidelity.psnr_db < min_psnr):
             measured = "no measured fidelity" if fidelity is None else f"{fidelity.psnr_db:.1f} dB against fp32"
             problem = f"{measured}, below --min-psnr {min_psnr:g}"
         if problem is None:
             return Int8Facts(file=prebuilt, origin=f"the prebuilt {prebuilt} ({fidelity.psnr_db:.1f} dB against fp32)")
         ignored.append(f"ignored {prebuilt}: {problem}")
-    cached = quantize.cache_lookup(quantize.weights_sha256(model.generator), cpu_kind())
+    cached = quantize.cache_lookup(weights_sha256(model.generator), cpu_kind())
     failed = None
     if cached is not None and cached.fidelity is not None:
         psnr = cached.fidelity.psnr_db

@@ -13,6 +13,23 @@ def nearest_hint(name: str, known, list_command: str) -> str:
     return f"; nearest: {', '.join(near)}" if near else f"; '{list_command}' shows all {len(known)}"
 
 
+def first_line(error: BaseException, limit: int | None = None, *, named: bool = False, message=None) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (a cut line ends in "...").
+
+    An empty message gives the type's name. ``named``: "KeyError: ..." before the line, except for a domain error,
+    whose message is meant for users and stands alone. ``message``: what to read instead of ``str(error)`` where it
+    is set (an OSError's ``strerror``, without the errno and the path).
+    """
+    lines = str(message or error).strip().splitlines()
+    if not lines:
+        line = type(error).__name__
+    elif named and not isinstance(error, CycError):
+        line = f"{type(error).__name__}: {lines[0]}"
+    else:
+        line = lines[0]
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
+
+
 class CycError(Exception):
     """A failure the user can act on: the message names the file and the fix."""
 

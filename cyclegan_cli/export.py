@@ -1,14 +1,8 @@
 """``cyc export``: a trained generator -> ONNX graphs (checked against PyTorch) -> TensorRT engines, or an int8
 OpenVINO model (measured against fp32), with sidecars.
 
-Files, in the run's ``export/`` folder (or ``--out``), per direction (G_AB translates AtoB, G_BA BtoA)::
-
-    G_AB.onnx                                   fp32 graph
-    G_AB.fp16.onnx                              fp16 graph, InstanceNorm in fp32, float32 I/O
-    G_AB.fp16.<gpu-slug>-trt<version>.engine    TensorRT engine built from the graph of that precision
-    G_AB.int8.xml + G_AB.int8.bin               OpenVINO int8 model (NNCF; ``cyclegan_cli.quantize``)
-
-and beside each a ``<file>.json`` sidecar (what the file is, its interface, shapes, versions, the weights' sha256
+The files and where they go are :mod:`cyclegan_cli.artifacts`'s (names, folder, sidecar I/O, weights digest);
+the int8 model is made by ``cyclegan_cli.quantize`` (NNCF). Beside each file, a ``<file>.json`` sidecar (what the file is, its interface, shapes, versions, the weights' sha256
 and training step; for an engine the GPU; for int8 the calibration and the measured fidelity). Every ONNX export is
 run in ONNX Runtime and compared with PyTorch before it is kept; every int8 model is measured against fp32 on
 held-out calibration frames, and below the gate nothing is kept. Every file is written under a temporary name and
@@ -17,7 +11,6 @@ renamed when whole. Heavy libraries are imported inside the functions.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -26,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan_cli import __version__, registry
-from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
+from cyclegan_cli.artifacts import (
+    SIDECAR_FORMAT,
+    export_dir,
+    file_names,
+    int8_name,
+    sidecar_path,
+    weights_record,
+    write_sidecar,
+)
+from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, WeightsError
 from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.tensorrt_build import ShapeProfile
@@ -39,7 +41,6 @@ DEFAULT_OPT_SHAPE = "1x3x720x1280"
 DEFAULT_MAX_SHAPE = "4x3x1088x1920"
 FP32_MAX_ABS_ERROR = 1e-3
 FP16_MIN_PSNR = 25.0  # dB: a sanity bound only; ONNX Runtime's CPU provider computes fp16 graphs in fp32
-SIDECAR_FORMAT = "cyc-export"
 
 
 # --- shapes ---------------------------------------------------------------------------------------------------------
@@ -108,16 +109,6 @@ def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "b
     return path, None
 
 
-def default_export_dir(source: Path) -> Path:
-    """A run folder's ``export/``; for ``<run>/checkpoints/x.pt`` the run's; for a lone file, ``export/`` beside it."""
-    source = Path(source)
-    if source.is_dir():
-        return source / "export"
-    if source.parent.name == "checkpoints":
-        return source.parent.parent / "export"
-    return source.parent / "export"
-
-
 def resolve_directions(source: Path, direction: str) -> list[str]:
     """``AtoB`` / ``BtoA`` as asked; ``both``: the directions the source has (an official .pth has only AtoB)."""
     from cyclegan_cli.weights import DIRECTIONS, read_generator_state
@@ -135,22 +126,6 @@ def resolve_directions(source: Path, direction: str) -> list[str]:
     if not found:
         raise first_error
     return found
-
-
-def int8_name(direction: str) -> str:
-    from cyclegan_cli.weights import generator_key
-
-    return f"{generator_key(direction)}.int8.xml"
-
-
-def file_names(direction: str, precision: str, gpu_tag: str | None = None) -> tuple[str, str]:
-    """(onnx name, engine name) for a direction and precision; the engine name needs the GPU tag."""
-    from cyclegan_cli.weights import generator_key
-
-    key = generator_key(direction)
-    onnx_name = f"{key}.onnx" if precision == "fp32" else f"{key}.{precision}.onnx"
-    engine_name = f"{key}.{precision}.{gpu_tag}.engine" if gpu_tag else ""
-    return onnx_name, engine_name
 
 
 # --- sidecars -------------------------------------------------------------------------------------------------------
@@ -247,23 +222,6 @@ def _finite(x: float):
     return x if x == x and abs(x) != float("inf") else ("inf" if x > 0 else "-inf")
 
 
-def sidecar_path(file: Path) -> Path:
-    return file.with_name(file.name + ".json")
-
-
-def write_sidecar(file: Path, data: dict) -> Path:
-    path = sidecar_path(file)
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
-    return path
-
-
-def read_sidecar(file: Path) -> dict | None:
-    try:
-        return json.loads(sidecar_path(file).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 # --- the command's work ----------------------------------------------------------------------------------------------
 
 
@@ -323,7 +281,7 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
     if note:
         say(note)
     directions = resolve_directions(source, req.direction)
-    out_dir = Path(req.out) if req.out else default_export_dir(source)
+    out_dir = Path(req.out) if req.out else export_dir(source)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
 
@@ -351,7 +309,6 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
 def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: ExportRequest, versions: dict, say):
     """Export one direction to ONNX, compare it with PyTorch in ONNX Runtime, keep it only if it agrees."""
     from cyclegan_cli.onnx_graph import compare_with_torch, default_check_inputs, export_onnx
-    from cyclegan_cli.quantize import weights_record
     from cyclegan_cli.weights import load_generator
 
     generator, info = load_generator(source, direction)
@@ -440,7 +397,7 @@ def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, version
 
 def int8_sidecar(xml: Path, generator, info, extra: dict) -> dict[str, Any]:
     """The sidecar of an int8 OpenVINO model (``cyc export --int8`` and the run-time cache alike)."""
-    from cyclegan_cli.quantize import FP32_KEPT, RECIPE, weights_record
+    from cyclegan_cli.quantize import FP32_KEPT, RECIPE
 
     return sidecar(
         kind="openvino",
@@ -484,7 +441,7 @@ def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
             "pass --direction AtoB or --direction BtoA with it (or leave --calibration out: each direction then "
             "uses its domain's training images)"
         )
-    out_dir = Path(req.out) if req.out else default_export_dir(source)
+    out_dir = Path(req.out) if req.out else export_dir(source)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
     plans = []

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cyclegan_cli.artifacts import ONNX_PRECISION_KEY
 from cyclegan_cli.atomic import atomic_path
-from cyclegan_cli.errors import CycError, EngineUnavailable
+from cyclegan_cli.errors import CycError, EngineUnavailable, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,7 +108,7 @@ def export_onnx(generator, path: str | Path, *, fp16: bool = False, opset: int =
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several checker/inference error types
-        raise CycError(f"export: the ONNX graph does not pass onnx.checker ({_first_line(exc)})") from None
+        raise CycError(f"export: the ONNX graph does not pass onnx.checker ({first_line(exc, 300)})") from None
     if fp16:
         wrong = [n for n in instance_norm_dtypes(model) if n.input != "float32" or n.output != "float32"]
         if wrong:
@@ -146,7 +147,7 @@ def _export_dynamo(module, opset: int) -> onnx.ModelProto:
                 verbose=False,
             )
     except Exception as exc:  # torch.export / onnxscript raise many error types
-        raise CycError(f"export: torch.onnx.export failed ({_first_line(exc)})") from exc
+        raise CycError(f"export: torch.onnx.export failed ({first_line(exc, 300)})") from exc
     return program.model_proto
 
 
@@ -190,32 +191,10 @@ def _tidy(model: onnx.ModelProto, *, fp16: bool) -> None:
     for key, value in {
         "cyc.input": f"{INPUT_NAME}: float32 NCHW RGB in [-1, 1]; N, H, W dynamic; H and W multiples of 4",
         "cyc.output": f"{OUTPUT_NAME}: float32 NCHW RGB in [-1, 1], the input's shape",
-        "cyc.precision": "fp16" if fp16 else "fp32",
+        ONNX_PRECISION_KEY: "fp16" if fp16 else "fp32",
     }.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def graph_precision(path: Path) -> str | None:
-    """The precision recorded in a graph's metadata by :func:`export_onnx` ("fp16" / "fp32"); for a graph made
-    elsewhere, "fp16" when its weights are float16, else None. Reads the structure only, not external data."""
-    try:
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - no onnx package, or no readable graph: the engine that opens it says why
-        return None
-    recorded = {entry.key: entry.value for entry in model.metadata_props}.get("cyc.precision")
-    if recorded:
-        return recorded
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 # --- structure --------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cyclegan_cli.errors import CycError, InputError
+from cyclegan_cli.errors import CycError, InputError, first_line
 from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.jobs import Job, JobResult, Progress
 from cyclegan_cli.plugin_api import Engine, Frame, SourceInfo, WriteOptions, Writer
@@ -395,7 +395,5 @@ def safe_abort(writer: Writer, result: JobResult) -> Path | None:
 
 def one_line(path, error: BaseException) -> str:
     """``path: first line of the error`` (the path once, even when the error names it already)."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if not isinstance(error, CycError):
-        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    text = first_line(error, named=True)
     return text if str(path) in text else f"{path}: {text}"

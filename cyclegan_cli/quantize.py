@@ -29,13 +29,13 @@ import io
 import json
 import math
 import os
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError
+from cyclegan_cli.artifacts import run_folder, weights_sha256
+from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
 CROP = 256  # calibration and held-out frames are crops of at most CROP x CROP at the frame's own scale
@@ -243,7 +243,7 @@ def _collect(items: list, source: str, wanted: int, max_frames, transform) -> Ca
             with open_reader(path) as reader:
                 got = _take(reader, min(per_item, wanted - len(result.frames)), max_frames, transform, rng)
         except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and counted, never fatal
-            result.skipped.append((str(path), _one_line(error)))
+            result.skipped.append((str(path), first_line(error)))
             continue
         if not got:
             result.skipped.append((str(path), f"no frame of at least {MIN_SIDE}x{MIN_SIDE} pixels"))
@@ -263,11 +263,6 @@ def _take(reader, count: int, max_frames, transform, rng) -> list:
         if min(frame.image.shape[:2]) >= MIN_SIDE:
             crops.append(crop(frame.image, rng))
     return crops
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return text or type(error).__name__
 
 
 def training_images(source: Path, direction: str) -> tuple[Path, str]:
@@ -290,98 +285,12 @@ def training_images(source: Path, direction: str) -> tuple[Path, str]:
     return Path(folder), f"the domain {domain} training images in {folder}"
 
 
-def run_folder(source: Path) -> Path | None:
-    """The run folder a weights source belongs to (the folder itself, a checkpoint's, a generator's), if any."""
-    source = Path(source)
-    if source.is_dir():
-        return source
-    if source.parent.name == "checkpoints":
-        return source.parent.parent
-    if (source.parent / "config.json").is_file():
-        return source.parent
-    return None
-
-
 def need_frames(calibration: Calibration) -> None:
     if len(calibration.frames) < MIN_FRAMES:
         raise UsageError(
             f"calibration: {calibration.line()}: int8 needs at least {MIN_FRAMES} readable frames "
             "(one to calibrate, one to measure)"
         )
-
-
-# --- weights identity ------------------------------------------------------------------------------------------
-
-_digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def weights_sha256(generator) -> str:
-    """sha256 of the generator's tensors (names, dtypes, shapes, bytes, in sorted key order): the same weights
-    give the same digest whether they came from ``last.pt``, a ``.safetensors`` or an official ``.pth``."""
-    if generator not in _digests:
-        _digests[generator] = state_sha256(generator.state_dict())
-    return _digests[generator]
-
-
-def state_sha256(state: dict) -> str:
-    """:func:`weights_sha256` of a state dict."""
-    import torch
-
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().to("cpu").contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def source_step(generator, info) -> int | None:
-    """The training step the weights are from: a checkpoint's own, or for the generator a run wrote when training
-    ended, its run's ``last.pt``'s when that holds the same weights; None where nothing records it (a .pth)."""
-    source = Path(getattr(info, "source", "") or ".")
-    if info.kind == "checkpoint":
-        checkpoint = source
-    elif info.kind == "safetensors" and (source.parent / "checkpoints" / "last.pt").is_file():
-        checkpoint = source.parent / "checkpoints" / "last.pt"
-    else:
-        return None
-    import torch
-
-    from cyclegan_cli.weights import generator_key
-
-    try:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        if checkpoint != source and state_sha256(payload["models"][generator_key(info.direction)]) != (
-            weights_sha256(generator)
-        ):
-            return None
-        return int(payload["step"])
-    except Exception:  # noqa: BLE001 - the step is a courtesy: a checkpoint that does not say gives None
-        return None
-
-
-def weights_record(generator, info) -> dict[str, Any]:
-    """What a sidecar records of the weights it was made from."""
-    return {
-        "sha256": weights_sha256(generator),
-        "step": source_step(generator, info),
-        "source": str(getattr(info, "source", "")),
-    }
-
-
-def recorded_sha256(sidecar: dict | None) -> str | None:
-    return ((sidecar or {}).get("weights") or {}).get("sha256")
-
-
-def digest_problem(sidecar: dict | None, generator) -> str | None:
-    """None when an exported file's sidecar records these weights, else why it does not match."""
-    recorded = recorded_sha256(sidecar)
-    if recorded is None:
-        return "its sidecar records no weights digest (exported before cyc recorded one): re-export it"
-    here = weights_sha256(generator)
-    if recorded != here:
-        return f"made from other weights (sha256 {recorded[:12]}, these are {here[:12]}): stale, re-export it"
-    return None
 
 
 # --- OpenVINO and NNCF ------------------------------------------------------------------------------------------
@@ -508,15 +417,6 @@ def save_int8(model, xml: Path, sidecar: dict) -> list[Path]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     return [xml, binary, side]
-
-
-def is_int8_xml(path: Path) -> bool:
-    """An OpenVINO IR that holds FakeQuantize operations (a quantized model), by its text."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return any('type="FakeQuantize"' in line for line in f)
-    except OSError:
-        return False
 
 
 # --- the cache of int8 models quantized at run time -------------------------------------------------------------

@@ -86,11 +86,12 @@ class PlainProgress(Progress):
             line += " frames"
         line += f", {fps:.2f} frames/s"
         if self.total and fps > 0 and self.total > self.done:
-            line += f", about {_duration((self.total - self.done) / fps)} left"
+            line += f", about {duration_text((self.total - self.done) / fps)} left"
         self.console.print(line, highlight=False, markup=False)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """Seconds as a person reads them: "45 s", "12 min", "2 h 5 min" (rounded to the unit shown)."""
     seconds = round(seconds)
     if seconds < 90:
         return f"{seconds} s"

@@ -18,6 +18,7 @@ from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
 from cyclegan_cli.pipeline import Pipeline, PipelineStats
 from cyclegan_cli.plugin_api import Frame, WriteOptions
+from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.sharding import parse_shard, scheduler_hint
 from cyclegan_cli.temporal import StableSettings
 
@@ -35,7 +36,7 @@ class RunOptions:
     engine: str = "auto"
     device: str = "auto"
     precision: str = "auto"
-    min_psnr: float = 30.0  # int8: the gate, dB against fp32 (= cyclegan_cli.quantize.MIN_PSNR)
+    min_psnr: float = MIN_PSNR  # int8: the gate, dB against fp32
     batch_size: int = 1
     max_frames: int | None = None
     compare: bool = False

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cyclegan_cli.atomic import atomic_write_bytes
-from cyclegan_cli.errors import UsageError, WeightsError
+from cyclegan_cli.errors import UsageError, WeightsError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -102,8 +102,9 @@ def build_generator(state: dict, info: GeneratorInfo) -> ResnetGenerator:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"{info.source}: weights do not fit a {info.architecture} generator ({first})") from None
+        raise WeightsError(
+            f"{info.source}: weights do not fit a {info.architecture} generator ({first_line(exc)})"
+        ) from None
     return model
 
 
@@ -160,8 +161,7 @@ def _torch_load(path: Path):
             ) from None
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types (KeyError, RuntimeError, EOFError...) on bad bytes
-        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        reason = first_line(exc, 160, named=True)
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({reason})") from None
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cyclegan_cli.artifacts import export_dir, int8_name
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import from_output_array, to_input_array
 from cyclegan_cli.plugin_api import Engine, ModelSource, missing_library
@@ -37,9 +38,7 @@ class OpenVinoEngine(Engine):
         weights digest and fidelity are checked by the auto rule, ``engine_choice.int8_facts``)."""
         if device != "cpu" or model.exported is not None or cls.unavailable_reason() is not None:
             return None
-        from cyclegan_cli.export import default_export_dir, int8_name
-
-        path = default_export_dir(Path(model.path)) / int8_name(model.direction)
+        path = export_dir(Path(model.path)) / int8_name(model.direction)
         return path if path.is_file() and path.with_suffix(".bin").is_file() else None
 
     def __init__(self, model: ModelSource, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1):

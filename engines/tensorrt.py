@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cyclegan_cli.artifacts import SIDECAR_FORMAT, engine_pattern, export_dir, read_sidecar
 from cyclegan_cli.errors import CycError, EngineUnavailable
 from cyclegan_cli.plugin_api import Engine, ModelSource
 from cyclegan_cli.tensorrt_build import GpuIdentity, cuda_index, tensorrt_unavailable_reason
-
-SIDECAR_FORMAT = "cyc-export"  # = cyclegan_cli.export.SIDECAR_FORMAT
-
 
 # --- which engine file, and can it run here ------------------------------------------------------------------------
 
@@ -45,12 +43,10 @@ def sidecar_mismatch(sidecar: dict | None, gpu: GpuIdentity) -> str | None:
 
 def engine_candidates(folder: Path, direction: str) -> list[Path]:
     """The engine files of ``direction`` in an export folder, newest first."""
-    from cyclegan_cli.weights import generator_key
-
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    files = [p for p in folder.glob(f"{generator_key(direction)}.*.engine") if p.is_file()]
+    files = [p for p in folder.glob(engine_pattern(direction)) if p.is_file()]
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
@@ -59,8 +55,6 @@ def find_engine(folder: Path, direction: str, gpu: GpuIdentity, precision: str |
 
     With ``precision`` (fp16 / fp32) only that precision; otherwise fp16 is preferred, then the newest.
     """
-    from cyclegan_cli.export import read_sidecar
-
     matches = []
     for path in engine_candidates(folder, direction):
         data = read_sidecar(path)
@@ -72,9 +66,7 @@ def find_engine(folder: Path, direction: str, gpu: GpuIdentity, precision: str |
 
 
 def export_folder_for(model: ModelSource) -> Path:
-    from cyclegan_cli.export import default_export_dir
-
-    return default_export_dir(Path(model.path))
+    return export_dir(Path(model.path))
 
 
 def profile_violation(shape, lo, hi) -> str | None:
@@ -120,7 +112,6 @@ class TensorRTEngine(Engine):
         import tensorrt as trt
         import torch
 
-        from cyclegan_cli.export import read_sidecar
         from cyclegan_cli.tensorrt_build import current_gpu
 
         self.device = f"cuda:{cuda_index(device)}"

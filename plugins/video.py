@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from cyc_plugins.audio import AudioCopy, audio_codec_for, pyav
 from cyclegan_cli.atomic import temp_path_for
-from cyclegan_cli.errors import InputError
+from cyclegan_cli.errors import InputError, first_line
 from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, SourceInfo, WriteOptions, Writer
 
 if TYPE_CHECKING:
@@ -427,8 +427,7 @@ class _BrokenStream(Exception):
 
 
 def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    return first_line(exc, message=getattr(exc, "strerror", None))
 
 
 def _rotation(frame, stream) -> int:
@@ -488,7 +487,6 @@ class VideoWriter(Writer):
         self._tmp = temp_path_for(self.path)
         self._out = None  # output container, opened on the first frame
         self._video = None
-        self._size = None  # (width, height) of the encoded pictures
         self._time_base: Fraction | None = None
         self._first_pts: int | None = None
         self._origin = 0  # an AVI's slot 0 in the output time base: where the source's clock starts

@@ -384,7 +384,7 @@ def test_find_engine_picks_the_matching_one(tmp_path):
     import os
 
     from cyc_engines.tensorrt import find_engine
-    from cyclegan_cli.export import write_sidecar
+    from cyclegan_cli.artifacts import write_sidecar
     from cyclegan_cli.tensorrt_build import GpuIdentity
 
     here = GpuIdentity("NVIDIA H200", "9.0", "10.12.0.36")
@@ -421,6 +421,11 @@ def test_export_command_imports_nothing_heavy():
         "import cyc_engines.tensorrt; "
         "bad = {'torch', 'onnx', 'onnxruntime', 'tensorrt'} & set(sys.modules); assert not bad, bad"
     )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_exported_file_format_imports_no_torch():
+    code = "import sys; import cyclegan_cli.artifacts; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cyclegan_cli import engine_choice, quantize
+from cyclegan_cli import artifacts, engine_choice, quantize
 from cyclegan_cli.cli import cli
 from cyclegan_cli.engine_choice import INT8_AT_START_MIN_MEGAPIXEL_FRAMES, EngineChoice, Int8Facts, cpu_choice
 from cyclegan_cli.plugin_api import ModelSource
@@ -96,7 +96,7 @@ def test_export_writes_model_bin_and_sidecar_with_fidelity(trained):
         assert calibration["calibration_frames"] + calibration["held_out_frames"] == 10
         assert f"domain {domain} training images" in calibration["source"]
         generator, _ = load_generator(trained, direction)
-        assert data["weights"]["sha256"] == quantize.weights_sha256(generator)
+        assert data["weights"]["sha256"] == artifacts.weights_sha256(generator)
         assert data["weights"]["step"] == STEPS  # read from the run's last.pt, which holds the same weights
         assert "InstanceNorm" in data["fp32_kept"] and data["versions"]["nncf"] and data["versions"]["openvino"]
 
@@ -130,8 +130,8 @@ def test_same_weights_same_digest_from_checkpoint_and_safetensors(trained):
 
     from_checkpoint, _ = load_generator(trained / "checkpoints" / "last.pt", "AtoB")
     from_safetensors, _ = load_generator(trained / "G_AB.safetensors", "AtoB")
-    assert quantize.weights_sha256(from_checkpoint) == quantize.weights_sha256(from_safetensors)
-    assert quantize.weights_sha256(make_generator(1)) != quantize.weights_sha256(from_checkpoint)
+    assert artifacts.weights_sha256(from_checkpoint) == artifacts.weights_sha256(from_safetensors)
+    assert artifacts.weights_sha256(make_generator(1)) != artifacts.weights_sha256(from_checkpoint)
 
 
 def test_gate_refuses_the_model_and_keeps_nothing(trained, tmp_path):
@@ -301,7 +301,7 @@ def test_int8_engine_stays_close_to_fp32_on_a_batch_of_odd_frames(trained):
 def test_an_xml_without_sidecar_is_recognised_as_int8(trained, tmp_path):
     for suffix in (".xml", ".bin"):
         shutil.copy(trained / "export" / f"G_AB.int8{suffix}", tmp_path / f"model{suffix}")
-    assert engine_choice.exported_precision(tmp_path / "model.xml") == "int8"
+    assert artifacts.exported_precision(tmp_path / "model.xml") == "int8"
 
 
 def test_precision_int8_in_another_engine_is_a_usage_error(trained, tmp_path):
@@ -394,7 +394,7 @@ def test_auto_takes_the_prebuilt_model_only_for_its_own_weights(trained, vnni):
 
 
 def test_stale_prebuilt_tensorrt_engines_are_ignored_with_a_reason(tmp_path):
-    from cyclegan_cli.export import write_sidecar
+    from cyclegan_cli.artifacts import write_sidecar
     from cyclegan_cli.plugin_api import Engine
 
     generator = make_generator(1)
@@ -411,7 +411,7 @@ def test_stale_prebuilt_tensorrt_engines_are_ignored_with_a_reason(tmp_path):
 
     model = ModelSource(path=tmp_path, direction="AtoB", generator=generator)
     for weights, problem in (
-        ({"sha256": quantize.weights_sha256(generator)}, None),
+        ({"sha256": artifacts.weights_sha256(generator)}, None),
         ({"sha256": "0" * 64}, "made from other weights"),
         (None, "records no weights digest"),
     ):
