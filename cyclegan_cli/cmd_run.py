@@ -15,6 +15,7 @@ from cyclegan_cli.options import (
     precision_option,
     runs_dir_option,
 )
+from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
 
 
@@ -42,7 +43,7 @@ from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
 @click.option(
     "--min-psnr",
     type=click.FloatRange(min=0),
-    default=30.0,
+    default=MIN_PSNR,
     show_default=True,
     metavar="DB",
     help="int8: the gate: a model quantized here must come this close to fp32 (PSNR on held-out frames), and a "
