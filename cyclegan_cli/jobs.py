@@ -216,25 +216,34 @@ def _expand(spec: str, out: Path | None, plan: Plan) -> list[_Source]:
     if path.is_dir():
         return _walk(path, out, plan)
     if GLOB_CHARACTERS & set(spec):
-        matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True)) if Path(m).is_file()]
+        matches = glob_files(spec)
         if not matches:
             raise UsageError(f"{spec}: no file matches this pattern")
         return [s for m in matches if (s := _readable(m, None, plan))]
     raise UsageError(f"{spec}: no such file or folder")
 
 
-def _walk(folder: Path, out: Path | None, plan: Plan) -> list[_Source]:
-    skip_under = out.resolve() if out is not None else None
+def walk_files(folder: Path, skip_under: Path | None = None) -> list[Path]:
+    """Every file under ``folder``, sorted, leaving out hidden files and folders (our own temporary files among
+    them) and anything under ``skip_under`` (an --out folder inside the input tree: never our own outputs)."""
+    skip_under = skip_under.resolve() if skip_under is not None else None
     found = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue  # hidden files and folders, including our own temporary files
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
         if skip_under is not None and path.resolve().is_relative_to(skip_under):
-            continue  # an --out folder inside the input tree: never translate our own outputs
-        if source := _readable(path, folder, plan):
-            found.append(source)
+            continue
+        found.append(path)
     return found
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files ``pattern`` matches (``**`` recursive), sorted by name."""
+    return [Path(m) for m in sorted(glob.glob(pattern, recursive=True)) if Path(m).is_file()]
+
+
+def _walk(folder: Path, out: Path | None, plan: Plan) -> list[_Source]:
+    return [s for path in walk_files(folder, out) if (s := _readable(path, folder, plan))]
 
 
 def _readable(path: Path, root: Path | None, plan: Plan) -> _Source | None:

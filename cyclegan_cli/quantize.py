@@ -23,7 +23,6 @@ Only this module imports NNCF; OpenVINO, NNCF and torch are imported inside the 
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import io
 import json
@@ -163,25 +162,23 @@ def crop(image, rng) -> Any:
 
 
 def media_files(spec: str | Path) -> list[Path]:
-    """A folder (searched recursively), a glob or a file -> the files some installed reader takes."""
+    """A folder (searched recursively), a glob or a file -> the files some installed reader takes. Folders and
+    globs are expanded as ``cyc run`` expands its inputs (:mod:`cyclegan_cli.jobs`)."""
     from cyclegan_cli import registry
+    from cyclegan_cli.jobs import GLOB_CHARACTERS, glob_files, walk_files
 
     text = str(spec)
     path = Path(text).expanduser()
     if path.is_dir():
-        candidates = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+        candidates = walk_files(path)
     elif path.is_file():
         return [path]
-    elif any(c in text for c in "*?["):
-        candidates = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+    elif GLOB_CHARACTERS & set(text):
+        candidates = sorted(glob_files(text))  # in path order, as calibration has always taken them
     else:
         raise UsageError(f"--calibration {text}: no such file, folder or glob match")
     readers = list(registry.load_all("readers").values())
     return [p for p in candidates if any(r.can_read(p) > 0 for r in readers)]
-
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
 
 
 def _spread(items: list, count: int) -> list:
