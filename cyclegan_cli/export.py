@@ -128,6 +128,12 @@ def resolve_directions(source: Path, direction: str) -> list[str]:
     return found
 
 
+def from_to(info, direction: str) -> tuple[str, str]:
+    """(source domain, target domain) of ``direction``: AtoB translates domain a to b, BtoA b to a."""
+    a, b = info.domain_a, info.domain_b
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
 # --- sidecars -------------------------------------------------------------------------------------------------------
 
 
@@ -173,7 +179,7 @@ def sidecar(
     from cyclegan_cli.weights import generator_key
 
     a, b = info.domain_a, info.domain_b
-    src, dst = (a, b) if info.direction == "AtoB" else (b, a)
+    src, dst = from_to(info, info.direction)
     tensor = {"layout": "NCHW", "channels": "RGB", "range": [-1.0, 1.0], "dtype": "float32"}
     data: dict[str, Any] = {
         "format": SIDECAR_FORMAT,
@@ -277,13 +283,7 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
             raise EngineUnavailable(trt_reason)
     build_engines = req.format != "onnx" and trt_reason is None
 
-    source, note = resolve_source(req.source, req.runs_dir, req.direction)
-    if note:
-        say(note)
-    directions = resolve_directions(source, req.direction)
-    out_dir = Path(req.out) if req.out else export_dir(source)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    source, directions, out_dir = _open_request(req, say)
 
     gpu = None
     if build_engines:
@@ -306,6 +306,25 @@ def run_export(req: ExportRequest, say=_say) -> ExportResult:
     return result
 
 
+def _open_request(req: ExportRequest, say) -> tuple[Path, list[str], Path]:
+    """What every export starts from: the weights (``say``-ing where from when not named), the directions to
+    export and the folder to write to, all checked before any work."""
+    source, note = resolve_source(req.source, req.runs_dir, req.direction)
+    if note:
+        say(note)
+    directions = resolve_directions(source, req.direction)
+    if req.calibration is not None and len(directions) > 1:
+        raise UsageError(
+            f"--calibration {req.calibration}: {source} has both directions, whose source domains differ; "
+            "pass --direction AtoB or --direction BtoA with it (or leave --calibration out: each direction then "
+            "uses its domain's training images)"
+        )
+    out_dir = Path(req.out) if req.out else export_dir(source)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    return source, directions, out_dir
+
+
 def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: ExportRequest, versions: dict, say):
     """Export one direction to ONNX, compare it with PyTorch in ONNX Runtime, keep it only if it agrees."""
     from cyclegan_cli.onnx_graph import compare_with_torch, default_check_inputs, export_onnx
@@ -316,7 +335,7 @@ def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: Export
     onnx_name, _ = file_names(direction, req.precision)
     final = out_dir / onnx_name
     fp16 = req.precision == "fp16"
-    src, dst = (info.domain_a, info.domain_b) if direction == "AtoB" else (info.domain_b, info.domain_a)
+    src, dst = from_to(info, direction)
     say(f"{direction} ({src} -> {dst}): exporting {info.architecture} {req.precision} to {final}")
     with atomic_path(final) as tmp:
         export_onnx(generator, tmp, fp16=fp16, opset=req.opset)
@@ -431,19 +450,7 @@ def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
     reason = quantize.nncf_unavailable_reason()
     if reason:
         raise EngineUnavailable(f"--int8: {reason}")
-    source, note = resolve_source(req.source, req.runs_dir, req.direction)
-    if note:
-        say(note)
-    directions = resolve_directions(source, req.direction)
-    if req.calibration is not None and len(directions) > 1:
-        raise UsageError(
-            f"--calibration {req.calibration}: {source} has both directions, whose source domains differ; "
-            "pass --direction AtoB or --direction BtoA with it (or leave --calibration out: each direction then "
-            "uses its domain's training images)"
-        )
-    out_dir = Path(req.out) if req.out else export_dir(source)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    source, directions, out_dir = _open_request(req, say)
     plans = []
     for direction in directions:  # every usage error before any quantizing
         if req.calibration is not None:
@@ -456,7 +463,7 @@ def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
     for direction, files, label in plans:
         generator, info = load_generator(source, direction)
         calibration = quantize.calibration_from_files(files, label, quantize.EXPORT_FRAMES)
-        src, dst = (info.domain_a, info.domain_b) if direction == "AtoB" else (info.domain_b, info.domain_a)
+        src, dst = from_to(info, direction)
         xml = out_dir / int8_name(direction)
         say(f"{direction} ({src} -> {dst}): quantizing {info.architecture} to int8 for {xml}")
         say(f"  calibration: {calibration.line()}")
