@@ -28,6 +28,11 @@ from cyclegan_cli.weights import generator_key
 
 SIDECAR_FORMAT = "cyc-export"
 ONNX_PRECISION_KEY = "cyc.precision"  # the ONNX metadata entry that records a graph's precision
+# A TensorRT engine's default shape profile (cyc export --min-shape/--opt-shape/--max-shape), N x C x H x W; the
+# profile an engine was built with is recorded in its sidecar.
+DEFAULT_MIN_SHAPE = "1x3x256x256"
+DEFAULT_OPT_SHAPE = "1x3x720x1280"
+DEFAULT_MAX_SHAPE = "4x3x1088x1920"
 
 
 # --- names and folders ----------------------------------------------------------------------------------------------

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import click
 
+from cyclegan_cli.artifacts import DEFAULT_MAX_SHAPE, DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE
 from cyclegan_cli.options import EXPORT_PRECISIONS, debug_option, device_option, runs_dir_option
 from cyclegan_cli.quantize import MIN_PSNR
-
-_DEFAULT_MIN = "1x3x256x256"  # kept equal to cyclegan_cli.export.DEFAULT_*_SHAPE (not imported: it stays cheap)
-_DEFAULT_OPT = "1x3x720x1280"
-_DEFAULT_MAX = "4x3x1088x1920"
 
 
 def _shape(ctx, param, value: str) -> str:
@@ -69,7 +66,7 @@ def _shape(ctx, param, value: str) -> str:
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset version.")
 @click.option(
     "--min-shape",
-    default=_DEFAULT_MIN,
+    default=DEFAULT_MIN_SHAPE,
     show_default=True,
     callback=_shape,
     metavar="NxCxHxW",
@@ -77,7 +74,7 @@ def _shape(ctx, param, value: str) -> str:
 )
 @click.option(
     "--opt-shape",
-    default=_DEFAULT_OPT,
+    default=DEFAULT_OPT_SHAPE,
     show_default=True,
     callback=_shape,
     metavar="NxCxHxW",
@@ -85,7 +82,7 @@ def _shape(ctx, param, value: str) -> str:
 )
 @click.option(
     "--max-shape",
-    default=_DEFAULT_MAX,
+    default=DEFAULT_MAX_SHAPE,
     show_default=True,
     callback=_shape,
     metavar="NxCxHxW",

@@ -20,6 +20,9 @@ from typing import Any
 
 from cyclegan_cli import __version__, registry
 from cyclegan_cli.artifacts import (
+    DEFAULT_MAX_SHAPE,
+    DEFAULT_MIN_SHAPE,
+    DEFAULT_OPT_SHAPE,
     SIDECAR_FORMAT,
     export_dir,
     file_names,
@@ -36,9 +39,6 @@ from cyclegan_cli.tensorrt_build import ShapeProfile
 DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
 FORMATS = ("onnx", "tensorrt", "openvino", "auto")
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_MIN_SHAPE = "1x3x256x256"
-DEFAULT_OPT_SHAPE = "1x3x720x1280"
-DEFAULT_MAX_SHAPE = "4x3x1088x1920"
 FP32_MAX_ABS_ERROR = 1e-3
 FP16_MIN_PSNR = 25.0  # dB: a sanity bound only; ONNX Runtime's CPU provider computes fp16 graphs in fp32
 
