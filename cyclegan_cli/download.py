@@ -6,12 +6,13 @@ with the whole file (200) instead is read from the start. Connection errors are 
 each time. A whole transfer is then checked before it is kept: not an HTML page, its sha256 against a pinned
 digest where one is known, else against the digest recorded when this file was first fetched (trust on first
 use: ``<file>.sha256``, with the URL it came from), and by the caller's own check (e.g. that it loads as a
-generator). A host name that does not resolve fails at once (a machine offline stays offline for the seconds a
-back-off waits), naming the variable that sets a mirror and where a copied file would be found; a 502, 503 or
-504 (a busy or restarting server or proxy) is retried like a dropped connection; any other answer >= 400 fails
-at once. Only then is it renamed into place. A 404, an HTML page, a digest mismatch, a failed check or a full
+generator). Only then is it renamed into place. A 404, an HTML page, a digest mismatch, a failed check or a full
 disk leaves nothing behind; a lock (``flock`` on the part file, POSIX) keeps two processes from writing the same
 part at once.
+
+A host name that does not resolve fails at once (a machine offline stays offline for the seconds a back-off
+waits), naming the variable that sets a mirror and where a copied file would be found; a 502, 503 or 504 (a busy
+or restarting server or proxy) is retried like a dropped connection; any other answer >= 400 fails at once.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 OpenVINO model (measured against fp32), with sidecars.
 
 The files and where they go are :mod:`cyclegan_cli.artifacts`'s (names, folder, sidecar I/O, weights digest);
-the int8 model is made by ``cyclegan_cli.quantize`` (NNCF). Beside each file, a ``<file>.json`` sidecar (what the file is, its interface, shapes, versions, the weights' sha256
-and training step; for an engine the GPU; for int8 the calibration and the measured fidelity). Every ONNX export is
+the int8 model is made by ``cyclegan_cli.quantize`` (NNCF). Beside each file, a ``<file>.json`` sidecar (what
+the file is, its interface, shapes, versions, the weights' sha256 and training step; for an engine the GPU; for
+int8 the calibration and the measured fidelity). Every ONNX export is
 run in ONNX Runtime and compared with PyTorch before it is kept; every int8 model is measured against fp32 on
 held-out calibration frames, and below the gate nothing is kept. Every file is written under a temporary name and
 renamed when whole. Heavy libraries are imported inside the functions.
