@@ -30,10 +30,11 @@ MIN_STILL_PIXELS = 1000  # a pair with fewer still pixels says nothing about sti
 
 
 def largest_channel_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Per pixel, the largest absolute change over the colour channels (uint8 frames, H x W x 3)."""
-    import numpy as np
+    """Per pixel, the largest absolute change over the colour channels (uint8 frames, H x W x 3 -> H x W uint8).
+    ``cyc run --stable`` tells still from moving by the same change (cyclegan_cli.temporal)."""
+    import cv2
 
-    return np.abs(after.astype(np.int16) - before.astype(np.int16)).max(axis=-1)
+    return cv2.absdiff(before, after).max(axis=2)
 
 
 def still_mask(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -40,6 +40,8 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cyclegan_cli.flicker import largest_channel_change
+
 if TYPE_CHECKING:  # numpy and OpenCV load when frames are stabilised, not when `cyc run --help` reads the defaults
     import numpy as np
 
@@ -125,6 +127,7 @@ class StreamState:
         self._previous_output: np.ndarray | None = None
         self._noise: float | None = None  # the input's noise level, grey levels (mechanism 1)
         self._flow = None
+        self._gray: tuple | None = None  # (input frame, its gray at the flow's size): the last one found (mechanism 2)
 
     def starts_shot(self, image: np.ndarray) -> bool:
         """Whether ``image`` (the next input frame) begins a shot: the first frame, or a cut."""
@@ -140,7 +143,8 @@ class StreamState:
 
         previous_image, previous_output = self._previous_image, self._previous_output
         self._previous_image = image
-        if new_shot or previous_image is None or previous_image.shape != image.shape:
+        held_nowhere = self.settings.hold <= 0 and self.settings.blend <= 0  # carried statistics alone
+        if new_shot or held_nowhere or previous_image is None or previous_image.shape != image.shape:
             self._previous_output = output
             return output
         still = self._stillness(previous_image, image)
@@ -164,8 +168,7 @@ class StreamState:
         import cv2
         import numpy as np
 
-        change = cv2.absdiff(before, after).max(axis=2).astype(np.float32)
-        change = cv2.blur(change, (CHANGE_WINDOW, CHANGE_WINDOW))
+        change = cv2.blur(largest_channel_change(before, after).astype(np.float32), (CHANGE_WINDOW, CHANGE_WINDOW))
         level = float(np.percentile(change[::4, ::4], 10))
         self._noise = level if self._noise is None else NOISE_MEMORY * self._noise + (1 - NOISE_MEMORY) * level
         start = self._noise + STILL_MARGIN
@@ -179,7 +182,7 @@ class StreamState:
         import cv2
         import numpy as np
 
-        gray, previous_gray = (_flow_sized(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in (after, before))
+        previous_gray, gray = self._flow_gray(before), self._flow_gray(after)
         if self._flow is None:
             self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         backward = self._flow.calc(gray, previous_gray, None)  # for each pixel now: where it was
@@ -206,3 +209,11 @@ class StreamState:
             borderMode=cv2.BORDER_REPLICATE,
         )
         return (self.settings.blend * reliable)[..., None], warped
+
+    def _flow_gray(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` in gray at the flow's size; the previous frame's, found on the last call, is not found again."""
+        import cv2
+
+        if self._gray is None or self._gray[0] is not frame:
+            self._gray = (frame, _flow_sized(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)))
+        return self._gray[1]
