@@ -29,13 +29,18 @@ PARSED_ONLY = {"train", "export"}  # minutes each with the README's settings
 
 def readme_commands() -> list[list[str]]:
     """The ``cyc ...`` lines of the README's code blocks, split as a shell would (comments dropped)."""
-    commands, in_block = [], False
+    return [shlex.split(line, comments=True) for line in readme_code_lines("cyc")]
+
+
+def readme_code_lines(program: str) -> list[str]:
+    """The lines of the README's code blocks that run ``program``, as written."""
+    lines, in_block = [], False
     for line in README.read_text().splitlines():
         if line.startswith("```"):
             in_block = not in_block
-        elif in_block and line.startswith("cyc "):
-            commands.append(shlex.split(line, comments=True))
-    return commands
+        elif in_block and line.startswith(f"{program} "):
+            lines.append(line)
+    return lines
 
 
 def parse(args: list[str]) -> click.Command:
@@ -111,17 +116,6 @@ def test_the_parser_check_catches_drift(args):
         parse(args)
 
 
-def readme_shell_lines(program: str) -> list[str]:
-    """The lines of the README's code blocks that run ``program`` (comments dropped)."""
-    lines, in_block = [], False
-    for line in README.read_text().splitlines():
-        if line.startswith("```"):
-            in_block = not in_block
-        elif in_block and line.startswith(f"{program} "):
-            lines.append(" ".join(shlex.split(line, comments=True)))
-    return lines
-
-
 def test_the_readme_install_works_from_a_checkout(tmp_path):
     """No release of cyc is on the package index: the README installs from the checkout, with extras that
     exist, and the wheel it builds (built here, offline, from a copy of the checkout) is the file it names and
@@ -134,13 +128,15 @@ def test_the_readme_install_works_from_a_checkout(tmp_path):
     root = README.parent
     text = README.read_text()
     assert "pip install 'cyclegan-cli" not in text and "pip install cyclegan-cli" not in text
-    installs = readme_shell_lines("pip")
+    installs = [" ".join(shlex.split(line, comments=True)) for line in readme_code_lines("pip")]
     assert installs[0].startswith("pip install .[") and any(line.startswith("pip install dist/") for line in installs)
     extras = set(metadata("cyclegan-cli").get_all("Provides-Extra"))  # pyproject's, as installed
     for line in installs:
         named = line.split("[", 1)[1].split("]")[0].split(",")
         assert set(named) <= extras, f"{line}: no such extra in pyproject.toml ({sorted(extras)})"
-    assert readme_shell_lines("python") == ["python -m build --wheel"]
+    assert [shlex.split(line, comments=True) for line in readme_code_lines("python")] == [
+        ["python", "-m", "build", "--wheel"]
+    ]
 
     source = tmp_path / "checkout"
     ignored = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache")
