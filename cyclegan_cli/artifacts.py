@@ -12,21 +12,32 @@ Files, in a run's ``export/`` folder (or ``cyc export --out``), per direction (G
 and beside each ``<file>.json``, its sidecar (``"format": SIDECAR_FORMAT``), which records among the rest the
 weights' sha256 (:func:`weights_record`): a file made from other weights is stale (:func:`digest_problem`).
 
-Nothing heavy is imported here: torch (for a digest) and onnx (for a graph's precision) only inside functions.
+Nothing heavy is imported here: torch (for a digest and its version) and onnx (for a graph's precision) only
+inside functions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import weakref
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cyclegan_cli import __version__
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.weights import generator_key
 
+if TYPE_CHECKING:
+    from cyclegan_cli.tensorrt_build import ShapeProfile
+
 SIDECAR_FORMAT = "cyc-export"
+# The graph's interface (ONNX input and output names, and the axes that may vary), recorded in every sidecar.
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+DYNAMIC_AXES = {0: "N", 2: "H", 3: "W"}
 ONNX_PRECISION_KEY = "cyc.precision"  # the ONNX metadata entry that records a graph's precision
 # A TensorRT engine's default shape profile (cyc export --min-shape/--opt-shape/--max-shape), N x C x H x W; the
 # profile an engine was built with is recorded in its sidecar.
@@ -73,6 +84,101 @@ def export_dir(source: Path) -> Path:
 
 
 # --- sidecars -------------------------------------------------------------------------------------------------------
+
+
+def from_to(info, direction: str) -> tuple[str, str]:
+    """(source domain, target domain) of ``direction``: AtoB translates domain a to b, BtoA b to a."""
+    a, b = info.domain_a, info.domain_b
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
+def library_versions(tensorrt: str | None = None) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def dist(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    import torch
+
+    return {
+        "cyc": __version__,
+        "torch": torch.__version__,
+        "onnx": dist("onnx"),
+        "onnxruntime": dist("onnxruntime") or dist("onnxruntime-gpu"),
+        "tensorrt": tensorrt or dist("tensorrt"),
+        "openvino": dist("openvino"),
+        "nncf": dist("nncf"),
+        "python": sys.version.split()[0],
+    }
+
+
+def build_sidecar(
+    *,
+    kind: str,
+    file: Path,
+    info,
+    precision: str,
+    opset: int | None,
+    versions: dict,
+    profile: ShapeProfile | None = None,
+    gpu=None,
+    parity: list | None = None,
+    onnx_file: str | None = None,
+    extra: dict | None = None,
+) -> dict[str, Any]:
+    """The JSON that describes an exported file: what it is, its interface, shapes, versions, and for an engine the
+    GPU and shape profile (``extra`` adds the weights record, calibration, fidelity...)."""
+    a, b = info.domain_a, info.domain_b
+    src, dst = from_to(info, info.direction)
+    tensor = {"layout": "NCHW", "channels": "RGB", "range": [-1.0, 1.0], "dtype": "float32"}
+    data: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "kind": kind,
+        "file": file.name,
+        "direction": info.direction,
+        "generator": generator_key(info.direction),
+        "domains": {"a": a, "b": b, "from": src, "to": dst},
+        "architecture": info.architecture,
+        "ngf": info.ngf,
+        "n_blocks": info.n_blocks,
+        "source": str(info.source),
+        "input": {"name": INPUT_NAME, **tensor, "height_width_multiple_of": 4},
+        "output": {"name": OUTPUT_NAME, **tensor},
+        "precision": precision,
+        "opset": opset,
+        "versions": versions,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if kind in ("onnx", "openvino"):
+        data["shapes"] = {
+            "input": ["N", 3, "H", "W"],
+            "output": ["N", 3, "H", "W"],
+            "dynamic_axes": {str(k): v for k, v in DYNAMIC_AXES.items()},
+        }
+        if precision == "fp16":
+            data["instance_norm"] = "float32 (Cast nodes around every InstanceNormalization)"
+        if kind == "openvino":
+            data["weights_file"] = file.with_suffix(".bin").name
+    else:
+        data["shapes"] = {"input": "profile", "profile": profile.as_dict() if profile else None}
+        data["onnx"] = onnx_file
+        if gpu is not None:
+            data["gpu"] = {"name": gpu.name, "compute_capability": gpu.compute_capability}
+            data["tensorrt"] = gpu.tensorrt
+    if parity:
+        data["parity"] = [
+            {"input": p.label, "shape": list(p.shape), "max_abs_error": p.max_abs, "psnr_db": _finite(p.psnr)}
+            for p in parity
+        ]
+    data.update(extra or {})
+    return data
+
+
+def _finite(x: float):
+    return x if x == x and abs(x) != float("inf") else ("inf" if x > 0 else "-inf")
 
 
 def sidecar_path(file: Path) -> Path:

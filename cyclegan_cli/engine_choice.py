@@ -41,13 +41,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from cyclegan_cli import pretrained, registry
+from cyclegan_cli import quantize, registry
 from cyclegan_cli.artifacts import digest_problem, exported_precision, read_sidecar, weights_sha256
-from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit, has_cxx_compiler, resolve_precision
+from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit, cpu_kind, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.quantize import MIN_PSNR
-from cyclegan_cli.weights import find_latest_run, load_generator
 
 # Compile pays off when one frame size has at least this many megapixel-frames (frames x width x height / 1e6).
 # 40 megapixel-frames is about 600 frames at 256x256, or 45 frames of 720p.
@@ -81,36 +80,6 @@ class Int8Facts:
     unable: str | None = None  # why quantizing here is impossible (NNCF missing, no weights); None: possible
 
 
-def load_model_source(checkpoint: str | None, runs_dir: str, direction: str) -> tuple[ModelSource, str | None]:
-    """The model to run, and a note on where it came from when the user did not name it (or when a pretrained
-    model's published partner stands in for ``direction``). A bare name such as ``horse2zebra`` that is no path
-    is a pretrained model, fetched into the cache on first use."""
-    note, stored = None, direction
-    if checkpoint is None:
-        path = find_latest_run(runs_dir)
-        note = f"using the latest run: {path}"
-    else:
-        try:
-            path, stored, note = pretrained.resolve(checkpoint, direction)
-        except UsageError as error:
-            raise UsageError(f"--checkpoint {error}") from None
-    if path.suffix.lower() in registry.exported_suffixes():
-        _check_exported_direction(path, direction)
-        return ModelSource(path=path, direction=direction, exported=path), note
-    generator, info = load_generator(path, stored)
-    return ModelSource(path=path, direction=direction, generator=generator, info=info), note
-
-
-def _check_exported_direction(path: Path, direction: str) -> None:
-    """An exported file translates one way; its sidecar says which."""
-    stored = (read_sidecar(path) or {}).get("direction")
-    if stored is not None and stored != direction:
-        raise UsageError(
-            f"{path}: this file translates {stored}, not {direction}: pass --direction {stored}, "
-            "or the other direction's file"
-        )
-
-
 def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:
     """Megapixel-frames per distinct frame size, from (frames, width, height) per input."""
     per_size: Counter = Counter()
@@ -131,6 +100,7 @@ def choose_engine(
         reason = cls.unavailable_reason()
         if reason:
             raise EngineUnavailable(f"--engine {requested}: {reason}")
+        check_device(cls, device)
         chosen = _precision_for(cls, precision, device)
         return EngineChoice(
             requested, chosen, "chosen with --engine", file=_named_engine_file(cls, model, device, chosen)
@@ -164,9 +134,7 @@ def _engine_for_file(requested: str, path: Path, device: str, precision: str) ->
         cls = registry.load("engines", name)
         # a file that does not say its precision runs in the engine's first (its default) precision
         wanted = built or (precision if precision in cls.precisions else cls.precisions[0])
-        reason = cls.unavailable_reason()
-        if reason is None and device.split(":")[0] not in cls.devices:
-            reason = f"runs on {', '.join(cls.devices)}, not {device}"
+        reason = cls.unavailable_reason() or _device_problem(cls, device)
         if reason is None and wanted not in cls.precisions:
             reason = f"does not compute {wanted}"
         if reason is None:
@@ -303,9 +271,6 @@ def _named_engine_file(cls, model: ModelSource, device: str, precision: str) -> 
 def int8_facts(model: ModelSource, min_psnr: float) -> Int8Facts:
     """What the rule needs to know of int8 for ``model`` on this CPU: a prebuilt model in the run's export/
     folder, one in the cache, an earlier failed measurement, or why quantizing is impossible."""
-    from cyclegan_cli import quantize
-    from cyclegan_cli.devices import cpu_kind
-
     unable = quantize.nncf_unavailable_reason()
     if model.generator is None:
         return Int8Facts(unable=unable)
@@ -355,31 +320,14 @@ def _int8_asked(requested: str, model: ModelSource, device: str, min_psnr: float
     return EngineChoice("openvino", "int8", why, quantize=True)
 
 
-def prepare_int8(
-    choice: EngineChoice, model: ModelSource, jobs, *, min_psnr: float, transform=None, max_frames=None, say=print
-) -> EngineChoice:
-    """Quantize when ``choice`` says so, from the job's own frames, into the cache: the choice with its file; below
-    the gate, the choice's fallback with the figure as its reason (none: the failure, exit 1)."""
+def prepare_int8(choice: EngineChoice, model: ModelSource, jobs, *, min_psnr: float, **calibration) -> EngineChoice:
+    """Quantize when ``choice`` says so (:func:`quantize.quantize_at_start`): the choice with its file; below the
+    gate, the choice's fallback with the figure as its reason (none: the failure, exit 1). ``calibration``: the
+    frames' ``transform``, ``max_frames`` and ``say``, passed on."""
     if not choice.quantize:
         return choice
-    from cyclegan_cli import quantize
-    from cyclegan_cli.devices import cpu_kind
-
-    calibration = quantize.calibration_from_jobs(
-        jobs, quantize.AT_START_FRAMES, max_frames=max_frames, transform=transform
-    )
-    say(f"int8: quantizing with NNCF on {calibration.line()}")
     try:
-        quantize.need_frames(calibration)
-        file, fidelity = quantize.quantize_into_cache(
-            model.generator,
-            model.info,
-            calibration,
-            min_psnr=min_psnr,
-            cpu_kind=cpu_kind(),
-            sidecar=lambda xml, extra: _int8_sidecar(xml, model, extra),
-            say=say,
-        )
+        file, fidelity = quantize.quantize_at_start(model, jobs, min_psnr=min_psnr, **calibration)
     except (quantize.FidelityError, UsageError) as error:
         if choice.fallback is None:
             raise
@@ -392,12 +340,6 @@ def prepare_int8(
     return dataclasses.replace(choice, file=file, quantize=False, reason=f"{choice.reason} ({fidelity.psnr_db:.1f} dB)")
 
 
-def _int8_sidecar(xml: Path, model: ModelSource, extra: dict) -> dict:
-    from cyclegan_cli.export import int8_sidecar
-
-    return int8_sidecar(xml, model.generator, model.info, extra)
-
-
 def _precision_for(cls, precision: str, device: str) -> str:
     if precision == "auto":
         wanted = resolve_precision("auto", device)
@@ -408,6 +350,12 @@ def _precision_for(cls, precision: str, device: str) -> str:
 
 
 def check_device(cls, device: str) -> None:
+    """An engine named with ``--engine`` (or int8's openvino) must run on the device asked for."""
+    problem = _device_problem(cls, device)
+    if problem:
+        raise UsageError(f"--engine {cls.name} {problem}")
+
+
+def _device_problem(cls, device: str) -> str | None:
     kind = device.split(":")[0]
-    if kind not in cls.devices:
-        raise UsageError(f"--engine {cls.name} runs on {', '.join(cls.devices)}, not {device}")
+    return None if kind in cls.devices else f"runs on {', '.join(cls.devices)}, not {device}"

@@ -15,19 +15,19 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from cyclegan_cli import __version__, registry
+from cyclegan_cli import registry
 from cyclegan_cli.artifacts import (
     DEFAULT_MAX_SHAPE,
     DEFAULT_MIN_SHAPE,
     DEFAULT_OPT_SHAPE,
-    SIDECAR_FORMAT,
+    build_sidecar,
     export_dir,
     file_names,
+    from_to,
     int8_name,
+    library_versions,
     sidecar_path,
     weights_record,
     write_sidecar,
@@ -88,26 +88,19 @@ def format_shape(shape) -> str:
 
 
 def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "both") -> tuple[Path, str | None]:
-    """The weights to export, and a note when they were not named (the latest run). A bare name that is no path
-    is a pretrained model (fetched into the cache on first use); it translates AtoB only."""
+    """The weights to export (:func:`sources.find_model`), and a note when they were not named by a path. A
+    pretrained model translates AtoB only: its partner is exported as a model of its own."""
     from cyclegan_cli import pretrained
-    from cyclegan_cli.weights import find_latest_run
+    from cyclegan_cli.sources import find_model
 
-    if source is None:
-        path = find_latest_run(runs_dir)
-        return path, f"using the latest run: {path}"
-    path = Path(source)
-    if not path.exists() and pretrained.is_bare_name(source):
+    if source is not None and direction == "BtoA" and pretrained.names_one(source):
         model = pretrained.lookup(source)
-        if direction == "BtoA":
-            other = f"export its partner: cyc export {model.partner}" if model.partner else "it has no partner"
-            raise UsageError(f"{source} translates {model.translation} (AtoB) only; for the other way {other}")
-        return pretrained.ensure(source), f"pretrained model {source} ({model.translation})"
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
+        other = f"export its partner: cyc export {model.partner}" if model.partner else "it has no partner"
+        raise UsageError(f"{source} translates {model.translation} (AtoB) only; for the other way {other}")
+    path, _, note = find_model(source, runs_dir, direction)
     if path.suffix.lower() in registry.exported_suffixes():
         raise UsageError(f"{path}: already an exported file; export from a run folder or weights file")
-    return path, None
+    return path, note
 
 
 def resolve_directions(source: Path, direction: str) -> list[str]:
@@ -127,106 +120,6 @@ def resolve_directions(source: Path, direction: str) -> list[str]:
     if not found:
         raise first_error
     return found
-
-
-def from_to(info, direction: str) -> tuple[str, str]:
-    """(source domain, target domain) of ``direction``: AtoB translates domain a to b, BtoA b to a."""
-    a, b = info.domain_a, info.domain_b
-    return (a, b) if direction == "AtoB" else (b, a)
-
-
-# --- sidecars -------------------------------------------------------------------------------------------------------
-
-
-def library_versions(tensorrt: str | None = None) -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def dist(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    import torch
-
-    return {
-        "cyc": __version__,
-        "torch": torch.__version__,
-        "onnx": dist("onnx"),
-        "onnxruntime": dist("onnxruntime") or dist("onnxruntime-gpu"),
-        "tensorrt": tensorrt or dist("tensorrt"),
-        "openvino": dist("openvino"),
-        "nncf": dist("nncf"),
-        "python": sys.version.split()[0],
-    }
-
-
-def sidecar(
-    *,
-    kind: str,
-    file: Path,
-    info,
-    precision: str,
-    opset: int | None,
-    versions: dict,
-    profile: ShapeProfile | None = None,
-    gpu=None,
-    parity: list | None = None,
-    onnx_file: str | None = None,
-    extra: dict | None = None,
-) -> dict[str, Any]:
-    """The JSON that describes an exported file (see the module docstring)."""
-    from cyclegan_cli.onnx_graph import DYNAMIC_AXES, INPUT_NAME, OUTPUT_NAME
-    from cyclegan_cli.weights import generator_key
-
-    a, b = info.domain_a, info.domain_b
-    src, dst = from_to(info, info.direction)
-    tensor = {"layout": "NCHW", "channels": "RGB", "range": [-1.0, 1.0], "dtype": "float32"}
-    data: dict[str, Any] = {
-        "format": SIDECAR_FORMAT,
-        "kind": kind,
-        "file": file.name,
-        "direction": info.direction,
-        "generator": generator_key(info.direction),
-        "domains": {"a": a, "b": b, "from": src, "to": dst},
-        "architecture": info.architecture,
-        "ngf": info.ngf,
-        "n_blocks": info.n_blocks,
-        "source": str(info.source),
-        "input": {"name": INPUT_NAME, **tensor, "height_width_multiple_of": 4},
-        "output": {"name": OUTPUT_NAME, **tensor},
-        "precision": precision,
-        "opset": opset,
-        "versions": versions,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if kind in ("onnx", "openvino"):
-        data["shapes"] = {
-            "input": ["N", 3, "H", "W"],
-            "output": ["N", 3, "H", "W"],
-            "dynamic_axes": {str(k): v for k, v in DYNAMIC_AXES.items()},
-        }
-        if precision == "fp16":
-            data["instance_norm"] = "float32 (Cast nodes around every InstanceNormalization)"
-        if kind == "openvino":
-            data["weights_file"] = file.with_suffix(".bin").name
-    else:
-        data["shapes"] = {"input": "profile", "profile": profile.as_dict() if profile else None}
-        data["onnx"] = onnx_file
-        if gpu is not None:
-            data["gpu"] = {"name": gpu.name, "compute_capability": gpu.compute_capability}
-            data["tensorrt"] = gpu.tensorrt
-    if parity:
-        data["parity"] = [
-            {"input": p.label, "shape": list(p.shape), "max_abs_error": p.max_abs, "psnr_db": _finite(p.psnr)}
-            for p in parity
-        ]
-    data.update(extra or {})
-    return data
-
-
-def _finite(x: float):
-    return x if x == x and abs(x) != float("inf") else ("inf" if x > 0 else "-inf")
 
 
 # --- the command's work ----------------------------------------------------------------------------------------------
@@ -346,7 +239,7 @@ def export_checked_onnx(source: Path, direction: str, out_dir: Path, req: Export
         _check_parity(final, parity, fp16)
     write_sidecar(
         final,
-        sidecar(
+        build_sidecar(
             kind="onnx",
             file=final,
             info=info,
@@ -396,7 +289,7 @@ def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, version
     say(f"  built in {seconds:.0f} s")
     write_sidecar(
         engine_file,
-        sidecar(
+        build_sidecar(
             kind="tensorrt",
             file=engine_file,
             info=info,
@@ -413,21 +306,6 @@ def build_checked_engine(onnx_file: Path, info, req: ExportRequest, gpu, version
 
 
 # --- int8 (OpenVINO + NNCF) ------------------------------------------------------------------------------------------
-
-
-def int8_sidecar(xml: Path, generator, info, extra: dict) -> dict[str, Any]:
-    """The sidecar of an int8 OpenVINO model (``cyc export --int8`` and the run-time cache alike)."""
-    from cyclegan_cli.quantize import FP32_KEPT, RECIPE
-
-    return sidecar(
-        kind="openvino",
-        file=xml,
-        info=info,
-        precision="int8",
-        opset=None,
-        versions=library_versions(),
-        extra={"weights": weights_record(generator, info), "fp32_kept": FP32_KEPT, "recipe": RECIPE, **extra},
-    )
 
 
 def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
@@ -471,7 +349,7 @@ def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
         quantize.need_frames(calibration)
         model, fidelity = quantize.quantize_generator(generator, calibration, req.min_psnr, say)
         extra = {"fidelity": fidelity.as_dict(), "calibration": calibration.as_dict(), "cpu": cpu_kind()}
-        ready.append((xml, model, int8_sidecar(xml, generator, info, extra)))
+        ready.append((xml, model, quantize.int8_sidecar(xml, generator, info, extra)))
     result = ExportResult()
     for xml, model, data in ready:
         result.files += quantize.save_int8(model, xml, data)

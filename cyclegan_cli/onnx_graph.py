@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cyclegan_cli.artifacts import ONNX_PRECISION_KEY
+from cyclegan_cli.artifacts import DYNAMIC_AXES, INPUT_NAME, ONNX_PRECISION_KEY, OUTPUT_NAME
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, first_line
 
@@ -30,10 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
 DEFAULT_OPSET = 18
-DYNAMIC_AXES = {0: "N", 2: "H", 3: "W"}
 INSTALL_HINT = "pip install 'cyclegan-cli[onnx]'"
 
 

@@ -81,6 +81,11 @@ def is_bare_name(text: str) -> bool:
     return "/" not in text and os.sep not in text and not Path(text).suffix and bool(text.strip())
 
 
+def names_one(text: str) -> bool:
+    """``text`` (a SOURCE or ``--checkpoint``) means a pretrained model: it is no path here and a bare name."""
+    return not Path(text).exists() and is_bare_name(text)
+
+
 def lookup(name: str) -> Pretrained:
     model = MODELS.get(name)
     if model is None:
@@ -92,8 +97,8 @@ def lookup(name: str) -> Pretrained:
 def for_direction(name: str, direction: str) -> tuple[Pretrained, str | None]:
     """The model that translates ``direction`` for ``name``, and a note when that is its published partner."""
     model = lookup(name)
-    if direction == "AtoB":
-        return model, None
+    if direction != "BtoA":
+        return model, f"pretrained model {name} ({model.translation})"
     if model.partner is None:
         raise UsageError(
             f"{name} translates one way only ({model.translation}) and has no published partner for "
@@ -144,8 +149,8 @@ def resolve(text: str, direction: str, console=None) -> tuple[Path, str, str | N
 
     Returns the weights file, the direction to read from it (an official file holds one generator, AtoB), and a
     note for the user when a partner model stands in for ``direction``."""
-    path = Path(text)
-    if path.exists() or not is_bare_name(text):
+    if not names_one(text):
+        path = Path(text)
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
         return path, direction, None

@@ -28,12 +28,12 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cyclegan_cli.artifacts import run_folder, weights_sha256
+from cyclegan_cli.artifacts import build_sidecar, library_versions, run_folder, weights_record, weights_sha256
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
@@ -474,7 +474,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def quantize_into_cache(
-    generator, info, calibration: Calibration, *, min_psnr: float, cpu_kind: str, sidecar: Callable, say=None
+    generator, info, calibration: Calibration, *, min_psnr: float, cpu_kind: str, say=None
 ) -> tuple[Path, Fidelity]:
     """Quantize, measure, and keep the model in the cache; a failed gate is recorded (so ``--engine auto`` does
     not try again for these weights) and raised."""
@@ -491,7 +491,33 @@ def quantize_into_cache(
         raise
     xml = folder / CACHED_NAME
     extra = {"fidelity": fidelity.as_dict(), "calibration": calibration.as_dict(), "cpu": cpu_kind}
-    save_int8(model, xml, sidecar(xml, extra))
+    save_int8(model, xml, int8_sidecar(xml, generator, info, extra))
     with contextlib.suppress(FileNotFoundError):
         (folder / FAILED_NAME).unlink()
     return xml, fidelity
+
+
+def quantize_at_start(model, jobs, *, min_psnr: float, transform=None, max_frames=None, say=print):
+    """``cyc run``'s int8 from the job's own frames (as the pipeline will see them), into the cache: (xml, fidelity).
+    Too few readable frames: :class:`UsageError`; below the gate: :class:`FidelityError`."""
+    from cyclegan_cli.devices import cpu_kind
+
+    calibration = calibration_from_jobs(jobs, AT_START_FRAMES, max_frames=max_frames, transform=transform)
+    say(f"int8: quantizing with NNCF on {calibration.line()}")
+    need_frames(calibration)
+    return quantize_into_cache(
+        model.generator, model.info, calibration, min_psnr=min_psnr, cpu_kind=cpu_kind(), say=say
+    )
+
+
+def int8_sidecar(xml: Path, generator, info, extra: dict) -> dict[str, Any]:
+    """The sidecar of an int8 OpenVINO model (``cyc export --int8`` and the run-time cache alike)."""
+    return build_sidecar(
+        kind="openvino",
+        file=xml,
+        info=info,
+        precision="int8",
+        opset=None,
+        versions=library_versions(),
+        extra={"weights": weights_record(generator, info), "fp32_kept": FP32_KEPT, "recipe": RECIPE, **extra},
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cyclegan_cli import registry
 from cyclegan_cli.devices import resolve_device
-from cyclegan_cli.engine_choice import check_device, choose_engine, load_model_source, prepare_int8, workload
+from cyclegan_cli.engine_choice import choose_engine, prepare_int8, workload
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
@@ -20,6 +20,7 @@ from cyclegan_cli.pipeline import Pipeline, PipelineStats
 from cyclegan_cli.plugin_api import Frame, WriteOptions
 from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.sharding import parse_shard, scheduler_hint
+from cyclegan_cli.sources import load_model_source
 from cyclegan_cli.temporal import StableSettings
 
 
@@ -155,7 +156,6 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         say=say,
     )
     engine_cls = registry.load("engines", choice.name)
-    check_device(engine_cls, device)
     if model.exported is None:
         model.exported = choice.file  # a prebuilt engine or int8 model the choice found (None: the weights)
     say(f"engine: {choice.name} {choice.precision} on {device} ({choice.reason})")
