@@ -17,8 +17,8 @@ Run it alone: on 2 cores PyTorch's and OpenVINO's threads collapse when another 
    eager fp32 batch 1 one-frame-at-a-time (what the reference test script does). int8 appears twice: prebuilt
    (``cyc export --int8``: only loading and compiling before the first frame) and quantized at start.
 4. The break-even of quantizing at start: its extra time before the first frame over what int8 saves per
-   megapixel-frame, against OpenVINO fp32 (CPUs without bf16) and bf16; ``engine_choice.
-   INT8_AT_START_MIN_MEGAPIXEL_FRAMES`` should stay above these figures.
+   megapixel-frame, against OpenVINO fp32 (CPUs without bf16) and bf16: the figures of ``cyclegan_cli/break_even.py``
+   (one row per kind of CPU, with its source; a new kind measured here gets its own row).
 5. End to end through ``cyc run``'s pipeline on a real video the benchmark writes: pipeline efficiency =
    end-to-end frames/s over engine-only frames/s; then 64-frame 256x256 jobs in fresh processes: eager fp32,
    ``--engine auto`` without an export, ``--precision int8`` (quantized at start), and ``--engine auto`` with a

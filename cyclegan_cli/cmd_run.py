@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cyclegan_cli.break_even import COMPILE_MIN_MEGAPIXEL_FRAMES, INT8_BREAK_EVEN
 from cyclegan_cli.options import (
     RUN_PRECISION_HELP,
     RUN_PRECISIONS,
@@ -17,6 +18,23 @@ from cyclegan_cli.options import (
 )
 from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
+
+
+def _with_figures(command):
+    """The help's break-even figures, read from :mod:`cyclegan_cli.break_even` (one copy of each number)."""
+
+    def line(unit: str) -> str:
+        figure = INT8_BREAK_EVEN[None if unit == "VNNI only" else unit]
+        measured = "borrowed, not measured" if figure.source.startswith("not measured") else "measured"
+        return f"{unit + ':':<13}{figure.threshold:g} (break-even {figure.megapixel_frames:g} against {figure.against}, {measured})"
+
+    command.__doc__ = command.__doc__.format(
+        amx=line("AMX"),
+        bf16=line("AVX512-BF16"),
+        vnni=line("VNNI only"),
+        compile=COMPILE_MIN_MEGAPIXEL_FRAMES,
+    )
+    return command
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -109,6 +127,7 @@ from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
     "(with --no-stable the join equals a single run's frames exactly).",
 )
 @debug_option
+@_with_figures
 def run(
     inputs,
     direction,
@@ -171,13 +190,18 @@ def run(
                          else torch-compile fp16 for long jobs, torch fp16 for short ones
       CPU with VNNI/AMX  openvino int8: the run's export/G_AB.int8.xml ('cyc export --int8') or
                          one quantized here before (the cache), when its weights digest matches
-                         and its measured PSNR passes --min-psnr; else, for jobs of at least 15
-                         megapixel-frames (5 on CPUs without bf16; 256x256 is 0.066, 720p 0.92;
-                         measured break-even 7.4 and 2.3, about 110 and 35 frames at 256x256),
-                         quantized at start from the job's frames (about 13 s more before the
-                         first frame, full generator, 2 cores) and cached; below the gate, or
-                         for shorter jobs, the rules below, and the reason says why
-      CPU with AMX       torch-compile bf16 when one frame size has >= 40 megapixel-frames
+                         and its measured PSNR passes --min-psnr; else, for a job long enough to
+                         repay quantizing at start (256x256 is 0.066 megapixel-frames, 720p 0.92),
+                         quantized from the job's frames (about 13 s more before the first frame,
+                         full generator, 2 cores) and cached; long enough is twice the break-even
+                         measured on the kind of CPU, in megapixel-frames ('cyc doctor' says
+                         which applies here):
+                           {amx}
+                           {bf16}
+                           {vnni}
+                         below the gate, or for shorter jobs, the rules below, and the reason
+                         says why
+      CPU with AMX       torch-compile bf16 when one frame size has >= {compile:g} megapixel-frames
                          (about 600 frames at 256x256, 45 at 720p) and g++ exists
       other CPU jobs     openvino (bf16 where the CPU has AMX or AVX512-BF16, else fp32),
                          else onnxruntime, else torch

@@ -11,8 +11,11 @@
                av       {version, ffmpeg, encoders}        encoders: {libx264, libx265, aac, libopus: bool}
     devices    cuda     {gpus: [{index, name, compute_capability, memory_gib}], note}   note: why none, or null
                mps      {available}
-               cpu      {model, features, cpus, usable_cpus, torch_threads, bf16_unit, int8_unit, cxx_compiler}
+               cpu      {model, features, cpus, usable_cpus, torch_threads, bf16_unit, int8_unit, cxx_compiler,
+                         int8_at_start}
                         features: {AVX2, AVX512F, AVX512-VNNI, AVX512-BF16, AMX-BF16: bool}, {} where unknown
+                        int8_at_start: {cpu, against, break_even, threshold, source} (megapixel-frames), the
+                        figure ``--engine auto`` uses here (break_even.py); null without an int8 unit
     plugins    engines / readers / writers: {name: {status, provider, reason}}
                status "available", "unavailable" (reason: a missing library and its extra, missing hardware,
                or a plugin that fails to load) or "error" (its own check raised)
@@ -244,6 +247,23 @@ def probe_cpu() -> dict[str, Any]:
         "bf16_unit": cpu_bf16_unit(),
         "int8_unit": cpu_int8_unit(),
         "cxx_compiler": has_cxx_compiler(),
+        "int8_at_start": _int8_at_start(cpu_int8_unit(), cpu_bf16_unit()),
+    }
+
+
+def _int8_at_start(int8_unit: str | None, bf16_unit: str | None) -> dict[str, Any] | None:
+    """The break-even the auto rule uses for quantizing at start on this kind of CPU."""
+    from cyclegan_cli.break_even import int8_break_even
+
+    if int8_unit is None:
+        return None
+    figure = int8_break_even(bf16_unit)
+    return {
+        "cpu": figure.cpu,
+        "against": figure.against,
+        "break_even": figure.megapixel_frames,
+        "threshold": figure.threshold,
+        "source": figure.source,
     }
 
 
@@ -418,7 +438,17 @@ def _cpu_lines(cpu: dict[str, Any]) -> list[tuple[str, str]]:
         ("  CPU", escape(f"{cpu['model']}; {count}, torch uses {threads} threads; {compiler}")),
         ("  CPU features", escape(features)),
         ("  CPU units", escape(f"int8: {cpu['int8_unit'] or 'none'}; bf16: {cpu['bf16_unit'] or 'none'}")),
+        ("  int8 at start", escape(_describe_int8_at_start(cpu["int8_at_start"]))),
     ]
+
+
+def _describe_int8_at_start(figure: dict[str, Any] | None) -> str:
+    if figure is None:
+        return "never (no int8 unit)"
+    return (
+        f"for jobs of {figure['threshold']:g} megapixel-frames or more: twice the break-even of a {figure['cpu']}, "
+        f"{figure['break_even']:g} against {figure['against']} ({figure['source']})"
+    )
 
 
 def _plugin_status(row: dict[str, Any]) -> str:

@@ -10,28 +10,20 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
   torch-compile fp16 (CUDA graphs) for long jobs, torch fp16 for short ones;
 * on a CPU with an int8 unit (VNNI or AMX) and OpenVINO: a prebuilt int8 model (``cyc export --int8``, in the
   run's ``export/``) or one quantized earlier (the cache), when its weights digest matches and its measured
-  fidelity passes ``--min-psnr``; else, for a job long enough to repay it
-  (:data:`INT8_AT_START_MIN_MEGAPIXEL_FRAMES`), int8 quantized at start from the job's own frames, through the
+  fidelity passes ``--min-psnr``; else, for a job long enough to repay it (twice the break-even measured for the
+  kind of CPU, :mod:`cyclegan_cli.break_even`), int8 quantized at start from the job's own frames, through the
   same gate (below it: what follows, with the figure as the reason);
 * on a CPU otherwise: torch-compile bf16 when the CPU has AMX, a C++ compiler exists, and one frame size has
   enough work to repay compiling (``COMPILE_MIN_MEGAPIXEL_FRAMES``); else OpenVINO (bf16 where native, else
   fp32), which compiles in seconds; else ONNX Runtime; else torch eager.
 
-Why AMX and not any bf16 CPU: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256) OpenVINO bf16 ran
-4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling never pays there.
-With AMX (a 2-core Xeon, 256x256: 0.15 s/frame OpenVINO bf16, 0.084 compiled bf16 channels_last, about 25 s to
-compile before the first frame) compiling saves about 1 s per megapixel-frame and repays its cost after about 25
-megapixel-frames; the threshold of 40 leaves a margin for the recompiles of a last short batch and a slower
-compiler.
-
-Why int8 wherever there is VNNI: the full generator at 256x256 on 2 cores of an AMD EPYC (AVX512-VNNI and -BF16)
-ran 0.129 s per frame in OpenVINO int8 against 0.243 bf16 and 0.483 fp32; on a Xeon with VNNI and no bf16 unit
-0.162 against 0.458 fp32. With AMX, int8 also runs on the tiles, at twice the bf16 rate (not measured here).
-Quantizing at start costs a fixed time (calibration crops of 256x256, whatever the job's frame size) and saves
-a time per megapixel-frame. On that EPYC, full generator, 256x256: 14.5 s to the first int8 frame against 1.6 for
-bf16 and 2.3 for fp32, then 0.129 s per frame against 0.243 and 0.483: it repays after 7.4 megapixel-frames
-(113 frames) against bf16 and 2.3 (35 frames) against fp32. :data:`INT8_AT_START_MIN_MEGAPIXEL_FRAMES` doubles
-those (job frames are decoded first, other CPUs quantize slower); ``benchmarks/run_throughput.py`` measures them.
+Why AMX and not any bf16 CPU for compiling: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256)
+OpenVINO bf16 ran 4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling
+never pays there. Why int8 wherever there is VNNI: on that EPYC OpenVINO int8 ran 0.129 s per 256x256 frame against
+0.243 bf16 and 0.483 fp32; on a Xeon with VNNI and no bf16 unit 0.162 against 0.458 fp32. Quantizing at start costs
+a fixed time (calibration crops of 256x256, whatever the job's frame size) and saves a time per megapixel-frame:
+after how many it repays depends on the kind of CPU, and :mod:`cyclegan_cli.break_even` holds the figures, each
+with its source.
 """
 
 from __future__ import annotations
@@ -43,17 +35,12 @@ from pathlib import Path
 
 from cyclegan_cli import quantize, registry
 from cyclegan_cli.artifacts import digest_problem, exported_precision, read_sidecar, weights_sha256
+from cyclegan_cli.break_even import COMPILE_MIN_MEGAPIXEL_FRAMES, int8_break_even
 from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit, cpu_kind, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.quantize import MIN_PSNR
 
-# Compile pays off when one frame size has at least this many megapixel-frames (frames x width x height / 1e6).
-# 40 megapixel-frames is about 600 frames at 256x256, or 45 frames of 720p.
-COMPILE_MIN_MEGAPIXEL_FRAMES = 40.0
-# Quantizing at start pays off when the whole job has at least this many megapixel-frames, by the precision int8
-# replaces: about twice the measured break-even (7.4 against bf16, 2.3 against fp32; see the module docstring).
-INT8_AT_START_MIN_MEGAPIXEL_FRAMES = {"bf16": 15.0, "fp32": 5.0}
 # The auto rule's order of preference; third-party engines come after these, by name.
 AUTO_ORDER = ("tensorrt", "torch-compile", "openvino", "onnxruntime", "torch")
 
@@ -204,13 +191,14 @@ def cpu_choice(
     fastest = f"CPU with {int8_unit}: int8 is its fastest precision"
     if int8.file is not None:
         return EngineChoice("openvino", "int8", f"{fastest}; {int8.origin}{notes}", file=int8.file)
-    threshold = INT8_AT_START_MIN_MEGAPIXEL_FRAMES.get(otherwise.precision, INT8_AT_START_MIN_MEGAPIXEL_FRAMES["fp32"])
     if int8.failed or int8.unable:
         return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; int8 not used: {int8.failed or int8.unable}")
+    figure = int8_break_even(bf16_unit)
     job = (
-        f"{total:.0f} megapixel-frames, quantizing at start repays after {threshold:.0f} against {otherwise.precision}"
+        f"{total:.0f} megapixel-frames, threshold {figure.threshold:.0f}: quantizing at start repays after "
+        f"{figure.megapixel_frames:g} against {figure.against} on a {figure.cpu}"
     )
-    if total >= threshold:
+    if total >= figure.threshold:
         why = f"{fastest}; a long job ({job}): quantized from its own frames, through the gate{notes}"
         return EngineChoice("openvino", "int8", why, quantize=True, fallback=otherwise)
     return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; int8 not used: a short job ({job})")

@@ -18,9 +18,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cyclegan_cli import artifacts, engine_choice, quantize
+from cyclegan_cli import artifacts, break_even, doctor, engine_choice, quantize
+from cyclegan_cli.break_even import INT8_AT_START_FACTOR, INT8_BREAK_EVEN, int8_break_even
 from cyclegan_cli.cli import cli
-from cyclegan_cli.engine_choice import INT8_AT_START_MIN_MEGAPIXEL_FRAMES, EngineChoice, Int8Facts, cpu_choice
+from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit
+from cyclegan_cli.engine_choice import EngineChoice, Int8Facts, cpu_choice
 from cyclegan_cli.plugin_api import ModelSource
 from tests.helpers import CPU, TINY, make_domains, make_generator, make_image, make_images, pattern_image, write_run
 
@@ -341,15 +343,17 @@ def test_cpu_rule_case_by_case(bf16, int8_unit, total, facts, expected):
     assert choice.file == (facts.file if choice.precision == "int8" and not choice.quantize else None)
 
 
-def test_cpu_rule_at_start_has_a_fallback_and_thresholds_by_what_int8_replaces():
-    bf16_threshold, fp32_threshold = (
-        INT8_AT_START_MIN_MEGAPIXEL_FRAMES["bf16"],
-        INT8_AT_START_MIN_MEGAPIXEL_FRAMES["fp32"],
-    )
-    assert fp32_threshold < bf16_threshold  # int8 saves more against fp32
-    choice = cpu_choice(ALL_ENGINES, None, "AVX512-VNNI", True, 1.0, fp32_threshold, Int8Facts())
+def test_cpu_rule_at_start_has_a_fallback_and_thresholds_by_the_kind_of_cpu():
+    vnni_only, epyc, amx = (int8_break_even(unit).threshold for unit in (None, "AVX512-BF16", "AMX"))
+    assert vnni_only < epyc < amx  # int8 saves more against fp32; AMX's bf16 is fast already
+    choice = cpu_choice(ALL_ENGINES, None, "AVX512-VNNI", True, 1.0, vnni_only, Int8Facts())
     assert choice.quantize and choice.fallback == EngineChoice("openvino", "fp32", choice.fallback.reason)
-    assert not cpu_choice(ALL_ENGINES, "AVX512-BF16", "AVX512-VNNI", True, 1.0, fp32_threshold, Int8Facts()).quantize
+    assert not cpu_choice(ALL_ENGINES, "AVX512-BF16", "AVX512-VNNI", True, 1.0, vnni_only, Int8Facts()).quantize
+    assert cpu_choice(ALL_ENGINES, "AVX512-BF16", "AVX512-VNNI", True, 1.0, epyc, Int8Facts()).quantize
+    # on an AMX Xeon the EPYC's threshold is a short job: OpenVINO bf16 there is 9-10x eager already
+    short = cpu_choice(ALL_ENGINES, "AMX", "AMX-INT8", False, 1.0, epyc, Int8Facts())
+    assert not short.quantize and "threshold 130" in short.reason and "Xeon with AMX" in short.reason
+    assert cpu_choice(ALL_ENGINES, "AMX", "AMX-INT8", False, 1.0, amx, Int8Facts()).quantize
     # without OpenVINO there is no int8: the rest of the rule, as before
     assert cpu_choice({"torch", "onnxruntime"}, None, "AVX512-VNNI", True, 1e4, 1e4, READY).name == "onnxruntime"
     # models found and not used are named in the reason
@@ -357,11 +361,31 @@ def test_cpu_rule_at_start_has_a_fallback_and_thresholds_by_what_int8_replaces()
     assert "made from other weights" in cpu_choice(ALL_ENGINES, None, "AVX512-VNNI", True, 1, 1, ignored).reason
 
 
-def test_help_states_the_break_even(monkeypatch):
+def test_each_kind_of_cpu_has_its_break_even_and_its_source():
+    assert INT8_AT_START_FACTOR == 2.0  # the threshold is twice the break-even
+    assert int8_break_even("AMX").megapixel_frames == 65.0  # the larger of 54 (256x256) and 65 (720p)
+    assert int8_break_even("AVX512-BF16").megapixel_frames == 7.4
+    for unit, figure in INT8_BREAK_EVEN.items():
+        assert figure.threshold == 2 * figure.megapixel_frames and figure.against in ("bf16", "fp32")
+        assert figure.source.startswith("measured on") or figure.source.startswith("not measured"), unit
+    assert INT8_BREAK_EVEN[None].source.startswith("not measured")  # the VNNI-only Xeon borrows the EPYC's figure
+    assert int8_break_even("some future unit") == INT8_BREAK_EVEN[None]
+
+
+def test_help_and_doctor_state_the_break_even_from_the_table():
     result = CliRunner().invoke(cli, ["run", "--help"], env={"COLUMNS": "100"})
     text = " ".join(result.output.split())
-    bf16, fp32 = (f"{INT8_AT_START_MIN_MEGAPIXEL_FRAMES[k]:.0f}" for k in ("bf16", "fp32"))
-    assert f"at least {bf16} megapixel-frames ({fp32} on CPUs without bf16" in text
+    for unit, key in (("AMX", "AMX"), ("AVX512-BF16", "AVX512-BF16"), ("VNNI only", None)):
+        figure = INT8_BREAK_EVEN[key]
+        expected = f"{unit}: {figure.threshold:g} (break-even {figure.megapixel_frames:g} against {figure.against}"
+        assert expected in text, expected
+    assert "borrowed, not measured" in text
+    facts = doctor.probe_cpu()["int8_at_start"]
+    if cpu_int8_unit() is None:
+        assert facts is None
+    else:
+        figure = int8_break_even(cpu_bf16_unit())
+        assert (facts["threshold"], facts["source"]) == (figure.threshold, figure.source)
 
 
 @pytest.fixture
@@ -427,7 +451,7 @@ def test_stale_prebuilt_tensorrt_engines_are_ignored_with_a_reason(tmp_path):
 
 
 def test_at_start_gate_failure_runs_fp32_with_the_reason_then_remembers(tmp_path, monkeypatch, vnni, int8_cache):
-    monkeypatch.setattr(engine_choice, "INT8_AT_START_MIN_MEGAPIXEL_FRAMES", {"bf16": 0.0, "fp32": 0.0})
+    monkeypatch.setattr(break_even, "INT8_AT_START_FACTOR", 0.0)
     runs = tmp_path / "runs"
     write_run(runs)
     inputs = _images(tmp_path / "in", [(48, 40), (40, 40), (52, 44), (44, 36), (36, 36)])
@@ -448,7 +472,7 @@ def test_at_start_gate_failure_runs_fp32_with_the_reason_then_remembers(tmp_path
     assert "engine: openvino int8 on cpu" in passed.output
     (cached,) = int8_cache.rglob("*.xml")
     assert _sidecar(cached)["fidelity"]["min_psnr_db"] == 1.0
-    monkeypatch.setattr(engine_choice, "INT8_AT_START_MIN_MEGAPIXEL_FRAMES", {"bf16": 1e9, "fp32": 1e9})
+    monkeypatch.setattr(break_even, "INT8_AT_START_FACTOR", 1e9)
     reused = cyc(*args, "--min-psnr", 1)  # a short job now, but a model is cached: no quantizing
     assert "engine: openvino int8" in reused.output and "from the cache" in reused.output
     assert "quantizing" not in reused.output
