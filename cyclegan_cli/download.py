@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.errors import CycError
+from cyclegan_cli.pace import Pace
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # seconds before each retry after a connection error
 RETRY_STATUSES = frozenset({502, 503, 504})  # answers from a busy or restarting server or proxy: retried too
@@ -302,8 +303,6 @@ class TransferProgress:
     """A rich bar on a terminal; plain lines every 10 s or 10 % elsewhere; nothing with ``console`` None."""
 
     def __init__(self, console, *, every_s: float = 10.0, every_fraction: float = 0.1):
-        from cyclegan_cli.report import Pace
-
         self.console = console
         self._pace = Pace(every_s, every_fraction)
         self._bar = self._task = None

@@ -91,8 +91,9 @@ class _End:
     error: BaseException | None = None  # why the job failed while reading
 
 
-class _Run:
-    """The state of one :meth:`Pipeline.run`: its queues, its stop event, the jobs whose reading is cancelled."""
+class _Flow:
+    """One pass of frames through the threads of :meth:`Pipeline.run`: its queues, its stop event, its workers'
+    errors, the jobs whose reading is cancelled, the video streams' ``--stable`` state."""
 
     def __init__(self) -> None:
         self.decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
@@ -181,58 +182,58 @@ class Pipeline:
 
     def run(self, jobs: Iterable[Job]) -> PipelineStats:
         jobs = list(jobs)
-        run, stats = _Run(), PipelineStats()
+        flow, stats = _Flow(), PipelineStats()
         started = time.perf_counter()
-        reader = run.worker("cyc-reader", lambda: self._read_all(run, jobs), run.decoded)
-        writer = run.worker("cyc-writer", lambda: self._write_all(run, stats))
+        reader = flow.worker("cyc-reader", lambda: self._read_all(flow, jobs), flow.decoded)
+        writer = flow.worker("cyc-writer", lambda: self._write_all(flow, stats))
         interrupted = finished = False
         try:
-            self._translate_all(run, stats)
+            self._translate_all(flow, stats)
             finished = True
         except KeyboardInterrupt:
             interrupted = True
         finally:
             # the one shutdown: stop the reader unless all was read, let the writer finish or abort, join both
             if not finished:
-                run.stop.set()
-                drain(run.decoded)
-            run.put(run.translated, _END, sentinel=True)
+                flow.stop.set()
+                drain(flow.decoded)
+            flow.put(flow.translated, _END, sentinel=True)
             for worker in (reader, writer):
                 while not worker.finished.is_set():
                     try:
-                        drain(run.decoded)  # a reader blocked on a full queue sees the stop event next time round
+                        drain(flow.decoded)  # a reader blocked on a full queue sees the stop event next time round
                         worker.finished.wait(0.1)  # (not Thread.join: a Ctrl-C inside it can mark a live thread dead)
                     except KeyboardInterrupt:  # Ctrl-C again: the writer is still saving what was done
                         interrupted = True
-                        run.stop.set()
+                        flow.stop.set()
                 worker.thread.join()
             stats.seconds = time.perf_counter() - started
         if interrupted:
             partial = [r.partial for r in stats.results if r.partial]
             kept = f"; kept the frames done so far in {', '.join(map(str, partial))}" if partial else ""
             raise Interrupted(f"interrupted after {stats.count('done')} finished file(s){kept}", stats)
-        if run.errors:
-            raise run.errors[0]
+        if flow.errors:
+            raise flow.errors[0]
         return stats
 
     # --- reading (the reader thread) -------------------------------------------------------------------------
 
-    def _read_all(self, run: _Run, jobs: list[Job]) -> None:
+    def _read_all(self, flow: _Flow, jobs: list[Job]) -> None:
         for job in jobs:
-            if run.stop.is_set():
+            if flow.stop.is_set():
                 return
             try:
-                self._read_one(run, job)
+                self._read_one(flow, job)
             except Exception as error:  # noqa: BLE001 - any failure of one input fails that input alone
-                run.put(run.decoded, _End(job, error))
+                flow.put(flow.decoded, _End(job, error))
             else:
-                run.put(run.decoded, _End(job))
+                flow.put(flow.decoded, _End(job))
 
-    def _read_one(self, run: _Run, job: Job) -> None:
+    def _read_one(self, flow: _Flow, job: Job) -> None:
         with job.open_reader(self.max_frames) as reader:
-            run.put(run.decoded, _Start(job, SourceInfo.of(reader)))
+            flow.put(flow.decoded, _Start(job, SourceInfo.of(reader)))
             for frame in reader.frames():
-                if run.stop.is_set() or run.is_cancelled(job):
+                if flow.stop.is_set() or flow.is_cancelled(job):
                     return
                 if self.transform is not None:
                     frame = self.transform(frame)
@@ -242,43 +243,43 @@ class Pipeline:
                         f"{job.source}: {width}x{height} is too small to translate (at least {MIN_SIDE}x{MIN_SIDE} "
                         "px); enlarge it with --size"
                     )
-                run.put(run.decoded, _Frame(job, frame))
+                flow.put(flow.decoded, _Frame(job, frame))
 
     # --- translating (the main thread) -----------------------------------------------------------------------
 
-    def _translate_all(self, run: _Run, stats: PipelineStats) -> None:
+    def _translate_all(self, flow: _Flow, stats: PipelineStats) -> None:
         """Batch consecutive same-size frames, run the engine, pass every event on in its order."""
         pending: list = []  # events waiting for the batch in hand to be translated
         batch: list[_Frame] = []
         while True:
-            item = run.decoded.get()
+            item = flow.decoded.get()
             if item is _END:
                 break
             if isinstance(item, _Frame):
-                if run.is_cancelled(item.job):
+                if flow.is_cancelled(item.job):
                     continue  # its writer failed: translating the frames still queued would be wasted
                 if batch and item.frame.image.shape != batch[0].frame.image.shape:
-                    self._flush(run, batch, pending, stats)
+                    self._flush(flow, batch, pending, stats)
                     batch, pending = [], []
                 batch.append(item)
             pending.append(item)
             if len(batch) == self.batch_size:
-                self._flush(run, batch, pending, stats)
+                self._flush(flow, batch, pending, stats)
                 batch, pending = [], []
             elif not batch:
-                self._forward(run, pending)
+                self._forward(flow, pending)
                 pending = []
-        if run.errors:  # a worker crashed: run() re-raises its error
+        if flow.errors:  # a worker crashed: run() re-raises its error
             return
         if batch:
-            self._flush(run, batch, pending, stats)
+            self._flush(flow, batch, pending, stats)
         else:
-            self._forward(run, pending)
+            self._forward(flow, pending)
 
-    def _flush(self, run: _Run, batch: list[_Frame], pending: list, stats: PipelineStats) -> None:
+    def _flush(self, flow: _Flow, batch: list[_Frame], pending: list, stats: PipelineStats) -> None:
         started = time.perf_counter()
         try:
-            outputs = self._translate(run, batch)
+            outputs = self._translate(flow, batch)
         except Exception as error:  # noqa: BLE001 - fails the jobs whose frames were in this batch, not the run
             for item in batch:
                 item.error = error
@@ -286,9 +287,9 @@ class Pipeline:
             for item, out in zip(batch, outputs):
                 item.output = np.concatenate([item.frame.image, out], axis=1) if self.compare else out
         stats.engine_seconds += time.perf_counter() - started
-        self._forward(run, pending)
+        self._forward(flow, pending)
 
-    def _translate(self, run: _Run, batch: list[_Frame]) -> list[np.ndarray]:
+    def _translate(self, flow: _Flow, batch: list[_Frame]) -> list[np.ndarray]:
         """The engine's outputs for a batch; with --stable, each video's frames through its own stream state
         (a batch that spans two videos is run in two parts: state never crosses a job boundary)."""
         if self.stable is None:
@@ -299,11 +300,11 @@ class Pipeline:
             if job.reader.kind != "video":
                 outputs += list(self.engine(images))  # a still image is translated as it is
                 continue
-            stream = run.streams.get(id(job))
+            stream = flow.streams.get(id(job))
             if stream is None:
                 carry = self.engine.carries_statistics and self.stable.norm_momentum > 0
                 engine_state = self.engine.new_stream_state(self.stable.norm_momentum) if carry else None
-                stream = run.streams[id(job)] = StreamState(self.stable, engine_state)
+                stream = flow.streams[id(job)] = StreamState(self.stable, engine_state)
             new_shot = [stream.starts_shot(image) for image in images]
             if stream.engine_state is not None:
                 translated = self.engine.run_carried(images, stream.engine_state, new_shot)
@@ -313,15 +314,15 @@ class Pipeline:
         return outputs
 
     @staticmethod
-    def _forward(run: _Run, items: list) -> None:
+    def _forward(flow: _Flow, items: list) -> None:
         for item in items:
             if isinstance(item, _End):
-                run.streams.pop(id(item.job), None)  # the job's frames are all translated: its state goes
-            run.put(run.translated, item)
+                flow.streams.pop(id(item.job), None)  # the job's frames are all translated: its state goes
+            flow.put(flow.translated, item)
 
     # --- writing (the writer thread) -------------------------------------------------------------------------
 
-    def _write_all(self, run: _Run, stats: PipelineStats) -> None:
+    def _write_all(self, flow: _Flow, stats: PipelineStats) -> None:
         writer: Writer | None = None  # the open writer of the job in hand; None once that job failed
         result: JobResult | None = None
 
@@ -331,11 +332,11 @@ class Pipeline:
             if writer is not None:
                 result.partial = safe_abort(writer, result)
                 writer = None
-            run.cancel(result.job)
+            flow.cancel(result.job)
 
         try:
             while True:
-                item = run.translated.get()
+                item = flow.translated.get()
                 if item is _END:
                     break
                 if isinstance(item, _Start):

@@ -35,6 +35,7 @@ from typing import Any
 
 from cyclegan_cli.artifacts import build_sidecar, library_versions, run_folder, weights_record, weights_sha256
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
+from cyclegan_cli.openvino_graph import openvino_model
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
 CROP = 256  # calibration and held-out frames are crops of at most CROP x CROP at the frame's own scale
@@ -293,25 +294,6 @@ def need_frames(calibration: Calibration) -> None:
 # --- OpenVINO and NNCF ------------------------------------------------------------------------------------------
 
 
-def to_openvino(generator):
-    """The generator as an OpenVINO model with dynamic N, H, W; input 'input', output 'output' (as the ONNX)."""
-    import warnings
-
-    import openvino as ov
-    import torch
-
-    # OpenVINO traces with torch.jit, which warns of its own deprecation and of constant shape checks.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        model = ov.convert_model(
-            generator.eval(), example_input=torch.zeros(1, 3, 64, 64), input=[ov.PartialShape([-1, 3, -1, -1])]
-        )
-    model.inputs[0].get_tensor().set_names({"input"})
-    model.outputs[0].get_tensor().set_names({"output"})
-    return model
-
-
 def _as_input(crop_):
     import numpy as np
 
@@ -372,7 +354,7 @@ def quantize_generator(generator, calibration: Calibration, min_psnr: float, say
         raise EngineUnavailable(f"int8: {reason}")
     need_frames(calibration)
     calibrate, held = calibration.split()
-    fp32 = to_openvino(generator)
+    fp32 = openvino_model(generator)
     int8 = quantize_model(fp32, calibrate)
     fidelity = measure(fp32, int8, held, min_psnr)
     if say is not None:

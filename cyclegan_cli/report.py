@@ -15,6 +15,7 @@ from rich.progress import Progress as RichProgressBar
 from rich.table import Table
 
 from cyclegan_cli.jobs import Job, JobResult, Progress
+from cyclegan_cli.pace import Pace
 
 
 def stderr_console() -> Console:
@@ -24,27 +25,6 @@ def stderr_console() -> Console:
 def progress_for(console: Console) -> Progress:
     """A live bar on a terminal, plain lines elsewhere. Use it as a context manager."""
     return RichProgress(console) if console.is_terminal else PlainProgress(console)
-
-
-class Pace:
-    """When a plain progress line is due: ``every_s`` seconds or ``every_fraction`` of ``total`` after the last
-    one, whichever comes first (only the seconds when the total is unknown)."""
-
-    def __init__(self, every_s: float, every_fraction: float):
-        self.every_s, self.every_fraction = every_s, every_fraction
-        self.total: float | None = None
-        self.restart(0)
-
-    def restart(self, done: float) -> None:
-        self.last_time, self.last_done = time.monotonic(), done
-
-    def due(self, done: float) -> bool:
-        now = time.monotonic()
-        step = max(1, round(self.total * self.every_fraction)) if self.total else None
-        if now - self.last_time < self.every_s and (step is None or done - self.last_done < step):
-            return False
-        self.last_time, self.last_done = now, done
-        return True
 
 
 class PlainProgress(Progress):

@@ -54,9 +54,9 @@ class OpenVinoEngine(Engine):
                 "'cyc run --precision int8' quantize it"
             )
         else:
-            from cyclegan_cli.quantize import to_openvino
+            from cyclegan_cli.openvino_graph import openvino_model
 
-            ov_model = to_openvino(model.generator)
+            ov_model = openvino_model(model.generator)
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         self._compiled = core.compile_model(ov_model, "CPU", config)
         self._request = self._compiled.create_infer_request()
