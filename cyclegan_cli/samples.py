@@ -1,0 +1,53 @@
+"""The sample grids a training run writes (``samples/step_NNNNNN.png``): what each picture is, written on it.
+
+Two blocks, A -> B above B -> A; each row is one fixed image: the real image, its translation, and the
+translation translated back (the reconstruction, which the cycle loss pulls towards the real one). Over each block
+a header says which way it goes and what each column is; the step is on top. The text is drawn with Pillow's
+ImageDraw and its built-in font, so the grid needs no font file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+COLUMNS = ("real", "translated", "reconstructed")
+GAP = 2  # white pixels around each picture
+LINE = 14  # pixels a line of text takes
+BACKGROUND, INK = (255, 255, 255), (0, 0, 0)
+
+
+def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -> np.ndarray:
+    """``blocks``: (title, rows), each row the three pictures of :data:`COLUMNS` (H x W x 3 uint8, one size);
+    returns the grid, uint8 H x W x 3, with the step on top and a header over each block."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    height, width = blocks[0][1][0][0].shape[:2]
+    cell_w, cell_h = width + 2 * GAP, height + 2 * GAP
+    total_h = LINE + sum(2 * LINE + len(rows) * cell_h for _, rows in blocks)
+    canvas = Image.new("RGB", (len(COLUMNS) * cell_w, total_h), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((GAP, 1), f"step {step:,}", fill=INK)
+    top = LINE
+    for title, rows in blocks:
+        draw.text((GAP, top + 1), title, fill=INK)
+        _column_labels(draw, top + LINE, cell_w)
+        top += 2 * LINE
+        for row in rows:
+            for column, picture in enumerate(row):
+                canvas.paste(Image.fromarray(picture), (column * cell_w + GAP, top + GAP))
+            top += cell_h
+    return np.asarray(canvas)
+
+
+def _column_labels(draw, top: int, cell_w: int) -> None:
+    """Each column's name centred over it; on pictures too narrow for the names, one line over the block."""
+    widths = [draw.textlength(label) for label in COLUMNS]
+    if max(widths) > cell_w - 2 * GAP:
+        draw.text((GAP, top + 1), " | ".join(COLUMNS), fill=INK)
+        return
+    for column, (label, width) in enumerate(zip(COLUMNS, widths)):
+        draw.text((column * cell_w + (cell_w - width) / 2, top + 1), label, fill=INK)

@@ -1,0 +1,45 @@
+"""The labelled sample grids of a training run (cyclegan_cli/samples.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cyclegan_cli.samples import GAP, LINE, labelled_grid
+
+
+def _pictures(rng, rows: int, side: int) -> list[list[np.ndarray]]:
+    return [[rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(3)] for _ in range(rows)]
+
+
+def _has_text(strip: np.ndarray) -> bool:
+    return bool((strip < 128).any())  # dark ink on the white background
+
+
+def test_each_picture_sits_in_its_cell_under_the_headers():
+    rng = np.random.default_rng(0)
+    a_to_b, b_to_a = _pictures(rng, 2, 96), _pictures(rng, 2, 96)
+    grid = labelled_grid([("A -> B (horse -> zebra)", a_to_b), ("B -> A (zebra -> horse)", b_to_a)], step=1200)
+    cell = 96 + 2 * GAP
+    assert grid.shape == (LINE + 2 * (2 * LINE + 2 * cell), 3 * cell, 3) and grid.dtype == np.uint8
+    top = LINE
+    for _, rows in (("A -> B", a_to_b), ("B -> A", b_to_a)):
+        assert _has_text(grid[top : top + LINE]) and _has_text(grid[top + LINE : top + 2 * LINE])  # title, columns
+        top += 2 * LINE
+        for row in rows:
+            for column, picture in enumerate(row):
+                x, y = column * cell + GAP, top + GAP
+                assert np.array_equal(grid[y : y + 96, x : x + 96], picture)
+            top += cell
+    assert _has_text(grid[:LINE])  # the step
+
+
+def test_the_labels_say_different_things():
+    """Drawn text, not a fixed pattern: another step and other titles draw other pixels."""
+    rng = np.random.default_rng(1)
+    pictures = _pictures(rng, 1, 64)
+    first = labelled_grid([("A -> B", pictures), ("B -> A", pictures)], step=5)
+    other_step = labelled_grid([("A -> B", pictures), ("B -> A", pictures)], step=900)
+    swapped = labelled_grid([("B -> A", pictures), ("A -> B", pictures)], step=5)
+    assert not np.array_equal(first[:LINE], other_step[:LINE])
+    assert np.array_equal(first[LINE:], other_step[LINE:])
+    assert not np.array_equal(first[LINE : 2 * LINE], swapped[LINE : 2 * LINE])
