@@ -21,20 +21,24 @@ BACKGROUND, INK = (255, 255, 255), (0, 0, 0)
 
 def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -> np.ndarray:
     """``blocks``: (title, rows), each row the three pictures of :data:`COLUMNS` (H x W x 3 uint8, one size);
-    returns the grid, uint8 H x W x 3, with the step on top and a header over each block."""
+    returns the grid, uint8 H x W x 3, with the step on top and a header over each block; white space on the right
+    where the text is wider than the pictures."""
     import numpy as np
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default()
     height, width = blocks[0][1][0][0].shape[:2]
     cell_w, cell_h = width + 2 * GAP, height + 2 * GAP
+    texts = [f"step {step:,}", " | ".join(COLUMNS), *(title for title, _ in blocks)]
+    total_w = max(len(COLUMNS) * cell_w, *(round(font.getlength(text)) + 2 * GAP for text in texts))
     total_h = LINE + sum(2 * LINE + len(rows) * cell_h for _, rows in blocks)
-    canvas = Image.new("RGB", (len(COLUMNS) * cell_w, total_h), BACKGROUND)
+    canvas = Image.new("RGB", (total_w, total_h), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    draw.text((GAP, 1), f"step {step:,}", fill=INK)
+    draw.text((GAP, 1), texts[0], fill=INK, font=font)
     top = LINE
     for title, rows in blocks:
-        draw.text((GAP, top + 1), title, fill=INK)
-        _column_labels(draw, top + LINE, cell_w)
+        draw.text((GAP, top + 1), title, fill=INK, font=font)
+        _column_labels(draw, font, top + LINE, cell_w)
         top += 2 * LINE
         for row in rows:
             for column, picture in enumerate(row):
@@ -43,11 +47,12 @@ def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -
     return np.asarray(canvas)
 
 
-def _column_labels(draw, top: int, cell_w: int) -> None:
-    """Each column's name centred over it; on pictures too narrow for the names, one line over the block."""
-    widths = [draw.textlength(label) for label in COLUMNS]
+def _column_labels(draw, font, top: int, cell_w: int) -> None:
+    """Each column's name centred over it; on pictures too narrow for the names, one line over the block (the
+    grid is widened to hold it)."""
+    widths = [font.getlength(label) for label in COLUMNS]
     if max(widths) > cell_w - 2 * GAP:
-        draw.text((GAP, top + 1), " | ".join(COLUMNS), fill=INK)
+        draw.text((GAP, top + 1), " | ".join(COLUMNS), fill=INK, font=font)
         return
     for column, (label, width) in enumerate(zip(COLUMNS, widths)):
-        draw.text((column * cell_w + (cell_w - width) / 2, top + 1), label, fill=INK)
+        draw.text((column * cell_w + (cell_w - width) / 2, top + 1), label, fill=INK, font=font)

@@ -337,21 +337,31 @@ def end_epoch(s: TrainState) -> None:
 
 
 @torch.no_grad()
-def save_samples(s: TrainState, fixed_A: torch.Tensor, fixed_B: torch.Tensor, path: Path) -> None:
-    """One PNG: rows of real A | fake B | rec A, then rows of real B | fake A | rec B."""
+def save_samples(
+    s: TrainState, fixed_A: torch.Tensor, fixed_B: torch.Tensor, path: Path, names: tuple[str, str] = ("A", "B")
+) -> None:
+    """One PNG (:func:`samples.labelled_grid`): rows of real A | fake B | rec A, then rows of real B | fake A |
+    rec B, labelled with the domains' ``names``, the columns and the step."""
     from PIL import Image
+
+    from cyclegan_cli.samples import labelled_grid
 
     with s.autocast():
         A, B = s.to_device(fixed_A), s.to_device(fixed_B)
         fake_B = s.G_AB(A)
         fake_A = s.G_BA(B)
         rec_A, rec_B = s.G_BA(fake_B), s.G_AB(fake_A)
-    rows = [torch.cat([x.float() for x in triple], dim=-1) for triple in zip(A, fake_B, rec_A)]
-    rows += [torch.cat([x.float() for x in triple], dim=-1) for triple in zip(B, fake_A, rec_B)]
-    grid = torch.cat([F.pad(row, (2, 2, 2, 2), value=1.0) for row in rows], dim=-2)
-    pixels = to_uint8_frames(grid[None], tuple(grid.shape[-2:]))[0]
+
+    def rows(*columns: torch.Tensor) -> list[list]:
+        pictures = [to_uint8_frames(c.float(), tuple(c.shape[-2:])) for c in columns]
+        return [list(row) for row in zip(*pictures)]
+
+    a, b = names
+    grid = labelled_grid(
+        [(f"A -> B ({a} -> {b})", rows(A, fake_B, rec_A)), (f"B -> A ({b} -> {a})", rows(B, fake_A, rec_B))], s.step
+    )
     with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp)
+        Image.fromarray(grid).save(tmp)
 
 
 def _fixed_images(files: list[Path], load_size: int, crop_size: int, count: int = 3) -> torch.Tensor:
@@ -575,7 +585,8 @@ class Run:
         s = self.state
         if not self.main:
             return
-        save_samples(s, self.fixed_A, self.fixed_B, self.dir / "samples" / f"step_{s.step:06d}.png")
+        path = self.dir / "samples" / f"step_{s.step:06d}.png"
+        save_samples(s, self.fixed_A, self.fixed_B, path, (self.domains.name_a, self.domains.name_b))
 
 
 @dataclass

@@ -43,3 +43,11 @@ def test_the_labels_say_different_things():
     assert not np.array_equal(first[:LINE], other_step[:LINE])
     assert np.array_equal(first[LINE:], other_step[LINE:])
     assert not np.array_equal(first[LINE : 2 * LINE], swapped[LINE : 2 * LINE])
+
+
+def test_narrow_pictures_widen_the_grid_to_hold_the_text():
+    rng = np.random.default_rng(2)
+    pictures = _pictures(rng, 1, 32)
+    grid = labelled_grid([("A -> B (horse -> zebra)", pictures), ("B -> A (zebra -> horse)", pictures)], step=7)
+    assert grid.shape[1] > 3 * (32 + 2 * GAP)  # " | ".join of the column names is wider than three 32-px pictures
+    assert _has_text(grid[LINE:, 3 * (32 + 2 * GAP) :])  # the headers run on past the pictures, whole
