@@ -9,13 +9,14 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
                               │  train_step: the canonical G step, then D step
                               └─ distributed: torchrun ranks, gradient all-reduce hooks, agreed stops
 
-    cyc export  cmd_export ─> export: weights ─> onnx_graph (ONNX, fp16 with fp32 InstanceNorm, parity check)
-                                                   └─> tensorrt_build (engine + sidecar, on an NVIDIA GPU)
+    cyc export  cmd_export ─> export: sources ─> weights ─> onnx_graph (ONNX, fp16 with fp32 InstanceNorm, parity
+                                                     │        check) └─> tensorrt_build (engine, on an NVIDIA GPU)
+                                                     └─> quantize (int8: openvino_graph + NNCF, measured against fp32)
 
-    cyc run     cmd_run ─> run: jobs.plan_jobs (inputs -> Job per file, via the registry's readers/writers;
+    cyc run     cmd_run ─> translate: jobs.plan_jobs (inputs -> Job per file, via the registry's readers/writers;
                              │    segments: videos cut into pieces; sharding: this process's share)
-                             │  engine_choice (which model, which engine and why) ─> cyc_engines.*
-                             │    pretrained (+ download, cache): official models by name
+                             │  sources (which weights: a path, the latest run, or pretrained + download, cache)
+                             │  engine_choice (which engine and why; break_even: the measured figures) ─> cyc_engines.*
                              └─> pipeline: reader thread ─> batcher + engine (+ temporal: --stable) ─> writer
                                   thread ─> report; cyc_plugins.images / .video (+ .audio) decode and encode
     cyc join    cmd_join ─> segments.join: a video's pieces remuxed in order (the video writer's join)
@@ -24,7 +25,8 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
 Shared underneath: ``plugin_api`` (the Reader / Writer / Engine interfaces), ``registry`` (entry points),
 ``errors`` (domain errors and exit codes, turned into one line in ``cli``), ``artifacts`` (what an exported
 file is: names, the export folder, sidecars, the weights digest, precision; export writes, engines read),
-``atomic`` (temp file, then rename), ``framing`` (pad, normalise, crop, round), ``devices`` (device, precision, CPU units), ``options``.
+``atomic`` (temp file, then rename), ``framing`` (pad, normalise, crop, round), ``devices`` (device, precision, CPU
+units), ``pace`` (when a plain progress line is due), ``options``.
 The facts the code relies on (the official weight layout, TensorRT's typing rules, CPU figures) are in
 ``docs/internals.md``.
 """

@@ -237,7 +237,7 @@ def run(
     from cyclegan_cli.pipeline import Interrupted
     from cyclegan_cli.plugin_api import WriteOptions
     from cyclegan_cli.report import print_failures, print_summary, progress_for, stderr_console
-    from cyclegan_cli.run import RunOptions, failed, translate
+    from cyclegan_cli.translate import RunOptions, failed, translate
 
     options = RunOptions(
         inputs=list(inputs),
