@@ -35,7 +35,8 @@ def worker(args) -> None:
     import torch
 
     from cyclegan_cli import distributed
-    from cyclegan_cli.train import TrainConfig, build_state, train_step
+    from cyclegan_cli.train_config import TrainConfig
+    from cyclegan_cli.train_state import build_state, train_step
 
     ranks = distributed.start(None)
     rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)

@@ -6,7 +6,7 @@ several on CPUs; NCCL carries the gradients of GPU tensors, gloo everything on t
 on its own share of the data, and the gradients are averaged over the ranks after each backward pass, so every
 optimizer step is the same on every rank and the weights stay identical (checked at every checkpoint).
 
-Why a gradient all-reduce and not ``DistributedDataParallel``: :func:`cyclegan_cli.train.train_step` is the
+Why a gradient all-reduce and not ``DistributedDataParallel``: :func:`cyclegan_cli.train_state.train_step` is the
 model, and it stays as it is. It switches the discriminators' gradients off for the generators' step, runs each
 generator three times and each discriminator once before one backward pass, and then the discriminators alone.
 DDP refuses that as it stands (a module used several times before one backward, parameters that get no gradient
