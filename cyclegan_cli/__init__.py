@@ -7,7 +7,7 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
                  │            │  data: scan A/B, decode, resize/crop/flip     │
                  │            │  train_state: the state; train_step, the      └─> weights: G_AB/G_BA.safetensors
                  │            │    canonical G step, then D step (models: ResnetGenerator, PatchGAN)
-                 │            └─ distributed: torchrun ranks, gradient all-reduce hooks, agreed stops
+                 │            └─ distributed: torchrun ranks (one process: Ranks()), gradient all-reduce, agreed stops
                  └─> train_config (no torch): the settings and the options' defaults, their checks, what a resumed
                        run keeps (train and checkpoints read it too)
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from cyclegan_cli import distributed
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, UsageError, WeightsError, first_line
 from cyclegan_cli.train_config import saved_config
@@ -140,7 +141,7 @@ class Checkpointer:
     """Saves the run's state and remembers the newest checkpoint on disk (for the messages that name it).
 
     ``saved_step``: the step of the checkpoint already on disk (the one resumed from), None for a new run.
-    ``ranks``: this process's place when several ranks train (:mod:`cyclegan_cli.distributed`): then every rank
+    ``ranks``: this process's place (:mod:`cyclegan_cli.distributed`); when several ranks train, every rank
     calls :meth:`save` at the same step, rank 0 gathers the others' parts and writes while they wait; ``warn``
     (rank 0) hears of unreadable images that only another rank met.
     """
@@ -154,7 +155,7 @@ class Checkpointer:
         path: Path | None,
         saved_step: int | None,
         elapsed_s: float,
-        ranks=None,
+        ranks: distributed.Ranks,
         warn: Callable[[str], None] | None = None,
     ):
         self.run_dir, self.extra_config, self.skipped, self.keep = run_dir, extra_config, skipped, keep
@@ -183,7 +184,7 @@ class Checkpointer:
             raise RuntimeError(f"the training state is half changed ({self.busy_with}): it cannot be saved")
         s.elapsed_s = self.elapsed_before + time.perf_counter() - self.started
         if self.step != s.step:
-            if self.ranks is None:
+            if self.ranks.alone:
                 self.path = save_checkpoint(s, self.run_dir, self.extra_config, list(self.skipped), self.keep)
             else:
                 self.path = self._save_together(s)
@@ -192,8 +193,6 @@ class Checkpointer:
 
     def _save_together(self, s: TrainState) -> Path:
         """Every rank: its part to rank 0; rank 0: check the weights agree, write; the others wait for it."""
-        from cyclegan_cli import distributed
-
         ranks = self.ranks
         if not _params_finite(s):  # the same weights on every rank: the same answer everywhere
             raise distributed.reported(ranks, _not_finite(s, self.run_dir))

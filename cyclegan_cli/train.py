@@ -7,8 +7,9 @@ shows and records progress (the bar, ``metrics.csv``, TensorBoard); :class:`Ctrl
 are in :mod:`cyclegan_cli.train_config`; the state and the canonical step that the loop repeats, in
 :mod:`cyclegan_cli.train_state`; checkpoints (what one holds, writing them, finding the one to resume, a damaged
 ``last.pt``) in :mod:`cyclegan_cli.checkpoints`; training as several processes under ``torchrun`` (the gradient
-all-reduce, the agreement of the ranks, their failures) in :mod:`cyclegan_cli.distributed`, which the loop calls
-where one process and several differ (``ranks`` is None for one process, which runs exactly as it always did).
+all-reduce, the agreement of the ranks, their failures) in :mod:`cyclegan_cli.distributed`, whose functions the
+loop calls the same way for one process (a :class:`~cyclegan_cli.distributed.Ranks` of one, which runs exactly as
+one process always did).
 
 Exact resume: a checkpoint holds everything the step changes and where the loop is (epoch, batch within the
 epoch, global step). The data order and every sample's crop and flip derive from ``(seed, epoch, index)`` (see
@@ -288,13 +289,13 @@ class Run:
     skipped: dict[str, str]  # unreadable images: path -> reason (grows when an image goes bad mid-run)
     fixed_A: torch.Tensor  # the images of every sample grid
     fixed_B: torch.Tensor
-    ranks: distributed.Ranks | None = None  # this process's place among several (torchrun); None: one process
+    ranks: distributed.Ranks  # this process's place among several (torchrun), or one process's
     notes: list[str] = field(default_factory=list)  # what rank 0 says before the first step (ranks, resume)
 
     @property
     def main(self) -> bool:
         """Whether this process shows and writes: one process, or rank 0."""
-        return self.ranks is None or self.ranks.main
+        return self.ranks.main
 
     def done(self) -> bool:
         s, c = self.state, self.config
@@ -352,18 +353,15 @@ def open_run(
     return config, resume
 
 
-def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks | None = None) -> Run:
+def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks) -> Run:
     """Everything before the first step: the data (every image decoded once, before any work), the device and
     precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and its
     ``config.json``, and the fixed images of the sample grids. Under torchrun (``ranks``): this rank's device,
     pools and share of the data; only rank 0 writes."""
     from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
 
-    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
-    local_world = 1 if ranks is None else ranks.local_world
-
     # data: find both domains and decode every image once
-    threads = max(1, min(8, (os.cpu_count() or 1) // local_world))
+    threads = max(1, min(8, (os.cpu_count() or 1) // ranks.local_world))
     domains = data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
     skipped = {str(path): reason for path, reason in domains.skipped}
     for reason in list(skipped.values())[:20]:
@@ -371,7 +369,7 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
     if len(skipped) > 20:
         console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
     dataset = data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
-    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size, world)
+    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size, ranks.world)
     total_steps = c.total_epochs * steps_per_epoch
     if c.max_steps is not None:
         total_steps = min(c.max_steps, total_steps)
@@ -383,14 +381,14 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    workers = data.default_workers(device, local_world) if c.workers is None else c.workers
-    s = build_state(c, device, precision, rank)
+    workers = data.default_workers(device, ranks.local_world) if c.workers is None else c.workers
+    s = build_state(c, device, precision, ranks.rank)
     notes = []
-    if ranks is not None:
+    if not ranks.alone:
         notes.append(distributed.describe(ranks, device, c.batch_size, c.lr, steps_per_epoch))
     if resume is not None:
-        restore_state(s, resume.payload, resume.path, rank)
-        notes += _resume_notes(s, resume, len(dataset), world, steps_per_epoch)
+        restore_state(s, resume.payload, resume.path, ranks.rank)
+        notes += _resume_notes(s, resume, len(dataset), ranks.world, steps_per_epoch)
 
     # the run folder and config.json (data folders absolute, so a resumed run finds its data from anywhere)
     run_dir = Path(c.out) / c.name
@@ -405,12 +403,12 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
     for key in ("dataroot", "a", "b"):
         if getattr(c, key) is not None:
             setattr(c, key, str(Path(getattr(c, key)).resolve()))
-    if rank == 0:
+    if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "samples").mkdir(exist_ok=True)
         resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
-        if ranks is not None:
-            resolved["world_size"] = world
+        if not ranks.alone:
+            resolved["world_size"] = ranks.world
         config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
         atomic_write_bytes(run_dir / "config.json", config_json.encode())
 
@@ -479,7 +477,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
 
     console = console or Console(stderr=True, soft_wrap=True)
     ranks = distributed.start(config.dist_timeout)
-    if ranks is not None and not ranks.main:
+    if not ranks.main:
         console = Console(quiet=True)  # rank 0 speaks for all
     lost = False
     try:
@@ -491,11 +489,9 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
         distributed.finish(ranks, lost)
 
 
-def _open(config: TrainConfig, explicit, console, ranks) -> tuple[TrainConfig, Resume | None]:
+def _open(config: TrainConfig, explicit, console, ranks: distributed.Ranks) -> tuple[TrainConfig, Resume | None]:
     """:func:`open_run`; under torchrun rank 0 alone chooses the checkpoint (it may rename damaged files and
     create the run folder), then the others read the one it chose."""
-    if ranks is None:
-        return open_run(config, explicit, console)
     opened = distributed.agree(ranks, lambda: open_run(config, explicit, console) if ranks.main else None)
     chosen = distributed.share(ranks, str(opened[1].path) if ranks.main and opened[1] is not None else None)
     if ranks.main:
@@ -504,10 +500,17 @@ def _open(config: TrainConfig, explicit, console, ranks) -> tuple[TrainConfig, R
     return distributed.agree(ranks, lambda: open_run(config, explicit, console, chosen, follow=True))
 
 
-def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distributed.Ranks | None) -> TrainResult:
+class StopAgreed(KeyboardInterrupt):
+    """The stop that a first Ctrl-C asks for, raised once every rank knows of it (after the same step, or the same
+    epoch's end): the ranks save together. Any other KeyboardInterrupt is a second Ctrl-C (or the ``on_step``
+    hook's), which one process saves after too but a rank of several cannot."""
+
+
+def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distributed.Ranks) -> TrainResult:
+    """The loop, from the run's setup to its generators; the same on every rank."""
     # -- setup: the run folder and the checkpoint to continue from; with no step left, stop here, touching nothing
     config, resume = _open(config, explicit, console, ranks)
-    if resume is not None and (note := nothing_to_train(config, resume.step, resume.epoch)):  # the same on every rank
+    if resume is not None and (note := nothing_to_train(config, resume.step, resume.epoch)):  # alike on every rank
         return _nothing_trained(config, resume, note, ranks)
     run = distributed.agree(ranks, functools.partial(setup, config, resume, console, ranks))
     s, c = run.state, run.config
@@ -526,88 +529,105 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
     )
     start_step, started = s.step, time.perf_counter()
     pin = s.device.type == "cuda"  # page-locked batches: asynchronous copies to the GPU
-    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
-    agreed = False  # a stop every rank agreed on: they save together (one process: any Ctrl-C that saves)
 
+    with _when_interrupted(checkpointer, s, ranks, console), CtrlC(console) as ctrl_c, log:
+        while not run.done():
+            loader = data.epoch_loader(
+                run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin, ranks.rank, ranks.world
+            )
+            for batch in loader:
+                # -- one step (interrupted inside it, the state is half changed: nothing is saved)
+                t0 = time.perf_counter()
+                with checkpointer.unsaveable(f"step {s.step + 1}"):
+                    losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
+                    s.step += 1
+                    s.batch_in_epoch += 1
+                # every rank's losses (their mean is logged) and whether any rank was asked to stop
+                losses, stop = distributed.step_agreement(ranks, losses, ctrl_c.requested)
+                _stop_if_diverged(losses.tolist(), s, checkpointer, ranks)  # .tolist() waits: the time is whole
+                seconds = time.perf_counter() - t0
+                _note_unreadable(batch["bad"], run.skipped, log)
+
+                # -- progress, metrics.csv, TensorBoard; the hook; a first Ctrl-C stops here
+                log.step(s, losses, seconds)
+                if c.on_step is not None:
+                    c.on_step(s)
+                if stop:
+                    raise StopAgreed
+
+                # -- samples and checkpoints (at an epoch's end they are written below, once)
+                if s.batch_in_epoch < run.steps_per_epoch:
+                    if s.step % c.sample_every == 0:
+                        run.save_samples()
+                    if s.step % c.save_every == 0:
+                        checkpointer.save(s)
+                if run.done():
+                    break
+
+            # -- the end of an epoch: decay the learning rates (whole: a second Ctrl-C waits for it),
+            #    then samples and a checkpoint
+            if s.batch_in_epoch >= run.steps_per_epoch:
+                with ctrl_c.deferred(), checkpointer.unsaveable(f"the end of epoch {s.epoch + 1}"):
+                    end_epoch(s)
+                run.save_samples()
+                checkpointer.save(s)
+                if distributed.any_rank(ranks, ctrl_c.requested):
+                    raise StopAgreed
+        checkpointer.save(s)
+
+    # -- the end: the generators for sharing
+    return _end_of_run(run, start_step, started)
+
+
+def _stop_if_diverged(losses: list[float], s: TrainState, checkpointer: Checkpointer, ranks: distributed.Ranks) -> None:
+    """A loss that is NaN or infinite ends the run (every rank sees the same mean losses, so all stop); the last
+    checkpoint stays as it was."""
+    if all(math.isfinite(v) for v in losses):
+        return
+    bad = ", ".join(f"{k}={v}" for k, v in zip(LOSS_NAMES, losses) if not math.isfinite(v))
+    raise distributed.reported(
+        ranks,
+        TrainingDiverged(
+            f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
+            f"{checkpointer.kept_text()}; try a lower --lr (now {s.config.lr:g}) or --precision fp32"
+        ),
+    )
+
+
+def _note_unreadable(bad: list[str], skipped: dict[str, str], log: TrainLog | QuietLog) -> None:
+    """Images of the batch that became unreadable since the scan (``bad``: the loader's "path<TAB>reason" lines):
+    each joins the skipped ones, with a warning the first time."""
+    for line in bad:
+        path, _, reason = line.partition("\t")
+        if path not in skipped:
+            skipped[path] = reason
+            log.warn(f"{reason} (skipped)")
+
+
+@contextlib.contextmanager
+def _when_interrupted(checkpointer: Checkpointer, s: TrainState, ranks: distributed.Ranks, console) -> Iterator[None]:
+    """What an interrupted run leaves, said in one line. A Ctrl-C saves a checkpoint when the state is whole and
+    this process may save alone: one process, or every rank stopping together (:class:`StopAgreed`); otherwise
+    the last checkpoint is kept. Lost ranks: the error says after which step, and what is kept."""
     try:
-        with CtrlC(console) as ctrl_c, log:
-            while not run.done():
-                loader = data.epoch_loader(
-                    run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin, rank, world
-                )
-                for batch in loader:
-                    # -- one step (interrupted inside it, the state is half changed: nothing is saved)
-                    t0 = time.perf_counter()
-                    with checkpointer.unsaveable(f"step {s.step + 1}"):
-                        losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
-                        s.step += 1
-                        s.batch_in_epoch += 1
-                    if ranks is not None:  # every rank's losses (their mean is logged) and whether one must stop
-                        losses, stop = distributed.step_agreement(ranks, losses, ctrl_c.requested)
-                    values = losses.tolist()
-                    seconds = time.perf_counter() - t0
-
-                    # -- a loss that is NaN or infinite ends the run; the last checkpoint stays as it was
-                    if not all(math.isfinite(v) for v in values):
-                        bad = ", ".join(f"{k}={v}" for k, v in zip(LOSS_NAMES, values) if not math.isfinite(v))
-                        raise distributed.reported(
-                            ranks,
-                            TrainingDiverged(
-                                f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
-                                f"{checkpointer.kept_text()}; try a lower --lr (now {c.lr:g}) or --precision fp32"
-                            ),
-                        )
-
-                    # -- images that became unreadable since the scan
-                    for line in batch["bad"]:
-                        path, _, reason = line.partition("\t")
-                        if path not in run.skipped:
-                            run.skipped[path] = reason
-                            log.warn(f"{reason} (skipped)")
-
-                    # -- progress, metrics.csv, TensorBoard; the hook; a first Ctrl-C stops here
-                    log.step(s, losses, seconds)
-                    if c.on_step is not None:
-                        c.on_step(s)
-                    if stop if ranks is not None else ctrl_c.requested:
-                        agreed = True
-                        raise KeyboardInterrupt
-
-                    # -- samples and checkpoints (at an epoch's end they are written below, once)
-                    if s.batch_in_epoch < run.steps_per_epoch:
-                        if s.step % c.sample_every == 0:
-                            run.save_samples()
-                        if s.step % c.save_every == 0:
-                            checkpointer.save(s)
-                    if run.done():
-                        break
-
-                # -- the end of an epoch: decay the learning rates (whole: a second Ctrl-C waits for it),
-                #    then samples and a checkpoint
-                if s.batch_in_epoch >= run.steps_per_epoch:
-                    with ctrl_c.deferred(), checkpointer.unsaveable(f"the end of epoch {s.epoch + 1}"):
-                        end_epoch(s)
-                    run.save_samples()
-                    checkpointer.save(s)
-                    if distributed.any_rank(ranks, ctrl_c.requested) if ranks is not None else ctrl_c.requested:
-                        agreed = True
-                        raise KeyboardInterrupt
-            checkpointer.save(s)
-    except KeyboardInterrupt:
-        if checkpointer.saveable and (ranks is None or agreed):
+        yield
+    except KeyboardInterrupt as interrupt:
+        kept = checkpointer.kept_text()
+        if checkpointer.saveable and (ranks.alone or isinstance(interrupt, StopAgreed)):
             path = checkpointer.save(s)
             console.print(escape(f"Interrupted at step {s.step}: saved {path}; continue with --resume."))
         elif checkpointer.saveable:  # a second Ctrl-C on this rank: the others cannot save with it
-            kept = checkpointer.kept_text()
             console.print(escape(f"Interrupted at once at step {s.step}: not saved; {kept}."))
         else:
-            kept = checkpointer.kept_text()
             console.print(escape(f"Interrupted in the middle of {checkpointer.busy_with}: not saved; {kept}."))
         raise
     except distributed.RanksLost as lost:
         raise distributed.RanksLost(f"{lost}; stopped after step {s.step}, {checkpointer.kept_text()}") from None
 
-    # -- the end: the generators for sharing (rank 0)
+
+def _end_of_run(run: Run, start_step: int, started: float) -> TrainResult:
+    """The generators for sharing (rank 0 writes them), and what the run did."""
+    s, c = run.state, run.config
     weights = []
     for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
         if run.main:
@@ -624,12 +644,12 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
         checkpoint=run.dir / "checkpoints" / "last.pt",
         weights=weights,
         config=c,
-        rank=rank,
-        world_size=world,
+        rank=run.ranks.rank,
+        world_size=run.ranks.world,
     )
 
 
-def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distributed.Ranks | None) -> TrainResult:
+def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distributed.Ranks) -> TrainResult:
     """The result of a resumed run with no step left: the run folder is as it was."""
     run_dir = Path(c.out) / c.name
     weights = [run_dir / f"{name}.safetensors" for name in ("G_AB", "G_BA")]
@@ -644,6 +664,6 @@ def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distribut
         weights=[p for p in weights if p.is_file()],
         config=c,
         note=note,
-        rank=0 if ranks is None else ranks.rank,
-        world_size=1 if ranks is None else ranks.world,
+        rank=ranks.rank,
+        world_size=ranks.world,
     )
