@@ -35,10 +35,11 @@ def worker(args) -> None:
     import torch
 
     from cyclegan_cli import distributed
-    from cyclegan_cli.train import TrainConfig, build_state, train_step
+    from cyclegan_cli.train_config import TrainConfig
+    from cyclegan_cli.train_state import build_state, train_step
 
     ranks = distributed.start(None)
-    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
+    rank, world = ranks.rank, ranks.world
     config = TrainConfig(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks, crop_size=args.size, load_size=args.size)
     state = build_state(config, "cpu", "fp32", rank)
     distributed.join_training(ranks, state)
@@ -49,13 +50,12 @@ def worker(args) -> None:
     for i in range(args.warmup + args.steps):
         started = time.perf_counter()
         losses = train_step(state, a, b)
-        if ranks is not None:
-            losses, _ = distributed.step_agreement(ranks, losses, False)
+        losses, _ = distributed.step_agreement(ranks, losses, False)
         losses.tolist()
         if i >= args.warmup:
             times.append(time.perf_counter() - started)
     allreduce_s = 0.0
-    if ranks is not None:  # the all-reduce of every gradient alone, as one step sends it (G's and D's buckets)
+    if not ranks.alone:  # the all-reduce of every gradient alone, as one step sends it (G's and D's buckets)
         import torch.distributed as dist
 
         for reducer in ranks.reducers:

@@ -4,10 +4,12 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
 ``cyc_plugins``)::
 
     cyc train   cmd_train ─> train: setup, then the loop ──────────────> checkpoints (save, resume)
-                              │  data: scan A/B, decode, resize/crop/flip     │
-                              │  models: ResnetGenerator, PatchGAN            └─> weights: G_AB/G_BA.safetensors
-                              │  train_step: the canonical G step, then D step
-                              └─ distributed: torchrun ranks, gradient all-reduce hooks, agreed stops
+                 │            │  data: scan A/B, decode, resize/crop/flip     │
+                 │            │  train_state: the state; train_step, the      └─> weights: G_AB/G_BA.safetensors
+                 │            │    canonical G step, then D step (models: ResnetGenerator, PatchGAN)
+                 │            └─ distributed: torchrun ranks (one process: Ranks()), gradient all-reduce, agreed stops
+                 └─> train_config (no torch): the settings and the options' defaults, their checks, what a resumed
+                       run keeps (train and checkpoints read it too)
 
     cyc export  cmd_export ─> export: sources ─> weights ─> onnx_graph (ONNX, fp16 with fp32 InstanceNorm, parity
                                                      │        check) └─> tensorrt_build (engine, on an NVIDIA GPU)

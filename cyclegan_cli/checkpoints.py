@@ -1,4 +1,4 @@
-"""Training checkpoints: what one holds, writing it, finding and reading the one to resume, merging its settings.
+"""Training checkpoints: what one holds, writing it, finding and reading the one to resume, restoring it.
 
 A checkpoint is a plain dict of tensors and primitives, so ``torch.load(weights_only=True)`` reads it (no pickled
 Python objects): ``format`` and ``version``; ``config``, the run's settings (:func:`saved_config`) plus what the
@@ -32,51 +32,23 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from cyclegan_cli import distributed
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, UsageError, WeightsError, first_line
+from cyclegan_cli.train_config import saved_config
 from cyclegan_cli.weights import CHECKPOINT_FORMAT
 
 if TYPE_CHECKING:
-    from cyclegan_cli.train import TrainConfig, TrainState
+    from cyclegan_cli.train_state import TrainState
 
 CHECKPOINT_VERSION = 1
 MODEL_NAMES = ("G_AB", "G_BA", "D_A", "D_B")
-
-# Settings a resumed run may change; everything else is fixed by the checkpoint (architecture, optimisation, data
-# transforms, seed), because changing it would make the run something other than a continuation.
-RESUME_MAY_CHANGE = frozenset(
-    {
-        "dataroot",
-        "a",
-        "b",
-        "name",
-        "out",
-        "workers",
-        "epochs",
-        "epochs_decay",
-        "max_steps",
-        "save_every",
-        "sample_every",
-        "log_every",
-        "keep",
-        "resume",
-        "device",
-        "precision",
-        "compile",
-        "channels_last",
-        "progress",
-        "tensorboard",
-        "on_step",
-        "dist_timeout",
-    }
-)
-NOT_SAVED = ("on_step", "resume", "progress", "dist_timeout")
 
 
 class TrainingDiverged(CycError):
@@ -85,11 +57,6 @@ class TrainingDiverged(CycError):
     Raised by the loop (a loss) and by :func:`save_checkpoint` (it never writes non-finite weights)."""
 
     exit_code = 1
-
-
-def saved_config(config: TrainConfig) -> dict:
-    """The settings that ``config.json`` and checkpoints record (not the hook and the presentation flags)."""
-    return {k: v for k, v in asdict(config).items() if k not in NOT_SAVED}
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -174,7 +141,7 @@ class Checkpointer:
     """Saves the run's state and remembers the newest checkpoint on disk (for the messages that name it).
 
     ``saved_step``: the step of the checkpoint already on disk (the one resumed from), None for a new run.
-    ``ranks``: this process's place when several ranks train (:mod:`cyclegan_cli.distributed`): then every rank
+    ``ranks``: this process's place (:mod:`cyclegan_cli.distributed`); when several ranks train, every rank
     calls :meth:`save` at the same step, rank 0 gathers the others' parts and writes while they wait; ``warn``
     (rank 0) hears of unreadable images that only another rank met.
     """
@@ -188,7 +155,7 @@ class Checkpointer:
         path: Path | None,
         saved_step: int | None,
         elapsed_s: float,
-        ranks=None,
+        ranks: distributed.Ranks,
         warn: Callable[[str], None] | None = None,
     ):
         self.run_dir, self.extra_config, self.skipped, self.keep = run_dir, extra_config, skipped, keep
@@ -217,7 +184,7 @@ class Checkpointer:
             raise RuntimeError(f"the training state is half changed ({self.busy_with}): it cannot be saved")
         s.elapsed_s = self.elapsed_before + time.perf_counter() - self.started
         if self.step != s.step:
-            if self.ranks is None:
+            if self.ranks.alone:
                 self.path = save_checkpoint(s, self.run_dir, self.extra_config, list(self.skipped), self.keep)
             else:
                 self.path = self._save_together(s)
@@ -226,8 +193,6 @@ class Checkpointer:
 
     def _save_together(self, s: TrainState) -> Path:
         """Every rank: its part to rank 0; rank 0: check the weights agree, write; the others wait for it."""
-        from cyclegan_cli import distributed
-
         ranks = self.ranks
         if not _params_finite(s):  # the same weights on every rank: the same answer everywhere
             raise distributed.reported(ranks, _not_finite(s, self.run_dir))
@@ -423,77 +388,3 @@ def restore_state(s: TrainState, ckpt: dict, source: Path | str = "the checkpoin
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         reason = first_line(exc, 200, named=True)
         raise WeightsError(f"--resume: {source}: cannot restore the training state from it ({reason})") from None
-
-
-def _fits(value, annotation: str) -> bool | None:
-    """Whether ``value`` is of the field type ``annotation`` ("int", "str | None", ...); None: a type not saved."""
-    kinds = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "bool": lambda v: isinstance(v, bool),
-        "str": lambda v: isinstance(v, str),
-        "None": lambda v: v is None,
-    }
-    names = [name.strip() for name in annotation.split("|")]
-    if not all(name in kinds for name in names):
-        return None
-    return any(kinds[name](value) for name in names)
-
-
-def check_saved_config(config: TrainConfig, saved: dict, source: Path | str) -> None:
-    """A checkpoint's settings must hold every fixed setting, and every setting it holds must have its type."""
-    problems = []
-    for f in fields(config):
-        if f.name in NOT_SAVED:
-            continue
-        if f.name not in saved:
-            if f.name not in RESUME_MAY_CHANGE:  # a setting that may change falls back to the one given
-                problems.append(f"no {f.name}")
-            continue
-        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if _fits(saved[f.name], annotation) is False:
-            problems.append(f"{f.name} is {saved[f.name]!r}, not {annotation}")
-    if problems:
-        raise WeightsError(f"--resume: {source} holds damaged settings: {'; '.join(problems)}")
-
-
-def merge_resume_config(
-    config: TrainConfig, saved: dict, explicit: set[str] | None, source: Path | str = "the checkpoint"
-) -> TrainConfig:
-    """The saved settings, with the ones the user gave again: those that may change replace the saved ones;
-    a fixed one (architecture, optimisation, transforms, seed) that differs is a usage error."""
-    check_saved_config(config, saved, source)
-    explicit = {f.name for f in fields(config)} if explicit is None else set(explicit)
-    merged = {}
-    for f in fields(config):
-        given = getattr(config, f.name)
-        if f.name not in saved or f.name in NOT_SAVED or f.name in ("name", "out"):  # where the run was found
-            merged[f.name] = given
-        elif f.name in explicit and f.name in RESUME_MAY_CHANGE:
-            merged[f.name] = given
-        elif f.name in explicit and given != saved[f.name]:
-            option = "--" + f.name.replace("_", "-")
-            raise UsageError(
-                f"--resume: {option} {given} differs from the run's {saved[f.name]}; a resumed run keeps its "
-                "architecture, optimisation and data settings (start a new run with another --name to change them)"
-            )
-        else:
-            merged[f.name] = saved[f.name]
-    merged["resume"] = True
-    return replace(config, **merged)
-
-
-def nothing_to_train(config: TrainConfig, resume: Resume) -> str | None:
-    """Why a resumed run has no step left to train (a one-line note), or None when it has."""
-    total_epochs = config.epochs + config.epochs_decay
-    if resume.epoch >= total_epochs:
-        return (
-            f"nothing to train: the run is at step {resume.step}, all {total_epochs} epochs done "
-            f"(--epochs {config.epochs} + --epochs-decay {config.epochs_decay}; raise either to continue)"
-        )
-    if config.max_steps is not None and resume.step >= config.max_steps:
-        return (
-            f"nothing to train: the run is at step {resume.step}, --max-steps {config.max_steps} "
-            "(raise --max-steps to continue)"
-        )
-    return None

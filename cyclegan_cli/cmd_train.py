@@ -1,15 +1,21 @@
-"""``cyc train``: train a CycleGAN translator on two unpaired image folders (the loop is in ``train.py``)."""
+"""``cyc train``: train a CycleGAN translator on two unpaired image folders (the loop is in ``train.py``).
+
+The options' defaults are :class:`~cyclegan_cli.train_config.TrainConfig`'s (torch-free, so ``--help`` stays fast).
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
 from cyclegan_cli.errors import UsageError
-from cyclegan_cli.options import RUNS_DIR_DEFAULT, debug_option, device_option, precision_option
+from cyclegan_cli.options import debug_option, device_option, precision_option
+from cyclegan_cli.train_config import TrainConfig
 
 _EXPLICIT_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
+_DEFAULT = {f.name: f.default for f in fields(TrainConfig)}
 
 
 def _folder(**kwargs):
@@ -22,15 +28,19 @@ def _folder(**kwargs):
 @click.option("--b", "b", type=_folder(), help="Folder of domain B images (instead of DATAROOT/trainB).")
 @click.option("--name", help="Run name: the run folder is OUT/NAME. Default: DATAROOT's folder name (or A2B).")
 @click.option(
-    "--out", type=_folder(), default=RUNS_DIR_DEFAULT, show_default=True, help="Folder that holds run folders."
+    "--out", type=_folder(), default=_DEFAULT["out"], show_default=True, help="Folder that holds run folders."
 )
 @click.option(
-    "--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial learning rate."
+    "--epochs",
+    type=click.IntRange(0),
+    default=_DEFAULT["epochs"],
+    show_default=True,
+    help="Epochs at the initial learning rate.",
 )
 @click.option(
     "--epochs-decay",
     type=click.IntRange(0),
-    default=100,
+    default=_DEFAULT["epochs_decay"],
     show_default=True,
     help="Epochs of linear decay of the learning rate to zero after those.",
 )
@@ -42,92 +52,108 @@ def _folder(**kwargs):
     "code is 0.",
 )
 @click.option(
-    "--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images of each domain per step."
+    "--batch-size",
+    type=click.IntRange(1),
+    default=_DEFAULT["batch_size"],
+    show_default=True,
+    help="Images of each domain per step.",
 )
 @click.option(
     "--load-size",
     type=click.IntRange(4),
-    default=286,
+    default=_DEFAULT["load_size"],
     show_default=True,
     help="Resize images to this square size (bicubic) first.",
 )
 @click.option(
     "--crop-size",
     type=click.IntRange(4),
-    default=256,
+    default=_DEFAULT["crop_size"],
     show_default=True,
     help="Then crop this square at random (a multiple of 4).",
 )
 @click.option("--no-flip", is_flag=True, help="Do not flip images left-right at random.")
 @click.option(
-    "--ngf", type=click.IntRange(1), default=64, show_default=True, help="Generator width: filters of its first layer."
+    "--ngf",
+    type=click.IntRange(1),
+    default=_DEFAULT["ngf"],
+    show_default=True,
+    help="Generator width: filters of its first layer.",
 )
 @click.option(
     "--n-blocks",
     type=click.IntRange(1),
-    default=9,
+    default=_DEFAULT["n_blocks"],
     show_default=True,
     help="Residual blocks in the generator (9 for 256 px, 6 for 128 px).",
 )
 @click.option(
     "--ndf",
     type=click.IntRange(1),
-    default=64,
+    default=_DEFAULT["ndf"],
     show_default=True,
     help="Discriminator width: filters of its first layer.",
 )
 @click.option(
     "--n-layers-d",
     type=click.IntRange(1),
-    default=3,
+    default=_DEFAULT["n_layers_d"],
     show_default=True,
     help="Discriminator depth (3: the 70x70 PatchGAN).",
 )
 @click.option(
-    "--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate of generators and discriminators."
+    "--lr",
+    type=float,
+    default=_DEFAULT["lr"],
+    show_default=True,
+    help="Adam learning rate of generators and discriminators.",
 )
 @click.option(
-    "--lambda-cyc", type=float, default=10.0, show_default=True, help="Weight of the cycle-consistency L1 loss."
+    "--lambda-cyc",
+    type=float,
+    default=_DEFAULT["lambda_cyc"],
+    show_default=True,
+    help="Weight of the cycle-consistency L1 loss.",
 )
 @click.option(
     "--lambda-id",
     type=float,
-    default=0.5,
+    default=_DEFAULT["lambda_id"],
     show_default=True,
     help="Weight of the identity loss, as a fraction of --lambda-cyc (0 turns it off).",
 )
 @click.option(
     "--pool-size",
     type=click.IntRange(0),
-    default=50,
+    default=_DEFAULT["pool_size"],
     show_default=True,
     help="Generated images kept to train the discriminators on (0: none).",
 )
 @click.option(
     "--save-every",
     type=click.IntRange(1),
-    default=1000,
+    default=_DEFAULT["save_every"],
     show_default=True,
     help="Write a checkpoint every N steps (and at each epoch's end).",
 )
 @click.option(
     "--sample-every",
     type=click.IntRange(1),
-    default=500,
+    default=_DEFAULT["sample_every"],
     show_default=True,
     help="Write a sample grid to samples/ every N steps (and at each epoch's end).",
 )
 @click.option(
     "--log-every",
     type=click.IntRange(1),
-    default=50,
+    default=_DEFAULT["log_every"],
     show_default=True,
     help="Append the mean losses to metrics.csv every N steps.",
 )
 @click.option(
     "--keep",
     type=click.IntRange(1),
-    default=3,
+    default=_DEFAULT["keep"],
     show_default=True,
     help="Periodic checkpoints to keep (older ones are deleted).",
 )
@@ -135,7 +161,7 @@ def _folder(**kwargs):
 @click.option(
     "--seed",
     type=int,
-    default=0,
+    default=_DEFAULT["seed"],
     show_default=True,
     help="Seed of the initial weights, the data order, crops and flips.",
 )
@@ -144,7 +170,7 @@ def _folder(**kwargs):
 )
 @device_option
 @precision_option(
-    default="fp32",
+    default=_DEFAULT["precision"],
     help_text="Arithmetic: fp32 (the canonical numbers), bf16 or fp16 autocast (fp16 with a grad scaler), "
     "or auto (bf16 on CPUs with fast bf16, fp16 on CUDA).",
 )
@@ -215,7 +241,7 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     another number it continues and says what changed. A rank that dies or hangs makes the others
     exit 1 within --dist-timeout; Ctrl-C stops every rank after the same step, saved.
     """
-    from cyclegan_cli import train as training
+    from cyclegan_cli.train import train as run_training
 
     params = {p.name for p in ctx.command.params}
     explicit = {n for n in params if (src := ctx.get_parameter_source(n)) is not None and src.name in _EXPLICIT_SOURCES}
@@ -236,15 +262,13 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     elif dataroot is None and (a is None or b is None) and not resume:
         raise UsageError("no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR")
 
-    config = training.TrainConfig(
-        dataroot=dataroot, a=a, b=b, name=name, out=out, flip=not no_flip, compile=compile_, **options
-    )
+    config = TrainConfig(dataroot=dataroot, a=a, b=b, name=name, out=out, flip=not no_flip, compile=compile_, **options)
     renamed = {"compile_": "compile", "no_flip": "flip"}
     explicit = {renamed.get(n, n) for n in explicit} | {"name"}
     from cyclegan_cli import distributed
 
     try:
-        result = training.train(config, explicit=explicit)
+        result = run_training(config, explicit=explicit)
     except distributed.ReportedElsewhere as error:  # rank 0 reports it for every rank
         ctx.exit(error.exit_code)
     except KeyboardInterrupt:
@@ -264,11 +288,11 @@ def _summary(result) -> None:
 
     c = result.config
     rate = result.steps_run / result.seconds if result.seconds > 0 else 0.0
-    finished = result.epoch >= result.total_epochs
+    finished = result.epoch >= c.total_epochs
     where = (
-        f"all {result.total_epochs} epochs done"
+        f"all {c.total_epochs} epochs done"
         if finished
-        else f"stopped at --max-steps {c.max_steps} in epoch {result.epoch + 1} of {result.total_epochs}; "
+        else f"stopped at --max-steps {c.max_steps} in epoch {result.epoch + 1} of {c.total_epochs}; "
         f"continue with: cyc train --out {c.out} --name {c.name} --resume --max-steps N"
     )
     skipped = len(result.skipped)

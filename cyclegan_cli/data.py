@@ -140,13 +140,6 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def check_sizes(load_size: int, crop_size: int) -> None:
-    if crop_size < 4 or crop_size % 4:
-        raise UsageError(f"--crop-size {crop_size}: must be a positive multiple of 4 (the generator downsamples twice)")
-    if load_size < crop_size:
-        raise UsageError(f"--load-size {load_size} is smaller than --crop-size {crop_size}")
-
-
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 3 x H x W float32 in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)

@@ -6,7 +6,7 @@ several on CPUs; NCCL carries the gradients of GPU tensors, gloo everything on t
 on its own share of the data, and the gradients are averaged over the ranks after each backward pass, so every
 optimizer step is the same on every rank and the weights stay identical (checked at every checkpoint).
 
-Why a gradient all-reduce and not ``DistributedDataParallel``: :func:`cyclegan_cli.train.train_step` is the
+Why a gradient all-reduce and not ``DistributedDataParallel``: :func:`cyclegan_cli.train_state.train_step` is the
 model, and it stays as it is. It switches the discriminators' gradients off for the generators' step, runs each
 generator three times and each discriminator once before one backward pass, and then the discriminators alone.
 DDP refuses that as it stands (a module used several times before one backward, parameters that get no gradient
@@ -68,29 +68,38 @@ class ReportedElsewhere(RankFailed):
     """An error rank 0 reports for every rank: this rank stops with the same exit code and prints nothing."""
 
 
-def reported(ranks: Ranks | None, error: CycError) -> CycError:
+def reported(ranks: Ranks, error: CycError) -> CycError:
     """The error to raise for a failure every rank meets alike: ``error`` itself on rank 0 (or in one process),
     a silent :class:`ReportedElsewhere` with its exit code on the others."""
-    if ranks is None or ranks.main:
+    if ranks.main:
         return error
     return ReportedElsewhere(f"rank {ranks.rank}: stopped with rank 0: {error}", error.exit_code)
 
 
 @dataclass
 class Ranks:
-    """This process's place among the ranks of a distributed run."""
+    """This process's place among the ranks of a distributed run.
 
-    rank: int
-    world: int
-    local_rank: int
-    local_world: int  # ranks on this machine
-    backend: str
-    timeout_s: float
+    ``Ranks()`` is one process, rank 0 of 1: every function here takes it and then does what one process does,
+    with no collective, so the loop calls them alike for one process and for several."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1  # ranks on this machine
+    backend: str | None = None  # None: one process, no process group
+    timeout_s: float = DEFAULT_TIMEOUT_S
     reducers: list[GradientAllReduce] = field(default_factory=list)
 
     @property
     def main(self) -> bool:
+        """Whether this process shows and writes: rank 0 (one process is)."""
         return self.rank == 0
+
+    @property
+    def alone(self) -> bool:
+        """One process: nothing to exchange."""
+        return self.world == 1
 
     def timeout_text(self) -> str:
         if self.timeout_s == DEFAULT_TIMEOUT_S:
@@ -140,12 +149,12 @@ def env_rank() -> int:
     return 0 if found is None else found[0]
 
 
-def start(timeout_s: float | None) -> Ranks | None:
-    """Join the other ranks (torchrun's environment), or None for one process. The CUDA device is chosen later,
-    with the run's device (:func:`rank_device`), so a run on CPUs never touches the GPUs."""
+def start(timeout_s: float | None) -> Ranks:
+    """Join the other ranks (torchrun's environment), or ``Ranks()`` for one process. The CUDA device is chosen
+    later, with the run's device (:func:`rank_device`), so a run on CPUs never touches the GPUs."""
     found = env_ranks()
     if found is None:
-        return None
+        return Ranks()
     import torch.distributed as dist
 
     rank, world, local_rank, local_world = found
@@ -171,10 +180,10 @@ def start(timeout_s: float | None) -> Ranks | None:
     return ranks
 
 
-def finish(ranks: Ranks | None, lost: bool = False) -> None:
+def finish(ranks: Ranks, lost: bool = False) -> None:
     """Leave the process group (not after a failed collective: the process is about to exit anyway, and a
     group whose peer is gone may block on its way down)."""
-    if ranks is None:
+    if ranks.alone:
         return
     import torch.distributed as dist
 
@@ -185,9 +194,9 @@ def finish(ranks: Ranks | None, lost: bool = False) -> None:
         dist.destroy_process_group()
 
 
-def rank_device(device: str, ranks: Ranks | None) -> str:
+def rank_device(device: str, ranks: Ranks) -> str:
     """The device of this rank: ``cuda`` (or any ``cuda:N``) becomes ``cuda:LOCAL_RANK``; one process keeps it."""
-    if ranks is None:
+    if ranks.alone:
         return device
     if device.startswith("cuda"):
         count = torch.cuda.device_count()
@@ -278,20 +287,20 @@ def gather(ranks: Ranks, value: dict) -> list[dict] | None:
     return [value, *(torch.load(io.BytesIO(b), map_location="cpu", weights_only=True) for b in gathered[1:])]
 
 
-def share(ranks: Ranks | None, value):
+def share(ranks: Ranks, value):
     """Rank 0's ``value`` (JSON: None, numbers, strings, lists) on every rank."""
-    if ranks is None:
+    if ranks.alone:
         return value
     texts = _all_gather_bytes(ranks, json.dumps(value).encode() if ranks.main else b"")
     return json.loads(texts[0])
 
 
-def agree(ranks: Ranks | None, fn):
+def agree(ranks: Ranks, fn):
     """Run ``fn`` (local work, no collectives) on every rank, then agree: when it failed on any rank, every rank
     stops. Rank 0 reports the failure (its own, or the lowest failing rank's, named); the other ranks exit with
     its code silently, except one whose own failure is not a :class:`CycError` (a bug: its traceback shows).
     Also the barrier where the other ranks wait while rank 0 writes."""
-    if ranks is None:
+    if ranks.alone:
         return fn()
     error: BaseException | None = None
     try:
@@ -316,7 +325,9 @@ def agree(ranks: Ranks | None, fn):
 
 def step_agreement(ranks: Ranks, losses: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
     """One all-reduce per step: the losses averaged over the ranks (on the CPU), and whether any rank was asked
-    to stop (Ctrl-C), so every rank stops after the same step."""
+    to stop (Ctrl-C), so every rank stops after the same step. One process: its own, as they are."""
+    if ranks.alone:
+        return losses, stop
     import torch.distributed as dist
 
     packed = torch.cat([losses.detach().float().cpu(), torch.tensor([1.0 if stop else 0.0])])
@@ -325,6 +336,9 @@ def step_agreement(ranks: Ranks, losses: torch.Tensor, stop: bool) -> tuple[torc
 
 
 def any_rank(ranks: Ranks, flag: bool) -> bool:
+    """Whether ``flag`` is set on any rank (one all-reduce)."""
+    if ranks.alone:
+        return flag
     import torch.distributed as dist
 
     packed = torch.tensor([1.0 if flag else 0.0])
@@ -335,10 +349,10 @@ def any_rank(ranks: Ranks, flag: bool) -> bool:
 # --- the models: the same on every rank ------------------------------------------------------------------------
 
 
-def join_training(ranks: Ranks | None, s) -> None:
+def join_training(ranks: Ranks, s) -> None:
     """Before the first step: rank 0's weights on every rank (they are equal already: the same seed or the same
     checkpoint; this makes sure), then the gradient all-reduce on both optimizers' parameters."""
-    if ranks is None:
+    if ranks.alone:
         return
     import torch.distributed as dist
 

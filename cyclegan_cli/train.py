@@ -1,25 +1,15 @@
-"""``cyc train``: the canonical CycleGAN training loop, resumable bit for bit.
+"""``cyc train``: the training loop, resumable bit for bit.
 
-Read it top to bottom. The model: :class:`TrainConfig` holds every setting; :func:`build_state` makes the models,
-optimizers, schedulers and replay pools; :func:`train_step` is one iteration of the canonical algorithm (the
-generators' step, then the discriminators'); :func:`end_epoch` decays the learning rates. Around it:
-:func:`open_run` and :func:`setup` prepare a run (the run folder, the checkpoint to continue from, the data, the
-device, the state, ``config.json``); :class:`TrainLog` shows and records progress (the bar, ``metrics.csv``,
-TensorBoard); :class:`CtrlC` turns Ctrl-C into a clean stop; :func:`train` is the loop itself. Checkpoints (what
-one holds, writing them, finding the one to resume, a damaged ``last.pt``, merging the saved settings) live in
-:mod:`cyclegan_cli.checkpoints`; training as several processes under ``torchrun`` (the gradient all-reduce, the
-agreement of the ranks, their failures) in :mod:`cyclegan_cli.distributed`, which the loop calls where one
-process and several differ (``ranks`` is None for one process, which runs exactly as it always did).
-
-The algorithm (Zhu et al. 2017 and the official implementation): LSGAN (MSE) adversarial losses, cycle L1 x
-``lambda_cyc`` (10), identity L1 x ``lambda_id * lambda_cyc`` (5), discriminator loss (real + fake) / 2 on
-images drawn from a replay pool of 50, Adam 2e-4 betas (0.5, 0.999) with one optimizer for both generators and
-one for both discriminators, lr constant for ``epochs`` then linear decay over ``epochs_decay``, stepped per
-epoch; weights initialised N(0, 0.02).
-
-Names: ``G_AB`` translates A into B and ``D_B`` judges B images (real B vs G_AB's fakes); ``G_BA`` and ``D_A``
-the other way. The losses logged: ``G_AB``/``G_BA`` adversarial, ``cyc_A`` = |G_BA(G_AB(A)) - A|,
-``cyc_B``, ``idt_A`` = |G_BA(A) - A|, ``idt_B``, ``D_A``, ``D_B`` (weighted as they enter the sums).
+Read :func:`_train` top to bottom: it is the loop. Around it: :func:`open_run` and :func:`setup` prepare a run (the
+run folder, the checkpoint to continue from, the data, the device, the state, ``config.json``); :class:`TrainLog`
+shows and records progress (the bar, ``metrics.csv``, TensorBoard); :class:`CtrlC` turns Ctrl-C into a clean stop;
+:func:`train` is the entry point (it joins and leaves the other ranks). The settings and what a resumed run keeps
+are in :mod:`cyclegan_cli.train_config`; the state and the canonical step that the loop repeats, in
+:mod:`cyclegan_cli.train_state`; checkpoints (what one holds, writing them, finding the one to resume, a damaged
+``last.pt``) in :mod:`cyclegan_cli.checkpoints`; training as several processes under ``torchrun`` (the gradient
+all-reduce, the agreement of the ranks, their failures) in :mod:`cyclegan_cli.distributed`, whose functions the
+loop calls the same way for one process (a :class:`~cyclegan_cli.distributed.Ranks` of one, which runs exactly as
+one process always did).
 
 Exact resume: a checkpoint holds everything the step changes and where the loop is (epoch, batch within the
 epoch, global step). The data order and every sample's crop and flip derive from ``(seed, epoch, index)`` (see
@@ -45,19 +35,17 @@ import functools
 import json
 import math
 import os
-import random
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from rich.markup import escape
-from torch import nn
 
 from cyclegan_cli import data, distributed
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
@@ -66,272 +54,15 @@ from cyclegan_cli.checkpoints import (
     Resume,
     TrainingDiverged,
     load_checkpoint,
-    merge_resume_config,
-    nothing_to_train,
     read_checkpoint,
     restore_state,
-    saved_config,
     saved_world,
 )
 from cyclegan_cli.errors import CycError, UsageError
 from cyclegan_cli.framing import to_uint8_frames
-from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator, init_weights
+from cyclegan_cli.train_config import TrainConfig, check_config, merge_resume_config, nothing_to_train, saved_config
+from cyclegan_cli.train_state import LOSS_NAMES, TrainState, build_state, end_epoch, train_step
 from cyclegan_cli.weights import GeneratorInfo, save_generator
-
-LOSS_NAMES = ("G_AB", "G_BA", "cyc_A", "cyc_B", "idt_A", "idt_B", "D_A", "D_B")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run (a resumed run may change only those in ``checkpoints.RESUME_MAY_CHANGE``)."""
-
-    # data
-    dataroot: str | None = None  # holds trainA/ + trainB/ (or train/A + train/B)
-    a: str | None = None  # explicit domain folders (override DATAROOT's)
-    b: str | None = None
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    batch_size: int = 1
-    workers: int | None = None  # None: data.default_workers(device)
-    # run folder
-    name: str = "run"
-    out: str = "runs"
-    # models
-    ngf: int = 64
-    ndf: int = 64
-    n_blocks: int = 9
-    n_layers_d: int = 3
-    # optimisation
-    epochs: int = 100
-    epochs_decay: int = 100
-    max_steps: int | None = None
-    lr: float = 2e-4
-    beta1: float = 0.5
-    lambda_cyc: float = 10.0
-    lambda_id: float = 0.5
-    pool_size: int = 50
-    seed: int = 0
-    # logging and checkpoints
-    save_every: int = 1000
-    sample_every: int = 500
-    log_every: int = 50
-    keep: int = 3
-    resume: bool = False
-    # speed
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
-    channels_last: bool | None = None  # None: on CUDA only (measured slower on CPUs, in fp32 and bf16 alike)
-    # presentation and hooks (not saved)
-    progress: bool = True
-    tensorboard: bool = True
-    dist_timeout: float | None = None  # seconds a rank waits at a collective under torchrun (None: PyTorch's)
-    on_step: Callable[[TrainState], None] | None = field(default=None, repr=False, compare=False)
-
-
-# --- the models, optimizers and replay pools ----------------------------------------------------------------
-
-
-class ImagePool:
-    """The canonical replay buffer: until full, return what comes in; then half the time swap it with an old one."""
-
-    def __init__(self, size: int, seed: int):
-        self.size = size
-        self.images: list[torch.Tensor] = []
-        self.g = torch.Generator().manual_seed(seed)
-
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return images
-        out = []
-        for image in images.detach().split(1):
-            if len(self.images) < self.size:
-                self.images.append(image)
-                out.append(image)
-            elif torch.rand((), generator=self.g) > 0.5:
-                i = int(torch.randint(0, self.size, (1,), generator=self.g))
-                out.append(self.images[i])
-                self.images[i] = image
-            else:
-                out.append(image)
-        return torch.cat(out)
-
-    def state_dict(self) -> dict:
-        stacked = torch.cat(self.images).cpu() if self.images else torch.empty(0)
-        return {"images": stacked, "rng": self.g.get_state()}
-
-    def load_state_dict(self, state: dict, device: torch.device, channels_last: bool) -> None:
-        images = state["images"].to(device)
-        if channels_last and images.ndim == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        self.images = list(images.split(1)) if images.numel() else []
-        self.g.set_state(state["rng"])
-
-
-@dataclass
-class TrainState:
-    """Everything the step changes, plus where the loop is."""
-
-    config: TrainConfig
-    device: torch.device
-    G_AB: nn.Module
-    G_BA: nn.Module
-    D_A: nn.Module
-    D_B: nn.Module
-    opt_G: torch.optim.Optimizer
-    opt_D: torch.optim.Optimizer
-    sched_G: torch.optim.lr_scheduler.LRScheduler
-    sched_D: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    pool_A: ImagePool  # fakes of domain A (from G_BA), judged by D_A
-    pool_B: ImagePool
-    amp_dtype: torch.dtype | None
-    channels_last: bool
-    forward: dict[str, Callable]  # the modules as the step calls them (compiled with --compile)
-    epoch: int = 0  # 0-based; the epoch being trained
-    batch_in_epoch: int = 0  # batches of this epoch already trained
-    step: int = 0  # iterations done in all
-    elapsed_s: float = 0.0  # training time over all sessions of the run
-
-    def autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def to_device(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-
-def lr_factor(config: TrainConfig) -> Callable[[int], float]:
-    """The canonical 'linear' policy: 1 for ``epochs`` epochs, then down by 1/(epochs_decay+1) each epoch."""
-    return lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1)
-
-
-def pool_seed(seed: int, stream: int, rank: int) -> int:
-    """The seed of a replay pool (stream 1: fakes of A, 2: of B) on rank ``rank``; rank 0's is one process's."""
-    return data.derive_seed(seed, stream) if rank == 0 else data.derive_seed(seed, stream, rank, -4)
-
-
-def build_state(config: TrainConfig, device: str = "cpu", precision: str = "fp32", rank: int = 0) -> TrainState:
-    """The models (initialised from ``config.seed``, the same on every rank), optimizers, schedulers and pools
-    (seeded by ``rank``: each rank swaps its own), ready for :func:`train_step`."""
-    dev = torch.device(device)
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    G_AB = init_weights(ResnetGenerator(config.ngf, config.n_blocks))
-    G_BA = init_weights(ResnetGenerator(config.ngf, config.n_blocks))
-    D_A = init_weights(NLayerDiscriminator(config.ndf, config.n_layers_d))
-    D_B = init_weights(NLayerDiscriminator(config.ndf, config.n_layers_d))
-    channels_last = config.channels_last
-    if channels_last is None:
-        channels_last = dev.type == "cuda"
-    models = [G_AB, G_BA, D_A, D_B]
-    for model in models:
-        model.to(dev)
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        model.train()
-    fused = dev.type in ("cpu", "cuda") or None
-    betas = (config.beta1, 0.999)
-    opt_G = torch.optim.Adam([*G_AB.parameters(), *G_BA.parameters()], lr=config.lr, betas=betas, fused=fused)
-    opt_D = torch.optim.Adam([*D_A.parameters(), *D_B.parameters()], lr=config.lr, betas=betas, fused=fused)
-    sched_G = torch.optim.lr_scheduler.LambdaLR(opt_G, lr_factor(config))
-    sched_D = torch.optim.lr_scheduler.LambdaLR(opt_D, lr_factor(config))
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
-    amp_dtype = None if precision == "fp32" else {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    forward = {"G_AB": G_AB, "G_BA": G_BA, "D_A": D_A, "D_B": D_B}
-    if config.compile:
-        # static shapes: a step has few (batch n and 2n, a last smaller batch), each compiled once
-        forward = {name: torch.compile(model, dynamic=False) for name, model in forward.items()}
-    return TrainState(
-        config=config,
-        device=dev,
-        G_AB=G_AB,
-        G_BA=G_BA,
-        D_A=D_A,
-        D_B=D_B,
-        opt_G=opt_G,
-        opt_D=opt_D,
-        sched_G=sched_G,
-        sched_D=sched_D,
-        scaler=scaler,
-        pool_A=ImagePool(config.pool_size, pool_seed(config.seed, 1, rank)),
-        pool_B=ImagePool(config.pool_size, pool_seed(config.seed, 2, rank)),
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
-        forward=forward,
-    )
-
-
-def _set_requires_grad(models: tuple[nn.Module, ...], flag: bool) -> None:
-    for model in models:
-        for p in model.parameters():
-            p.requires_grad_(flag)
-
-
-def _gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
-    """LSGAN: mean squared distance of the patch scores to 1 (real) or 0 (fake)."""
-    prediction = prediction.float()
-    target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
-    return F.mse_loss(prediction, target)
-
-
-def train_step(s: TrainState, real_A: torch.Tensor, real_B: torch.Tensor) -> torch.Tensor:
-    """One canonical iteration on a batch: the generators' step, then the discriminators'. Returns the 8 losses."""
-    c, f = s.config, s.forward
-    n = real_A.shape[0]
-
-    # generators: fool the discriminators, cycle back, leave the target domain alone (identity)
-    _set_requires_grad((s.D_A, s.D_B), False)  # the G step needs no gradient for D's weights
-    with s.autocast():
-        # (outputs in fp32 under autocast too: the networks always see one input dtype, compile once)
-        fake_B = f["G_AB"](real_A).float()
-        fake_A = f["G_BA"](real_B).float()
-        rec_A = f["G_BA"](fake_B).float()
-        rec_B = f["G_AB"](fake_A).float()
-        loss_G_AB = _gan_loss(f["D_B"](fake_B), True)
-        loss_G_BA = _gan_loss(f["D_A"](fake_A), True)
-        loss_cyc_A = F.l1_loss(rec_A, real_A) * c.lambda_cyc
-        loss_cyc_B = F.l1_loss(rec_B, real_B) * c.lambda_cyc
-        if c.lambda_id > 0:
-            loss_idt_A = F.l1_loss(f["G_BA"](real_A).float(), real_A) * (c.lambda_cyc * c.lambda_id)
-            loss_idt_B = F.l1_loss(f["G_AB"](real_B).float(), real_B) * (c.lambda_cyc * c.lambda_id)
-        else:
-            loss_idt_A = loss_idt_B = torch.zeros((), device=s.device)
-        loss_G = loss_G_AB + loss_G_BA + loss_cyc_A + loss_cyc_B + loss_idt_A + loss_idt_B
-    s.opt_G.zero_grad(set_to_none=True)
-    s.scaler.scale(loss_G).backward()
-    s.scaler.step(s.opt_G)
-
-    # discriminators: real -> 1, a fake from the replay pool -> 0, (real + fake) / 2 each
-    _set_requires_grad((s.D_A, s.D_B), True)
-    old_fake_B = s.pool_B.query(fake_B.detach())
-    old_fake_A = s.pool_A.query(fake_A.detach())
-    with s.autocast():
-        pred_B = f["D_B"](torch.cat([real_B, old_fake_B]))
-        loss_D_B = (_gan_loss(pred_B[:n], True) + _gan_loss(pred_B[n:], False)) * 0.5
-        pred_A = f["D_A"](torch.cat([real_A, old_fake_A]))
-        loss_D_A = (_gan_loss(pred_A[:n], True) + _gan_loss(pred_A[n:], False)) * 0.5
-    s.opt_D.zero_grad(set_to_none=True)
-    s.scaler.scale(loss_D_A + loss_D_B).backward()
-    s.scaler.step(s.opt_D)
-    s.scaler.update()
-    losses = (loss_G_AB, loss_G_BA, loss_cyc_A, loss_cyc_B, loss_idt_A, loss_idt_B, loss_D_A, loss_D_B)
-    return torch.stack([loss.detach().float() for loss in losses])
-
-
-def end_epoch(s: TrainState) -> None:
-    """Decay both learning rates one epoch's worth and move to the next epoch's first batch.
-
-    Four changes that belong together: the loop applies them with a second Ctrl-C deferred and the state marked
-    unsaveable, so no checkpoint holds the schedulers of one epoch and the counters of another."""
-    s.sched_G.step()
-    s.sched_D.step()
-    s.epoch += 1
-    s.batch_in_epoch = 0
-
 
 # --- samples, progress and metrics --------------------------------------------------------------------
 
@@ -399,7 +130,7 @@ class TrainLog:
 
         c, s = run.config, run.state
         self.console, self.log_every = console, c.log_every
-        self.total_steps, self.total_epochs = run.total_steps, run.total_epochs
+        self.total_steps, self.total_epochs = run.total_steps, c.total_epochs
         self.window: list[torch.Tensor] = []  # the losses of the steps since the last row
         self.step_times: deque[float] = deque(maxlen=20)
         self.bar = Progress(
@@ -563,23 +294,22 @@ class Run:
     domains: data.Domains
     workers: int  # DataLoader processes
     steps_per_epoch: int
-    total_epochs: int
     total_steps: int  # where this run stops: the end of its last epoch, or --max-steps
     extra_config: dict  # what config.json and checkpoints record besides the settings
     skipped: dict[str, str]  # unreadable images: path -> reason (grows when an image goes bad mid-run)
     fixed_A: torch.Tensor  # the images of every sample grid
     fixed_B: torch.Tensor
-    ranks: distributed.Ranks | None = None  # this process's place among several (torchrun); None: one process
+    ranks: distributed.Ranks  # this process's place among several (torchrun), or one process's
     notes: list[str] = field(default_factory=list)  # what rank 0 says before the first step (ranks, resume)
 
     @property
     def main(self) -> bool:
         """Whether this process shows and writes: one process, or rank 0."""
-        return self.ranks is None or self.ranks.main
+        return self.ranks.main
 
     def done(self) -> bool:
         s, c = self.state, self.config
-        return s.epoch >= self.total_epochs or (c.max_steps is not None and s.step >= c.max_steps)
+        return s.epoch >= c.total_epochs or (c.max_steps is not None and s.step >= c.max_steps)
 
     def save_samples(self) -> None:
         s = self.state
@@ -595,7 +325,6 @@ class TrainResult:
     step: int  # the run's global step at the end
     steps_run: int  # steps done in this session
     epoch: int  # epochs completed
-    total_epochs: int
     seconds: float
     skipped: list[str]
     checkpoint: Path
@@ -604,33 +333,6 @@ class TrainResult:
     note: str | None = None  # why nothing was trained: a resumed run at --max-steps or past its last epoch
     rank: int = 0  # under torchrun: this process's rank (only rank 0 reports)
     world_size: int = 1
-
-
-def _check_config(c: TrainConfig) -> None:
-    data.check_sizes(c.load_size, c.crop_size)
-    positive = {
-        "batch_size": c.batch_size,
-        "save_every": c.save_every,
-        "sample_every": c.sample_every,
-        "log_every": c.log_every,
-        "keep": c.keep,
-        "ngf": c.ngf,
-        "ndf": c.ndf,
-        "n_layers_d": c.n_layers_d,
-    }
-    for name, value in positive.items():
-        if value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
-    if c.epochs < 0 or c.epochs_decay < 0 or c.epochs + c.epochs_decay < 1:
-        raise UsageError("--epochs plus --epochs-decay must be at least 1")
-    if c.max_steps is not None and c.max_steps < 1:
-        raise UsageError(f"--max-steps must be at least 1 (got {c.max_steps})")
-    if c.n_blocks < 1 or c.pool_size < 0 or (c.workers is not None and c.workers < 0):
-        raise UsageError("--n-blocks must be at least 1, --pool-size and --workers at least 0")
-    if not (c.lr > 0 and math.isfinite(c.lr)):
-        raise UsageError(f"--lr must be a positive number (got {c.lr})")
-    if c.dist_timeout is not None and not (c.dist_timeout > 0 and math.isfinite(c.dist_timeout)):
-        raise UsageError(f"--dist-timeout must be a positive number of seconds (got {c.dist_timeout})")
 
 
 def open_run(
@@ -658,22 +360,19 @@ def open_run(
         raise UsageError(
             f"{run_dir} already holds a run: continue it with --resume, or choose another --name (or --out)"
         )
-    _check_config(config)
+    check_config(config)
     return config, resume
 
 
-def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks | None = None) -> Run:
+def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks) -> Run:
     """Everything before the first step: the data (every image decoded once, before any work), the device and
     precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and its
     ``config.json``, and the fixed images of the sample grids. Under torchrun (``ranks``): this rank's device,
     pools and share of the data; only rank 0 writes."""
     from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
 
-    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
-    local_world = 1 if ranks is None else ranks.local_world
-
     # data: find both domains and decode every image once
-    threads = max(1, min(8, (os.cpu_count() or 1) // local_world))
+    threads = max(1, min(8, (os.cpu_count() or 1) // ranks.local_world))
     domains = data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
     skipped = {str(path): reason for path, reason in domains.skipped}
     for reason in list(skipped.values())[:20]:
@@ -681,9 +380,8 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
     if len(skipped) > 20:
         console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
     dataset = data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
-    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size, world)
-    total_epochs = c.epochs + c.epochs_decay
-    total_steps = total_epochs * steps_per_epoch
+    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size, ranks.world)
+    total_steps = c.total_epochs * steps_per_epoch
     if c.max_steps is not None:
         total_steps = min(c.max_steps, total_steps)
 
@@ -694,14 +392,14 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    workers = data.default_workers(device, local_world) if c.workers is None else c.workers
-    s = build_state(c, device, precision, rank)
+    workers = data.default_workers(device, ranks.local_world) if c.workers is None else c.workers
+    s = build_state(c, device, precision, ranks.rank)
     notes = []
-    if ranks is not None:
+    if not ranks.alone:
         notes.append(distributed.describe(ranks, device, c.batch_size, c.lr, steps_per_epoch))
     if resume is not None:
-        restore_state(s, resume.payload, resume.path, rank)
-        notes += _resume_notes(s, resume, len(dataset), world, steps_per_epoch)
+        restore_state(s, resume.payload, resume.path, ranks.rank)
+        notes += _resume_notes(s, resume, len(dataset), ranks.world, steps_per_epoch)
 
     # the run folder and config.json (data folders absolute, so a resumed run finds its data from anywhere)
     run_dir = Path(c.out) / c.name
@@ -716,12 +414,12 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
     for key in ("dataroot", "a", "b"):
         if getattr(c, key) is not None:
             setattr(c, key, str(Path(getattr(c, key)).resolve()))
-    if rank == 0:
+    if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "samples").mkdir(exist_ok=True)
         resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
-        if ranks is not None:
-            resolved["world_size"] = world
+        if not ranks.alone:
+            resolved["world_size"] = ranks.world
         config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
         atomic_write_bytes(run_dir / "config.json", config_json.encode())
 
@@ -733,7 +431,6 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         domains=domains,
         workers=workers,
         steps_per_epoch=steps_per_epoch,
-        total_epochs=total_epochs,
         total_steps=total_steps,
         extra_config=extra_config,
         skipped=skipped,
@@ -791,7 +488,7 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
 
     console = console or Console(stderr=True, soft_wrap=True)
     ranks = distributed.start(config.dist_timeout)
-    if ranks is not None and not ranks.main:
+    if not ranks.main:
         console = Console(quiet=True)  # rank 0 speaks for all
     lost = False
     try:
@@ -803,11 +500,9 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
         distributed.finish(ranks, lost)
 
 
-def _open(config: TrainConfig, explicit, console, ranks) -> tuple[TrainConfig, Resume | None]:
+def _open(config: TrainConfig, explicit, console, ranks: distributed.Ranks) -> tuple[TrainConfig, Resume | None]:
     """:func:`open_run`; under torchrun rank 0 alone chooses the checkpoint (it may rename damaged files and
     create the run folder), then the others read the one it chose."""
-    if ranks is None:
-        return open_run(config, explicit, console)
     opened = distributed.agree(ranks, lambda: open_run(config, explicit, console) if ranks.main else None)
     chosen = distributed.share(ranks, str(opened[1].path) if ranks.main and opened[1] is not None else None)
     if ranks.main:
@@ -816,10 +511,17 @@ def _open(config: TrainConfig, explicit, console, ranks) -> tuple[TrainConfig, R
     return distributed.agree(ranks, lambda: open_run(config, explicit, console, chosen, follow=True))
 
 
-def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distributed.Ranks | None) -> TrainResult:
+class StopAgreed(KeyboardInterrupt):
+    """The stop that a first Ctrl-C asks for, raised once every rank knows of it (after the same step, or the same
+    epoch's end): the ranks save together. Any other KeyboardInterrupt is a second Ctrl-C (or the ``on_step``
+    hook's), which one process saves after too but a rank of several cannot."""
+
+
+def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distributed.Ranks) -> TrainResult:
+    """The loop, from the run's setup to its generators; the same on every rank."""
     # -- setup: the run folder and the checkpoint to continue from; with no step left, stop here, touching nothing
     config, resume = _open(config, explicit, console, ranks)
-    if resume is not None and (note := nothing_to_train(config, resume)):  # the same on every rank
+    if resume is not None and (note := nothing_to_train(config, resume.step, resume.epoch)):  # alike on every rank
         return _nothing_trained(config, resume, note, ranks)
     run = distributed.agree(ranks, functools.partial(setup, config, resume, console, ranks))
     s, c = run.state, run.config
@@ -838,88 +540,105 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
     )
     start_step, started = s.step, time.perf_counter()
     pin = s.device.type == "cuda"  # page-locked batches: asynchronous copies to the GPU
-    rank, world = (0, 1) if ranks is None else (ranks.rank, ranks.world)
-    agreed = False  # a stop every rank agreed on: they save together (one process: any Ctrl-C that saves)
 
+    with _when_interrupted(checkpointer, s, ranks, console), CtrlC(console) as ctrl_c, log:
+        while not run.done():
+            loader = data.epoch_loader(
+                run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin, ranks.rank, ranks.world
+            )
+            for batch in loader:
+                # -- one step (interrupted inside it, the state is half changed: nothing is saved)
+                t0 = time.perf_counter()
+                with checkpointer.unsaveable(f"step {s.step + 1}"):
+                    losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
+                    s.step += 1
+                    s.batch_in_epoch += 1
+                # every rank's losses (their mean is logged) and whether any rank was asked to stop
+                losses, stop = distributed.step_agreement(ranks, losses, ctrl_c.requested)
+                _stop_if_diverged(losses.tolist(), s, checkpointer, ranks)  # .tolist() waits: the time is whole
+                seconds = time.perf_counter() - t0
+                _note_unreadable(batch["bad"], run.skipped, log)
+
+                # -- progress, metrics.csv, TensorBoard; the hook; a first Ctrl-C stops here
+                log.step(s, losses, seconds)
+                if c.on_step is not None:
+                    c.on_step(s)
+                if stop:
+                    raise StopAgreed
+
+                # -- samples and checkpoints (at an epoch's end they are written below, once)
+                if s.batch_in_epoch < run.steps_per_epoch:
+                    if s.step % c.sample_every == 0:
+                        run.save_samples()
+                    if s.step % c.save_every == 0:
+                        checkpointer.save(s)
+                if run.done():
+                    break
+
+            # -- the end of an epoch: decay the learning rates (whole: a second Ctrl-C waits for it),
+            #    then samples and a checkpoint
+            if s.batch_in_epoch >= run.steps_per_epoch:
+                with ctrl_c.deferred(), checkpointer.unsaveable(f"the end of epoch {s.epoch + 1}"):
+                    end_epoch(s)
+                run.save_samples()
+                checkpointer.save(s)
+                if distributed.any_rank(ranks, ctrl_c.requested):
+                    raise StopAgreed
+        checkpointer.save(s)
+
+    # -- the end: the generators for sharing
+    return _end_of_run(run, start_step, started)
+
+
+def _stop_if_diverged(losses: list[float], s: TrainState, checkpointer: Checkpointer, ranks: distributed.Ranks) -> None:
+    """A loss that is NaN or infinite ends the run (every rank sees the same mean losses, so all stop); the last
+    checkpoint stays as it was."""
+    if all(math.isfinite(v) for v in losses):
+        return
+    bad = ", ".join(f"{k}={v}" for k, v in zip(LOSS_NAMES, losses) if not math.isfinite(v))
+    raise distributed.reported(
+        ranks,
+        TrainingDiverged(
+            f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
+            f"{checkpointer.kept_text()}; try a lower --lr (now {s.config.lr:g}) or --precision fp32"
+        ),
+    )
+
+
+def _note_unreadable(bad: list[str], skipped: dict[str, str], log: TrainLog | QuietLog) -> None:
+    """Images of the batch that became unreadable since the scan (``bad``: the loader's "path<TAB>reason" lines):
+    each joins the skipped ones, with a warning the first time."""
+    for line in bad:
+        path, _, reason = line.partition("\t")
+        if path not in skipped:
+            skipped[path] = reason
+            log.warn(f"{reason} (skipped)")
+
+
+@contextlib.contextmanager
+def _when_interrupted(checkpointer: Checkpointer, s: TrainState, ranks: distributed.Ranks, console) -> Iterator[None]:
+    """What an interrupted run leaves, said in one line. A Ctrl-C saves a checkpoint when the state is whole and
+    this process may save alone: one process, or every rank stopping together (:class:`StopAgreed`); otherwise
+    the last checkpoint is kept. Lost ranks: the error says after which step, and what is kept."""
     try:
-        with CtrlC(console) as ctrl_c, log:
-            while not run.done():
-                loader = data.epoch_loader(
-                    run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin, rank, world
-                )
-                for batch in loader:
-                    # -- one step (interrupted inside it, the state is half changed: nothing is saved)
-                    t0 = time.perf_counter()
-                    with checkpointer.unsaveable(f"step {s.step + 1}"):
-                        losses = train_step(s, s.to_device(batch["A"]), s.to_device(batch["B"]))
-                        s.step += 1
-                        s.batch_in_epoch += 1
-                    if ranks is not None:  # every rank's losses (their mean is logged) and whether one must stop
-                        losses, stop = distributed.step_agreement(ranks, losses, ctrl_c.requested)
-                    values = losses.tolist()
-                    seconds = time.perf_counter() - t0
-
-                    # -- a loss that is NaN or infinite ends the run; the last checkpoint stays as it was
-                    if not all(math.isfinite(v) for v in values):
-                        bad = ", ".join(f"{k}={v}" for k, v in zip(LOSS_NAMES, values) if not math.isfinite(v))
-                        raise distributed.reported(
-                            ranks,
-                            TrainingDiverged(
-                                f"training diverged at step {s.step} (epoch {s.epoch + 1}): {bad}; stopped, "
-                                f"{checkpointer.kept_text()}; try a lower --lr (now {c.lr:g}) or --precision fp32"
-                            ),
-                        )
-
-                    # -- images that became unreadable since the scan
-                    for line in batch["bad"]:
-                        path, _, reason = line.partition("\t")
-                        if path not in run.skipped:
-                            run.skipped[path] = reason
-                            log.warn(f"{reason} (skipped)")
-
-                    # -- progress, metrics.csv, TensorBoard; the hook; a first Ctrl-C stops here
-                    log.step(s, losses, seconds)
-                    if c.on_step is not None:
-                        c.on_step(s)
-                    if stop if ranks is not None else ctrl_c.requested:
-                        agreed = True
-                        raise KeyboardInterrupt
-
-                    # -- samples and checkpoints (at an epoch's end they are written below, once)
-                    if s.batch_in_epoch < run.steps_per_epoch:
-                        if s.step % c.sample_every == 0:
-                            run.save_samples()
-                        if s.step % c.save_every == 0:
-                            checkpointer.save(s)
-                    if run.done():
-                        break
-
-                # -- the end of an epoch: decay the learning rates (whole: a second Ctrl-C waits for it),
-                #    then samples and a checkpoint
-                if s.batch_in_epoch >= run.steps_per_epoch:
-                    with ctrl_c.deferred(), checkpointer.unsaveable(f"the end of epoch {s.epoch + 1}"):
-                        end_epoch(s)
-                    run.save_samples()
-                    checkpointer.save(s)
-                    if distributed.any_rank(ranks, ctrl_c.requested) if ranks is not None else ctrl_c.requested:
-                        agreed = True
-                        raise KeyboardInterrupt
-            checkpointer.save(s)
-    except KeyboardInterrupt:
-        if checkpointer.saveable and (ranks is None or agreed):
+        yield
+    except KeyboardInterrupt as interrupt:
+        kept = checkpointer.kept_text()
+        if checkpointer.saveable and (ranks.alone or isinstance(interrupt, StopAgreed)):
             path = checkpointer.save(s)
             console.print(escape(f"Interrupted at step {s.step}: saved {path}; continue with --resume."))
         elif checkpointer.saveable:  # a second Ctrl-C on this rank: the others cannot save with it
-            kept = checkpointer.kept_text()
             console.print(escape(f"Interrupted at once at step {s.step}: not saved; {kept}."))
         else:
-            kept = checkpointer.kept_text()
             console.print(escape(f"Interrupted in the middle of {checkpointer.busy_with}: not saved; {kept}."))
         raise
     except distributed.RanksLost as lost:
         raise distributed.RanksLost(f"{lost}; stopped after step {s.step}, {checkpointer.kept_text()}") from None
 
-    # -- the end: the generators for sharing (rank 0)
+
+def _end_of_run(run: Run, start_step: int, started: float) -> TrainResult:
+    """The generators for sharing (rank 0 writes them), and what the run did."""
+    s, c = run.state, run.config
     weights = []
     for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
         if run.main:
@@ -931,18 +650,17 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
         step=s.step,
         steps_run=s.step - start_step,
         epoch=s.epoch,
-        total_epochs=run.total_epochs,
         seconds=time.perf_counter() - started,
         skipped=sorted(run.skipped),
         checkpoint=run.dir / "checkpoints" / "last.pt",
         weights=weights,
         config=c,
-        rank=rank,
-        world_size=world,
+        rank=run.ranks.rank,
+        world_size=run.ranks.world,
     )
 
 
-def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distributed.Ranks | None) -> TrainResult:
+def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distributed.Ranks) -> TrainResult:
     """The result of a resumed run with no step left: the run folder is as it was."""
     run_dir = Path(c.out) / c.name
     weights = [run_dir / f"{name}.safetensors" for name in ("G_AB", "G_BA")]
@@ -951,13 +669,12 @@ def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distribut
         step=resume.step,
         steps_run=0,
         epoch=resume.epoch,
-        total_epochs=c.epochs + c.epochs_decay,
         seconds=0.0,
         skipped=[],
         checkpoint=resume.path,
         weights=[p for p in weights if p.is_file()],
         config=c,
         note=note,
-        rank=0 if ranks is None else ranks.rank,
-        world_size=1 if ranks is None else ranks.world,
+        rank=ranks.rank,
+        world_size=ranks.world,
     )

@@ -9,8 +9,9 @@ not read from the code under test, so a changed default is a difference too.
 
 Both start from one seeded state (``build_state``: the same initial weights, the same pool random streams) and
 run the same batches. Batches of 4 fill the pool of 50 within 13 steps, so the steps after that draw old fakes
-from it and a step that skips the pool is seen. Each mutant is a one-line edit of ``cyclegan_cli/train.py``,
-loaded as a module of its own; the comparison must catch every one.
+from it and a step that skips the pool is seen. Each mutant is a one-line edit of ``cyclegan_cli/train_state.py``
+(the step) or ``cyclegan_cli/train_config.py`` (the defaults), loaded as a module of its own in place of the
+original; the comparison must catch every one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan_cli import train as training
+from cyclegan_cli import train_config, train_state
 from tests.helpers import TINY_API
 
 # the canonical settings, written out
@@ -69,7 +70,7 @@ class ReferencePool:
 class Reference:
     """One CycleGAN step in the official order, on copies of the four networks and optimizers of its own."""
 
-    def __init__(self, s: training.TrainState):
+    def __init__(self, s: train_state.TrainState):
         self.G_AB, self.G_BA, self.D_A, self.D_B = (copy.deepcopy(m) for m in (s.G_AB, s.G_BA, s.D_A, s.D_B))
         generators = [*self.G_AB.parameters(), *self.G_BA.parameters()]
         discriminators = [*self.D_A.parameters(), *self.D_B.parameters()]
@@ -135,12 +136,14 @@ def cancelled_biases(module: nn.Module) -> set[str]:
     return names
 
 
-def first_difference(module: types.ModuleType, steps: int = STEPS) -> tuple[int | None, float, float]:
-    """Run ``module.train_step`` (on the defaults of ``module.TrainConfig`` but the tiny networks) and the
+def first_difference(
+    config: types.ModuleType = train_config, state: types.ModuleType = train_state, steps: int = STEPS
+) -> tuple[int | None, float, float]:
+    """Run ``state.train_step`` (on the defaults of ``config.TrainConfig`` but the tiny networks) and the
     reference side by side, from one state. Returns the first step (1-based) whose losses or weights differ
     beyond the tolerances (None: none did), and the largest relative loss difference and absolute weight
     difference seen (the cancelled biases left out)."""
-    s = module.build_state(module.TrainConfig(**TINY_API, device="cpu"), "cpu", "fp32")
+    s = state.build_state(config.TrainConfig(**TINY_API, device="cpu"), "cpu", "fp32")
     g = torch.Generator().manual_seed(7)
     for pool in (s.pool_A, s.pool_B):  # nearly full, as after 46 images: the pools fill, then swap
         pool.images = list((torch.rand(PREFILL, 3, SIZE, SIZE, generator=g) * 2 - 1).split(1))
@@ -151,7 +154,7 @@ def first_difference(module: types.ModuleType, steps: int = STEPS) -> tuple[int 
     for step in range(1, steps + 1):
         real_A = torch.rand(BATCH, 3, SIZE, SIZE, generator=g) * 2 - 1
         real_B = torch.rand(BATCH, 3, SIZE, SIZE, generator=g) * 2 - 1
-        got = module.train_step(s, real_A, real_B)
+        got = state.train_step(s, real_A, real_B)
         want = reference.step(real_A, real_B)
         worst_loss = max(worst_loss, float(((got - want).abs() / want.abs()).max()))
         same = torch.allclose(got, want, rtol=RTOL, atol=ATOL)
@@ -168,36 +171,44 @@ def first_difference(module: types.ModuleType, steps: int = STEPS) -> tuple[int 
 
 
 def test_train_step_is_the_canonical_step():
-    step, worst_loss, worst_weight = first_difference(training)
+    step, worst_loss, worst_weight = first_difference()
     assert step is None, (
         f"train_step left the reference at step {step}: losses {worst_loss:.2g} rel, weights {worst_weight:.2g}"
     )
 
 
-# One-line edits of cyclegan_cli/train.py, each a bug the comparison must see: (what is replaced, by what).
+# One-line edits, each a bug the comparison must see: (the module edited, [(what is replaced, by what)]).
 MUTANTS = {
-    "cycle weight 9": [("lambda_cyc: float = 10.0", "lambda_cyc: float = 9.0")],
-    "Adam beta1 0.9": [("beta1: float = 0.5", "beta1: float = 0.9")],
-    "no pool": [
-        ("old_fake_B = s.pool_B.query(fake_B.detach())", "old_fake_B = fake_B.detach()"),
-        ("old_fake_A = s.pool_A.query(fake_A.detach())", "old_fake_A = fake_A.detach()"),
-    ],
-    "D not halved": [
-        ("_gan_loss(pred_B[n:], False)) * 0.5", "_gan_loss(pred_B[n:], False)) * 1.0"),
-        ("_gan_loss(pred_A[n:], False)) * 0.5", "_gan_loss(pred_A[n:], False)) * 1.0"),
-    ],
+    "cycle weight 9": ("config", [("lambda_cyc: float = 10.0", "lambda_cyc: float = 9.0")]),
+    "Adam beta1 0.9": ("config", [("beta1: float = 0.5", "beta1: float = 0.9")]),
+    "no pool": (
+        "state",
+        [
+            ("old_fake_B = s.pool_B.query(fake_B.detach())", "old_fake_B = fake_B.detach()"),
+            ("old_fake_A = s.pool_A.query(fake_A.detach())", "old_fake_A = fake_A.detach()"),
+        ],
+    ),
+    "D not halved": (
+        "state",
+        [
+            ("_gan_loss(pred_B[n:], False)) * 0.5", "_gan_loss(pred_B[n:], False)) * 1.0"),
+            ("_gan_loss(pred_A[n:], False)) * 0.5", "_gan_loss(pred_A[n:], False)) * 1.0"),
+        ],
+    ),
 }
 
 
 @pytest.mark.parametrize("mutant", list(MUTANTS))
 def test_each_mutant_of_the_step_is_caught(mutant, monkeypatch):
-    source = Path(training.__file__).read_text()
-    for old, new in MUTANTS[mutant]:
+    role, edits = MUTANTS[mutant]
+    original = {"config": train_config, "state": train_state}[role]
+    source = Path(original.__file__).read_text()
+    for old, new in edits:
         assert source.count(old) == 1, f"the mutant's site moved: {old!r}"  # else the mutant would be the original
         source = source.replace(old, new)
-    module = types.ModuleType("cyclegan_cli.train_mutant")
-    module.__file__ = training.__file__
+    module = types.ModuleType(f"{original.__name__}_mutant")
+    module.__file__ = original.__file__
     monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look their module up
-    exec(compile(source, training.__file__, "exec"), module.__dict__)
-    step, worst_loss, worst_weight = first_difference(module)
+    exec(compile(source, original.__file__, "exec"), module.__dict__)
+    step, worst_loss, worst_weight = first_difference(**{role: module})
     assert step is not None, f"{mutant}: the step still equals the reference"

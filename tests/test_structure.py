@@ -1,0 +1,117 @@
+"""The package's shape: no import circle between its modules; the training settings load without torch.
+
+Every import counts, wherever it stands (module level, inside a function, under ``TYPE_CHECKING``): an import
+moved into a function to dodge a circle is still a circle in the design. The sources are read with ``ast``, not
+imported, so the graph is the one written. ``engines/`` and ``plugins/`` install as ``cyc_engines`` and
+``cyc_plugins``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"cyclegan_cli": ROOT / "cyclegan_cli", "cyc_engines": ROOT / "engines", "cyc_plugins": ROOT / "plugins"}
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the three packages by its import name (a package by its own name, for ``__init__.py``)."""
+    modules = {}
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.glob("*.py")):
+            modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The modules among ``known`` that the module ``name`` (source at ``path``) imports anywhere in its source.
+    ``from X import Y`` imports the module ``X.Y`` where there is one, else ``X``; relative imports are resolved."""
+    package = name if path.stem == "__init__" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        found.update(target for target in targets if target in known and target != name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = module_files()
+    return {name: imported_modules(name, path, set(modules)) for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One shortest cycle through each module that lies on any, without repeats: each as the list of modules
+    around it, the first one again at the end."""
+    found, seen = [], set()
+    for start in sorted(graph):
+        paths, visited, cycle = [[start]], {start}, None
+        while paths and cycle is None:  # breadth first: the shortest way back to ``start``
+            longer = []
+            for path in paths:
+                for nxt in sorted(graph[path[-1]]):
+                    if nxt == start:
+                        cycle = [*path, start]
+                        break
+                    if nxt not in visited:
+                        visited.add(nxt)
+                        longer.append([*path, nxt])
+                if cycle is not None:
+                    break
+            paths = longer
+        if cycle is not None and frozenset(cycle) not in seen:
+            seen.add(frozenset(cycle))
+            found.append(cycle)
+    return found
+
+
+def test_every_kind_of_import_is_seen(tmp_path):
+    """Module level, in a function, under TYPE_CHECKING, relative, across packages; a package is not its modules."""
+    source = tmp_path / "fake.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import torch\n"
+        "from cyclegan_cli import errors\n"
+        "from .atomic import atomic_path\n"
+        "from . import data, framing\n"
+        "import cyc_engines.torch as engine\n"
+        "if TYPE_CHECKING:\n"
+        "    from cyclegan_cli.train import TrainState\n"
+        "def later():\n"
+        "    import cyc_plugins.images\n"
+    )
+    imported = {f"cyclegan_cli.{name}" for name in ("errors", "atomic", "data", "framing", "train")}
+    imported |= {"cyc_engines.torch", "cyc_plugins.images"}
+    known = imported | {"cyclegan_cli", "cyclegan_cli.fake", "cyclegan_cli.models"}
+    assert imported_modules("cyclegan_cli.fake", source, known) == imported
+    graph = import_graph()
+    assert "cyclegan_cli.plugin_api" in graph["cyc_engines.torch"]
+    assert "cyclegan_cli.models" in graph["cyclegan_cli.weights"]  # under TYPE_CHECKING
+
+
+def test_a_circle_is_found_and_named():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}}
+    assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
+
+
+def test_no_import_circle():
+    found = cycles(import_graph())
+    assert not found, "import circles:\n" + "\n".join("  " + " -> ".join(cycle) for cycle in found)
+
+
+def test_the_training_config_imports_no_torch():
+    """``cyc train --help`` reads its defaults from it, and a tool may check settings without loading torch."""
+    code = "import sys, cyclegan_cli.train_config; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
