@@ -5,6 +5,7 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
 
     cyc train   cmd_train ─> train: setup, then the loop ──────────────> checkpoints (save, resume)
                  │            │  data: scan A/B, decode, resize/crop/flip     │
+                 │            │  samples: the labelled sample grids           │
                  │            │  train_state: the state; train_step, the      └─> weights: G_AB/G_BA.safetensors
                  │            │    canonical G step, then D step (models: ResnetGenerator, PatchGAN)
                  │            └─ distributed: torchrun ranks (one process: Ranks()), gradient all-reduce, agreed stops
