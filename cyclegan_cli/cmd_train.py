@@ -12,7 +12,7 @@ import click
 
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.options import debug_option, device_option, precision_option
-from cyclegan_cli.train_config import TrainConfig
+from cyclegan_cli.train_config import GAN_MODES, TrainConfig
 
 _EXPLICIT_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
 _DEFAULT = {f.name: f.default for f in fields(TrainConfig)}
@@ -123,6 +123,14 @@ def _folder(**kwargs):
     help="Weight of the identity loss, as a fraction of --lambda-cyc (0 turns it off).",
 )
 @click.option(
+    "--gan-mode",
+    type=click.Choice(GAN_MODES),
+    default=_DEFAULT["gan_mode"],
+    show_default=True,
+    help="Adversarial loss: lsgan (least squares, the paper's) or vanilla (binary cross-entropy on the "
+    "discriminator's logits, the original GAN's). Fixed for a run: --resume keeps it.",
+)
+@click.option(
     "--pool-size",
     type=click.IntRange(0),
     default=_DEFAULT["pool_size"],
@@ -204,17 +212,18 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     no readable image is an error before any work.
 
     The loop is the canonical one: A in a shuffled order, B drawn at random, each resized to
-    --load-size, cropped to --crop-size and flipped at random; LSGAN losses, cycle L1 x --lambda-cyc,
-    identity L1 x --lambda-id x --lambda-cyc, discriminators trained on (real + fake) / 2 with fakes
-    from a replay pool; Adam (betas 0.5, 0.999) at --lr for --epochs, then decaying linearly to zero
-    over --epochs-decay; weights initialised N(0, 0.02) from --seed.
+    --load-size, cropped to --crop-size and flipped at random; LSGAN losses (--gan-mode vanilla: BCE),
+    cycle L1 x --lambda-cyc, identity L1 x --lambda-id x --lambda-cyc, discriminators trained on
+    (real + fake) / 2 with fakes from a replay pool; Adam (betas 0.5, 0.999) at --lr for --epochs,
+    then decaying linearly to zero over --epochs-decay; weights initialised N(0, 0.02) from --seed.
 
     \b
     The run folder OUT/NAME/ receives:
       config.json                      every setting of the run
       metrics.csv                      mean losses every --log-every steps (and TensorBoard
                                        events where tensorboard is installed)
-      samples/step_NNNNNN.png          real A | fake B | rec A, then real B | fake A | rec B
+      samples/step_NNNNNN.png          real | translated | reconstructed, A -> B above B -> A,
+                                       labelled
       checkpoints/step_NNNNNN.pt       every --save-every steps and at each epoch's end;
       checkpoints/last.pt              the newest, which --resume and 'cyc run' read
       G_AB.safetensors, G_BA.safetensors   the two generators, when training ends

@@ -18,6 +18,11 @@ from typing import Any
 
 from cyclegan_cli.errors import UsageError, WeightsError
 
+GAN_MODES = ("lsgan", "vanilla")
+# Settings added after the first runs were saved, with the value those runs trained with: a checkpoint without
+# one resumes with that value, and a resume that asks for another is refused like any other fixed setting.
+ADDED_LATER = {"gan_mode": "lsgan"}
+
 
 @dataclass
 class TrainConfig:
@@ -48,6 +53,7 @@ class TrainConfig:
     beta1: float = 0.5
     lambda_cyc: float = 10.0
     lambda_id: float = 0.5
+    gan_mode: str = "lsgan"  # the adversarial loss: lsgan (the paper's, squared error) or vanilla (BCE)
     pool_size: int = 50
     seed: int = 0
     # logging and checkpoints
@@ -139,6 +145,8 @@ def check_config(c: TrainConfig) -> None:
         raise UsageError("--n-blocks must be at least 1, --pool-size and --workers at least 0")
     if not (c.lr > 0 and math.isfinite(c.lr)):
         raise UsageError(f"--lr must be a positive number (got {c.lr})")
+    if c.gan_mode not in GAN_MODES:
+        raise UsageError(f"--gan-mode {c.gan_mode}: use {' or '.join(GAN_MODES)}")
     if c.dist_timeout is not None and not (c.dist_timeout > 0 and math.isfinite(c.dist_timeout)):
         raise UsageError(f"--dist-timeout must be a positive number of seconds (got {c.dist_timeout})")
 
@@ -183,6 +191,7 @@ def merge_resume_config(
 ) -> TrainConfig:
     """The saved settings, with the ones the user gave again: those that may change replace the saved ones;
     a fixed one (architecture, optimisation, transforms, seed) that differs is a usage error."""
+    saved = {**ADDED_LATER, **saved}
     check_saved_config(config, saved, source)
     explicit = {f.name for f in fields(config)} if explicit is None else set(explicit)
     merged = {}

@@ -175,10 +175,13 @@ def _set_requires_grad(models: tuple[nn.Module, ...], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def _gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
-    """LSGAN: mean squared distance of the patch scores to 1 (real) or 0 (fake)."""
+def _gan_loss(prediction: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    """The adversarial loss of the patch scores against 1 (real) or 0 (fake): LSGAN, their mean squared distance;
+    vanilla, binary cross-entropy with the scores as logits (the original GAN's loss)."""
     prediction = prediction.float()
     target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(prediction, target)
     return F.mse_loss(prediction, target)
 
 
@@ -195,8 +198,8 @@ def train_step(s: TrainState, real_A: torch.Tensor, real_B: torch.Tensor) -> tor
         fake_A = f["G_BA"](real_B).float()
         rec_A = f["G_BA"](fake_B).float()
         rec_B = f["G_AB"](fake_A).float()
-        loss_G_AB = _gan_loss(f["D_B"](fake_B), True)
-        loss_G_BA = _gan_loss(f["D_A"](fake_A), True)
+        loss_G_AB = _gan_loss(f["D_B"](fake_B), True, c.gan_mode)
+        loss_G_BA = _gan_loss(f["D_A"](fake_A), True, c.gan_mode)
         loss_cyc_A = F.l1_loss(rec_A, real_A) * c.lambda_cyc
         loss_cyc_B = F.l1_loss(rec_B, real_B) * c.lambda_cyc
         if c.lambda_id > 0:
@@ -215,9 +218,9 @@ def train_step(s: TrainState, real_A: torch.Tensor, real_B: torch.Tensor) -> tor
     old_fake_A = s.pool_A.query(fake_A.detach())
     with s.autocast():
         pred_B = f["D_B"](torch.cat([real_B, old_fake_B]))
-        loss_D_B = (_gan_loss(pred_B[:n], True) + _gan_loss(pred_B[n:], False)) * 0.5
+        loss_D_B = (_gan_loss(pred_B[:n], True, c.gan_mode) + _gan_loss(pred_B[n:], False, c.gan_mode)) * 0.5
         pred_A = f["D_A"](torch.cat([real_A, old_fake_A]))
-        loss_D_A = (_gan_loss(pred_A[:n], True) + _gan_loss(pred_A[n:], False)) * 0.5
+        loss_D_A = (_gan_loss(pred_A[:n], True, c.gan_mode) + _gan_loss(pred_A[n:], False, c.gan_mode)) * 0.5
     s.opt_D.zero_grad(set_to_none=True)
     s.scaler.scale(loss_D_A + loss_D_B).backward()
     s.scaler.step(s.opt_D)

@@ -562,3 +562,30 @@ def test_samples_depend_on_seed_epoch_index_only(tmp_path):
     batches = list(data.EpochBatches(5, 2, seed=7, epoch=2, start=1))
     order = data.epoch_order(5, 7, 2)
     assert batches == [[(2, order[2]), (2, order[3])], [(2, order[4])]]
+
+
+def test_gan_mode_vanilla_trains_resumes_and_is_fixed_for_the_run(tmp_path):
+    run = short_run(tmp_path, "--gan-mode", "vanilla", "--max-steps", "2", name="v")
+    assert json.loads((run / "config.json").read_text())["gan_mode"] == "vanilla"
+    assert load_ckpt(run / "checkpoints" / "last.pt")["config"]["gan_mode"] == "vanilla"
+    resumed = cyc_resume(run, "--max-steps", "3")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_ckpt(run / "checkpoints" / "last.pt")["step"] == 3
+    changed = cyc_resume(run, "--max-steps", "4", "--gan-mode", "lsgan")
+    assert changed.exit_code == 2 and "--gan-mode lsgan differs from the run's vanilla" in changed.output
+
+
+def test_a_checkpoint_from_before_gan_mode_resumes_as_lsgan(tmp_path):
+    run = short_run(tmp_path, "--max-steps", "1", name="old")
+    last = run / "checkpoints" / "last.pt"
+    checkpoint = load_ckpt(last)
+    del checkpoint["config"]["gan_mode"]  # as a run saved before the option existed
+    torch.save(checkpoint, last)
+    config = json.loads((run / "config.json").read_text())
+    del config["gan_mode"]
+    (run / "config.json").write_text(json.dumps(config))
+    refused = cyc_resume(run, "--max-steps", "2", "--gan-mode", "vanilla")
+    assert refused.exit_code == 2 and "differs from the run's lsgan" in refused.output
+    resumed = cyc_resume(run, "--max-steps", "2")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_ckpt(last)["config"]["gan_mode"] == "lsgan"
