@@ -4,7 +4,7 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
 ``cyc_plugins``)::
 
     cyc train   cmd_train ─> train: setup, then the loop ──────────────> checkpoints (save, resume)
-                 │            │  data: scan A/B, decode, resize/crop/flip     │
+                 │            │  training_data: scan A/B, decode, crop, flip  │
                  │            │  samples: the labelled sample grids           │
                  │            │  train_state: the state; train_step, the      └─> weights: G_AB/G_BA.safetensors
                  │            │    canonical G step, then D step (models: ResnetGenerator, PatchGAN)

@@ -357,7 +357,7 @@ def restore_state(s: TrainState, ckpt: dict, source: Path | str = "the checkpoin
     """Put a checkpoint's models, optimizers, schedulers, pools, random states and position into ``s``: for rank
     ``rank``, its own part of a checkpoint of several ranks; a rank the checkpoint lacks takes a copy of rank
     ``rank % world_size``'s pools, with random streams of its own."""
-    from cyclegan_cli.data import derive_seed
+    from cyclegan_cli.training_data import derive_seed
 
     try:
         parts = ckpt.get("ranks") or [{"pools": ckpt["pools"], "rng": ckpt["rng"]}]

@@ -23,7 +23,7 @@ sees anything: fp16's scaler finds the same infinities on every rank and skips t
 untouched, the modules are untouched, and one process has no hook at all.
 
 What else differs from one process, all of it here or in the loop: the data (each rank its own share of the
-epoch's order, :class:`cyclegan_cli.data.EpochBatches`), the replay pools (one per rank, seeded by the rank),
+epoch's order, :class:`cyclegan_cli.training_data.EpochBatches`), the replay pools (one per rank, seeded by the rank),
 the logged losses (one all-reduce per step carries every rank's losses and its stop flag: the mean is logged, and
 a Ctrl-C on any rank stops all of them after the same step), checkpoints (every rank's pools and random state
 gathered into rank 0's file; the others wait while it writes), and failures: each collective is bounded by the

@@ -13,7 +13,7 @@ one process always did).
 
 Exact resume: a checkpoint holds everything the step changes and where the loop is (epoch, batch within the
 epoch, global step). The data order and every sample's crop and flip derive from ``(seed, epoch, index)`` (see
-:mod:`cyclegan_cli.data`), so N steps, a resume and N more steps give on the CPU exactly the weights of 2N steps
+:mod:`cyclegan_cli.training_data`), so N steps, a resume and N more steps give on the CPU exactly the weights of 2N steps
 in one go. A resumed run that has no step left (at ``--max-steps``, or all epochs done) trains nothing, touches
 nothing and says so.
 
@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from rich.markup import escape
 
-from cyclegan_cli import data, distributed
+from cyclegan_cli import distributed, training_data
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.checkpoints import (
     Checkpointer,
@@ -100,7 +100,7 @@ def _fixed_images(files: list[Path], load_size: int, crop_size: int, count: int 
     images = []
     for path in files[:count]:
         with contextlib.suppress(CycError):
-            images.append(data.center_transform(read_image(path)[0], load_size, crop_size))
+            images.append(training_data.center_transform(read_image(path)[0], load_size, crop_size))
     return torch.stack(images) if images else torch.zeros(1, 3, crop_size, crop_size)
 
 
@@ -124,7 +124,7 @@ class TrainLog:
 
     COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, "steps_per_s")
 
-    def __init__(self, run: Run, console, resume_step: int | None):
+    def __init__(self, run: TrainingRun, console, resume_step: int | None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         c, s = run.config, run.state
@@ -283,14 +283,14 @@ class CtrlC:
 
 
 @dataclass
-class Run:
+class TrainingRun:
     """A run ready to train, as :func:`setup` leaves it."""
 
     dir: Path
     config: TrainConfig
     state: TrainState
-    dataset: data.UnpairedDataset
-    domains: data.Domains
+    dataset: training_data.UnpairedDataset
+    domains: training_data.Domains
     workers: int  # DataLoader processes
     steps_per_epoch: int
     total_steps: int  # where this run stops: the end of its last epoch, or --max-steps
@@ -363,7 +363,7 @@ def open_run(
     return config, resume
 
 
-def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks) -> Run:
+def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks) -> TrainingRun:
     """Everything before the first step: the data (every image decoded once, before any work), the device and
     precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and its
     ``config.json``, and the fixed images of the sample grids. Under torchrun (``ranks``): this rank's device,
@@ -372,14 +372,14 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
 
     # data: find both domains and decode every image once
     threads = max(1, min(8, (os.cpu_count() or 1) // ranks.local_world))
-    domains = data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
+    domains = training_data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
     skipped = {str(path): reason for path, reason in domains.skipped}
     for reason in list(skipped.values())[:20]:
         console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
     if len(skipped) > 20:
         console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
-    dataset = data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
-    steps_per_epoch = data.batches_per_epoch(len(dataset), c.batch_size, ranks.world)
+    dataset = training_data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
+    steps_per_epoch = training_data.batches_per_epoch(len(dataset), c.batch_size, ranks.world)
     total_steps = c.total_epochs * steps_per_epoch
     if c.max_steps is not None:
         total_steps = min(c.max_steps, total_steps)
@@ -391,7 +391,7 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    workers = data.default_workers(device, ranks.local_world) if c.workers is None else c.workers
+    workers = training_data.default_workers(device, ranks.local_world) if c.workers is None else c.workers
     s = build_state(c, device, precision, ranks.rank)
     notes = []
     if not ranks.alone:
@@ -422,7 +422,7 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
         atomic_write_bytes(run_dir / "config.json", config_json.encode())
 
-    return Run(
+    return TrainingRun(
         dir=run_dir,
         config=c,
         state=s,
@@ -453,13 +453,13 @@ def _resume_notes(s: TrainState, resume: Resume, n: int, world: int, steps_per_e
     if saved == world:
         return [f"{where}: {then_now}; batch {s.batch_in_epoch} of {steps_per_epoch} of the epoch done."]
     before = s.batch_in_epoch
-    s.batch_in_epoch = data.batch_after_world_change(before, n, c.batch_size, saved, world)
+    s.batch_in_epoch = training_data.batch_after_world_change(before, n, c.batch_size, saved, world)
     notes = [
         f"{where}: {then_now}. The global batch changes from {c.batch_size * saved} to {c.batch_size * world} "
         f"(batch {c.batch_size} per rank; lr {c.lr:g} as before) and the data order from here on differs from a "
         f"run that kept {distributed.ranks_text(saved)}: epoch {s.epoch + 1} continues at batch "
         f"{s.batch_in_epoch} of {steps_per_epoch} (after {before} of "
-        f"{data.batches_per_epoch(n, c.batch_size, saved)} before; no sample of it skipped, a few may repeat)."
+        f"{training_data.batches_per_epoch(n, c.batch_size, saved)} before; no sample of it skipped, a few may repeat)."
     ]
     if world > saved:
         one = world - saved == 1
@@ -542,7 +542,7 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
 
     with _when_interrupted(checkpointer, s, ranks, console), CtrlC(console) as ctrl_c, log:
         while not run.done():
-            loader = data.epoch_loader(
+            loader = training_data.epoch_loader(
                 run.dataset, c.batch_size, s.epoch, s.batch_in_epoch, run.workers, pin, ranks.rank, ranks.world
             )
             for batch in loader:
@@ -635,7 +635,7 @@ def _when_interrupted(checkpointer: Checkpointer, s: TrainState, ranks: distribu
         raise distributed.RanksLost(f"{lost}; stopped after step {s.step}, {checkpointer.kept_text()}") from None
 
 
-def _end_of_run(run: Run, start_step: int, started: float) -> TrainResult:
+def _end_of_run(run: TrainingRun, start_step: int, started: float) -> TrainResult:
     """The generators for sharing (rank 0 writes them), and what the run did."""
     s, c = run.state, run.config
     weights = []

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cyclegan_cli import data
+from cyclegan_cli import training_data
 from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator, init_weights
 from cyclegan_cli.train_config import TrainConfig
 
@@ -115,7 +115,7 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
 
 def pool_seed(seed: int, stream: int, rank: int) -> int:
     """The seed of a replay pool (stream 1: fakes of A, 2: of B) on rank ``rank``; rank 0's is one process's."""
-    return data.derive_seed(seed, stream) if rank == 0 else data.derive_seed(seed, stream, rank, -4)
+    return training_data.derive_seed(seed, stream) if rank == 0 else training_data.derive_seed(seed, stream, rank, -4)
 
 
 def build_state(config: TrainConfig, device: str = "cpu", precision: str = "fp32", rank: int = 0) -> TrainState:

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from rich.console import Console
 from torch.optim.lr_scheduler import LRScheduler
 
-from cyclegan_cli import data
 from cyclegan_cli import train as training
+from cyclegan_cli import training_data
 from cyclegan_cli.cli import cli
 from cyclegan_cli.samples import GAP, LINE
 from cyclegan_cli.weights import load_generator
@@ -518,11 +518,14 @@ def test_unusable_domain_is_refused_before_any_work(tmp_path, case):
 
 def test_layouts_and_explicit_folders(tmp_path):
     make_domains(tmp_path / "d1", count=2, layout=("train/A", "train/B"))
-    assert data.find_domain_dirs(tmp_path / "d1", None, None) == (tmp_path / "d1/train/A", tmp_path / "d1/train/B")
+    assert training_data.find_domain_dirs(tmp_path / "d1", None, None) == (
+        tmp_path / "d1/train/A",
+        tmp_path / "d1/train/B",
+    )
     make_domains(tmp_path / "d2", count=2, layout=("horses", "zebras/deep/er"))
-    found = data.scan_domains(a=tmp_path / "d2/horses", b=tmp_path / "d2/zebras")
+    found = training_data.scan_domains(a=tmp_path / "d2/horses", b=tmp_path / "d2/zebras")
     assert len(found.files_b) == 2 and (found.name_a, found.name_b) == ("horses", "zebras")
-    names = data.domain_names(tmp_path / "horse2zebra", tmp_path / "trainA", tmp_path / "trainB")
+    names = training_data.domain_names(tmp_path / "horse2zebra", tmp_path / "trainA", tmp_path / "trainB")
     assert names == ("horse", "zebra")
     folders = ["--a", str(tmp_path / "d2/horses"), "--b", str(tmp_path / "d2/zebras")]
     result = cyc_train(*folders, "--out", str(tmp_path / "runs"), *CPU, *TINY, "--max-steps", "1")
@@ -539,9 +542,9 @@ def test_grayscale_rgba_and_16_bit_images_become_rgb_samples(tmp_path):
     Image.fromarray(ramp).save(tmp_path / "data" / "trainA" / "sixteen.png")
     Image.fromarray(np.full((30, 50), 128, np.uint8), mode="L").save(tmp_path / "data" / "trainA" / "gray.webp")
     Image.fromarray(np.zeros((20, 20, 4), np.uint8), mode="RGBA").save(tmp_path / "data" / "trainB" / "alpha.tiff")
-    found = data.scan_domains(root)
+    found = training_data.scan_domains(root)
     assert (len(found.files_a), len(found.files_b), found.skipped) == (3, 2, [])
-    ds = data.UnpairedDataset(found.files_a, found.files_b, load_size=36, crop_size=32)
+    ds = training_data.UnpairedDataset(found.files_a, found.files_b, load_size=36, crop_size=32)
     for index in range(len(ds)):
         sample = ds[(0, index)]
         assert sample["A"].shape == sample["B"].shape == (3, 32, 32) and sample["bad"] == []
@@ -552,15 +555,17 @@ def test_grayscale_rgba_and_16_bit_images_become_rgb_samples(tmp_path):
 def test_samples_depend_on_seed_epoch_index_only(tmp_path):
     """What makes resume exact with any number of workers: a sample is a function of (seed, epoch, index)."""
     root = make_domains(tmp_path / "data", count=5, count_b=3, size=40)
-    found = data.scan_domains(root)
-    ds = data.UnpairedDataset(found.files_a, found.files_b, load_size=36, crop_size=32, seed=7)
+    found = training_data.scan_domains(root)
+    ds = training_data.UnpairedDataset(found.files_a, found.files_b, load_size=36, crop_size=32, seed=7)
     one, two = ds[(2, 4)], ds[(2, 4)]
     assert torch.equal(one["A"], two["A"]) and torch.equal(one["B"], two["B"])
     assert one["A"].shape == (3, 32, 32) and -1 <= one["A"].min() and one["A"].max() <= 1
     assert not torch.equal(ds[(3, 4)]["A"], one["A"])  # another epoch crops and flips anew
-    assert data.epoch_order(5, 7, 2) == data.epoch_order(5, 7, 2) != data.epoch_order(5, 7, 3)
-    batches = list(data.EpochBatches(5, 2, seed=7, epoch=2, start=1))
-    order = data.epoch_order(5, 7, 2)
+    assert (
+        training_data.epoch_order(5, 7, 2) == training_data.epoch_order(5, 7, 2) != training_data.epoch_order(5, 7, 3)
+    )
+    batches = list(training_data.EpochBatches(5, 2, seed=7, epoch=2, start=1))
+    order = training_data.epoch_order(5, 7, 2)
     assert batches == [[(2, order[2]), (2, order[3])], [(2, order[4])]]
 
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cyclegan_cli import data
 from cyclegan_cli import train as training
+from cyclegan_cli import training_data
 from cyclegan_cli.cli import cli
 from tests.helpers import CPU, TINY, TINY_API, make_domains
 
@@ -334,9 +334,9 @@ def test_a_rank_that_dies_or_hangs_makes_the_other_exit_within_the_timeout(tmp_p
 
 def test_each_rank_takes_its_own_share_of_every_epoch():
     n, seed, epoch = 7, 3, 2
-    order = data.epoch_order(n, seed, epoch)
-    shares = [list(data.EpochBatches(n, 2, seed, epoch, rank=r, world=3)) for r in range(3)]
-    assert [len(s) for s in shares] == [2, 2, 2] == [data.batches_per_epoch(n, 2, 3)] * 3
+    order = training_data.epoch_order(n, seed, epoch)
+    shares = [list(training_data.EpochBatches(n, 2, seed, epoch, rank=r, world=3)) for r in range(3)]
+    assert [len(s) for s in shares] == [2, 2, 2] == [training_data.batches_per_epoch(n, 2, 3)] * 3
     # global batch k is a stretch of the order: rank r takes positions r, r + 3, ... (padded from the start)
     padded = order + order[:2]
     for k in range(2):
@@ -344,9 +344,11 @@ def test_each_rank_takes_its_own_share_of_every_epoch():
         assert together == sorted(padded[6 * k : 6 * k + 6])
     assert {i for share in shares for batch in share for _, i in batch} == set(range(n))
     # one rank is the one-process order; a resumed rank starts at its batch
-    assert list(data.EpochBatches(n, 2, seed, epoch)) == list(data.EpochBatches(n, 2, seed, epoch, rank=0, world=1))
-    assert list(data.EpochBatches(n, 2, seed, epoch, start=1, rank=2, world=3)) == shares[2][1:]
+    assert list(training_data.EpochBatches(n, 2, seed, epoch)) == list(
+        training_data.EpochBatches(n, 2, seed, epoch, rank=0, world=1)
+    )
+    assert list(training_data.EpochBatches(n, 2, seed, epoch, start=1, rank=2, world=3)) == shares[2][1:]
     # a changed number of ranks continues at the global batch holding the first untrained sample
-    assert data.batch_after_world_change(3, n, 1, 1, 2) == 1  # 3 samples done: batch 1 of 2 ranks (2 and 3)
-    assert data.batch_after_world_change(1, n, 1, 2, 1) == 2
-    assert data.batch_after_world_change(4, n, 1, 2, 1) == 7  # a finished epoch stays finished
+    assert training_data.batch_after_world_change(3, n, 1, 1, 2) == 1  # 3 samples done: batch 1 of 2 ranks (2 and 3)
+    assert training_data.batch_after_world_change(1, n, 1, 2, 1) == 2
+    assert training_data.batch_after_world_change(4, n, 1, 2, 1) == 7  # a finished epoch stays finished
