@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from cyclegan_cli.artifacts import DEFAULT_MAX_SHAPE, DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE
-from cyclegan_cli.options import EXPORT_PRECISIONS, debug_option, device_option, runs_dir_option
-from cyclegan_cli.quantize import MIN_PSNR
+from cyclegan_cli.options import EXPORT_PRECISIONS, debug_option, device_option, min_psnr_option, runs_dir_option
 
 
 def _shape(ctx, param, value: str) -> str:
@@ -55,14 +54,7 @@ def _shape(ctx, param, value: str) -> str:
     help="int8: images to calibrate on and measure with: a folder, a quoted glob or a video of the source domain "
     "(default: the run's own training images of that domain, from its config.json).",
 )
-@click.option(
-    "--min-psnr",
-    type=click.FloatRange(min=0),
-    default=MIN_PSNR,
-    show_default=True,
-    metavar="DB",
-    help="int8: the gate: the int8 model must come this close to fp32 (PSNR in dB) on held-out frames.",
-)
+@min_psnr_option("int8: the gate: the int8 model must come this close to fp32 (PSNR in dB) on held-out frames.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset version.")
 @click.option(
     "--min-shape",

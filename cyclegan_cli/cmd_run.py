@@ -13,10 +13,10 @@ from cyclegan_cli.options import (
     device_option,
     direction_option,
     engine_choices,
+    min_psnr_option,
     precision_option,
     runs_dir_option,
 )
-from cyclegan_cli.quantize import MIN_PSNR
 from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
 
 
@@ -58,14 +58,9 @@ def _with_figures(command):
 )
 @device_option
 @precision_option(choices=RUN_PRECISIONS, help_text=RUN_PRECISION_HELP)
-@click.option(
-    "--min-psnr",
-    type=click.FloatRange(min=0),
-    default=MIN_PSNR,
-    show_default=True,
-    metavar="DB",
-    help="int8: the gate: a model quantized here must come this close to fp32 (PSNR on held-out frames), and a "
-    "prebuilt one must have measured so.",
+@min_psnr_option(
+    "int8: the gate: a model quantized here must come this close to fp32 (PSNR on held-out frames), and a "
+    "prebuilt one must have measured so."
 )
 @click.option(
     "--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Frames of one size per batch."

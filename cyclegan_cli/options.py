@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from cyclegan_cli import registry
+from cyclegan_cli.quantize import MIN_PSNR
 
 DEVICES_HELP = "Where to compute: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."
 RUNS_DIR_DEFAULT = "runs"
@@ -69,6 +70,13 @@ def precision_option(default: str = "auto", choices=TRAIN_PRECISIONS, help_text:
         show_default=True,
         help=help_text
         or "Arithmetic precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32.",
+    )
+
+
+def min_psnr_option(help_text: str):
+    """int8's fidelity gate, in dB against fp32 (``cyc export --int8`` and ``cyc run``)."""
+    return click.option(
+        "--min-psnr", type=click.FloatRange(min=0), default=MIN_PSNR, show_default=True, metavar="DB", help=help_text
     )
 
 
