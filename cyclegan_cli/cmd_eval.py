@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cyclegan_cli.options import RUN_PRECISIONS, debug_option, device_option, engine_choices, runs_dir_option
+from cyclegan_cli.options import (
+    RUN_PRECISIONS,
+    debug_option,
+    device_option,
+    engine_option,
+    precision_option,
+    runs_dir_option,
+)
 
 
 @click.command("eval", context_settings={"max_content_width": 100})
@@ -26,21 +33,13 @@ from cyclegan_cli.options import RUN_PRECISIONS, debug_option, device_option, en
     "can translate.",
 )
 @runs_dir_option
-@click.option(
-    "--engine",
-    type=click.Choice(engine_choices()),
-    default="auto",
-    show_default=True,
-    help="The translator's inference backend, as in 'cyc run' (auto follows its rule).",
-)
+@engine_option("The translator's inference backend, as in 'cyc run' (auto follows its rule).")
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(RUN_PRECISIONS),
+@precision_option(
     default="fp32",
-    show_default=True,
-    help="The translator's arithmetic: fp32 scores the model itself; auto, bf16, fp16 or int8 score what 'cyc run' "
-    "computes with them.",
+    choices=RUN_PRECISIONS,
+    help_text="The translator's arithmetic: fp32 scores the model itself; auto, bf16, fp16 or int8 score what "
+    "'cyc run' computes with them.",
 )
 @click.option(
     "--batch-size",
