@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := onnx,openvino,tensorboard,demo,dev
+EXTRAS := onnx,openvino,tensorboard,demo,eval,dev
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: test lint demo install bench clean

@@ -1,6 +1,6 @@
 """cyc: train CycleGAN translators, compile them into fast engines, translate images and videos.
 
-The module map, along the three data paths (``engines/`` and ``plugins/`` install as ``cyc_engines`` and
+The module map, along the data paths (``engines/`` and ``plugins/`` install as ``cyc_engines`` and
 ``cyc_plugins``)::
 
     cyc train   cmd_train ─> train: setup, then the loop ──────────────> checkpoints (save, resume)
@@ -22,6 +22,9 @@ The module map, along the three data paths (``engines/`` and ``plugins/`` instal
                              │  engine_choice (which engine and why; break_even: the measured figures) ─> cyc_engines.*
                              └─> pipeline: reader thread ─> batcher + engine (+ temporal: --stable) ─> writer
                                   thread ─> report; cyc_plugins.images / .video (+ .audio) decode and encode
+    cyc eval    cmd_eval ─> quality: each direction's test images through translate (as cyc run does) ─> FID and
+                              KID by torch-fidelity from its FID Inception network (weights fetched by download,
+                              loaded weights-only first; the real images' features cached per folder)
     cyc join    cmd_join ─> segments.join: a video's pieces remuxed in order (the video writer's join)
     cyc datasets / pretrained / doctor: datasets, pretrained, doctor (what runs here, and why)
 

@@ -59,6 +59,7 @@ def cli() -> None:
       cyc export --fp16                          latest run -> ONNX (+ TensorRT engine on a GPU)
       cyc run video.mp4 --direction BtoA         translate a video, keeping its fps and audio
       cyc run photos/ --out painted/             translate a folder tree
+      cyc eval --data data/horse2zebra           FID and KID of the latest run on the test images
 
     Every option can also be set by an environment variable named CYC_<COMMAND>_<OPTION>,
     e.g. CYC_RUN_ENGINE=onnxruntime or CYC_TRAIN_BATCH_SIZE=4.
@@ -72,6 +73,7 @@ def cli() -> None:
 def _register_commands() -> None:
     from cyclegan_cli.cmd_datasets import datasets
     from cyclegan_cli.cmd_doctor import doctor
+    from cyclegan_cli.cmd_eval import eval_
     from cyclegan_cli.cmd_export import export
     from cyclegan_cli.cmd_join import join
     from cyclegan_cli.cmd_plugins import plugins
@@ -79,7 +81,7 @@ def _register_commands() -> None:
     from cyclegan_cli.cmd_run import run
     from cyclegan_cli.cmd_train import train
 
-    for command in (train, export, run, join, pretrained, datasets, plugins, doctor):
+    for command in (train, export, run, eval_, join, pretrained, datasets, plugins, doctor):
         cli.add_command(command)
 
 

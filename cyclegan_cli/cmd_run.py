@@ -12,7 +12,7 @@ from cyclegan_cli.options import (
     debug_option,
     device_option,
     direction_option,
-    engine_choices,
+    engine_option,
     min_psnr_option,
     precision_option,
     runs_dir_option,
@@ -49,13 +49,7 @@ def _with_figures(command):
     help="Output file (one input file, a name with an extension) or folder (created). "
     "Default: beside each input as <stem>_<direction>.<ext>; a folder goes to <folder>_<direction>/.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(engine_choices()),
-    default="auto",
-    show_default=True,
-    help="Inference backend; auto follows the rule below and says what it chose and why.",
-)
+@engine_option("Inference backend; auto follows the rule below and says what it chose and why.")
 @device_option
 @precision_option(choices=RUN_PRECISIONS, help_text=RUN_PRECISION_HELP)
 @min_psnr_option(

@@ -92,3 +92,10 @@ def direction_option(choices=("AtoB", "BtoA"), default: str = "AtoB"):
 
 def engine_choices() -> list[str]:
     return ["auto", *registry.names("engines")]
+
+
+def engine_option(help_text: str):
+    """``--engine``: auto or an installed engine (the choices come from the registry)."""
+    return click.option(
+        "--engine", type=click.Choice(engine_choices()), default="auto", show_default=True, help=help_text
+    )

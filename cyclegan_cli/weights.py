@@ -143,7 +143,9 @@ def find_latest_run(runs_dir: str | Path) -> Path:
 # --- the individual formats ---------------------------------------------------------------------------------
 
 
-def _torch_load(path: Path):
+def _torch_load(path: Path, fix: str = "save a plain state_dict (or .safetensors) where it was made"):
+    """``torch.load`` with ``weights_only``: bad bytes or a pickled object become a one-line WeightsError;
+    ``fix`` ends the message for a file that holds a Python object."""
     import pickle
 
     import torch
@@ -156,8 +158,7 @@ def _torch_load(path: Path):
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found:
             raise WeightsError(
-                f"{path}: refused to load: it holds a Python object ({found.group(1)}), not only tensors; "
-                "save a plain state_dict (or .safetensors) where it was made"
+                f"{path}: refused to load: it holds a Python object ({found.group(1)}), not only tensors; {fix}"
             ) from None
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types (KeyError, RuntimeError, EOFError...) on bad bytes

@@ -36,3 +36,13 @@ def tiny_generator_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "G_AB.safetensors"
     save_generator(make_generator(1), GeneratorInfo(ngf=8, n_blocks=2, direction="AtoB"), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def inception_file(tmp_path_factory) -> Path:
+    """torch-fidelity's FID Inception network with random weights (``make_inception_weights``), made once per
+    session: a 96 MB file that ``cyc eval`` fetches from a test's server."""
+    pytest.importorskip("torch_fidelity", reason="cyc eval needs torch-fidelity (pip install '.[eval]')")
+    from tests.helpers import make_inception_weights
+
+    return make_inception_weights(tmp_path_factory.mktemp("inception") / "weights-inception.pth")

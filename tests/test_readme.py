@@ -1,6 +1,7 @@
 """Every ``cyc`` command line in the README parses (Click resolves each option, so none can drift from the code),
 and those that finish in seconds run for real, in the README's order, in a folder holding the files they name,
-against a pretrained model and a dataset served from 127.0.0.1 (``CYC_PRETRAINED_URL``, ``CYC_DATASETS_URL``).
+against a pretrained model, a dataset and the FID Inception network (random weights) served from 127.0.0.1
+(``CYC_PRETRAINED_URL``, ``CYC_DATASETS_URL``, ``CYC_INCEPTION_URL``).
 Training and export commands are only parsed: they take minutes with the README's settings.
 """
 
@@ -62,17 +63,20 @@ def test_the_readme_has_the_newcomers_commands_first():
     assert "make demo" in head and "make test" in head
 
 
-def test_every_readme_command_parses_and_the_quick_ones_run(tmp_path, monkeypatch):
+def test_every_readme_command_parses_and_the_quick_ones_run(tmp_path, monkeypatch, inception_file):
     server = FileServer()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         server.files["/models/horse2zebra.pth"] = official_file(1)
         server.files["/models/zebra2horse.pth"] = official_file(2)
         server.files["/datasets/horse2zebra.zip"] = dataset_zip("horse2zebra")
+        server.files["/inception.pth"] = inception_file.read_bytes()
         monkeypatch.setenv("CYC_PRETRAINED_URL", f"{server.url}/models")
         monkeypatch.setenv("CYC_DATASETS_URL", f"{server.url}/datasets")
+        monkeypatch.setenv("CYC_INCEPTION_URL", f"{server.url}/inception.pth")
         monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
         monkeypatch.setenv("CYC_RUN_DEVICE", "cpu")  # what these runs mean, on any machine
+        monkeypatch.setenv("CYC_EVAL_DEVICE", "cpu")
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")  # --shard auto: a Slurm array of one task
         monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "1")
         monkeypatch.setattr(download, "RETRY_DELAYS", ())
@@ -91,6 +95,7 @@ def test_every_readme_command_parses_and_the_quick_ones_run(tmp_path, monkeypatc
         server.shutdown()
         server.server_close()
     assert "cyc run clip.mp4 --checkpoint horse2zebra" in ran and "cyc doctor" in ran
+    assert "cyc eval horse2zebra --data data/horse2zebra --direction AtoB" in ran
     assert probe(tmp_path / "clip_AtoB.mp4")["frames"] == probe(tmp_path / "clip.mp4")["frames"]
     assert (tmp_path / "data" / "horse2zebra" / "trainA").is_dir()
     assert (tmp_path / "painted").is_dir() and (tmp_path / "photo_AtoB.jpg").is_file()
