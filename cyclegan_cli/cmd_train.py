@@ -138,6 +138,23 @@ def _folder(**kwargs):
     help="Generated images kept to train the discriminators on (0: none).",
 )
 @click.option(
+    "--eval-every",
+    type=click.IntRange(0),
+    default=_DEFAULT["eval_every"],
+    metavar="N",
+    help="Score both directions on the held-out images (DATAROOT's testA/ and testB/) every N steps: KID, and "
+    "FID with 50 images or more, into metrics.csv and TensorBoard, as 'cyc eval' scores them. Default: once an "
+    "epoch, off for runs shorter than an epoch; 0: off. Without held-out folders it is off (training images are "
+    "never used).",
+)
+@click.option(
+    "--eval-images",
+    type=click.IntRange(2),
+    default=_DEFAULT["eval_images"],
+    show_default=True,
+    help="Held-out images a domain that --eval-every scores, at most (spread over the folder).",
+)
+@click.option(
     "--save-every",
     type=click.IntRange(1),
     default=_DEFAULT["save_every"],
@@ -321,3 +338,6 @@ def _summary(result) -> None:
         f"{duration_text(result.seconds)} ({rate:.2f} steps/s); {skipped_text}. Weights: {weights}; "
         f"checkpoint: {result.checkpoint}; samples and metrics in {result.run_dir}/."
     )
+    if result.best_kid is not None:
+        step, a_to_b, b_to_a = result.best_kid
+        click.echo(f"Best held-out KID at step {step}: A -> B {a_to_b:.4f}, B -> A {b_to_a:.4f} (metrics.csv).")

@@ -123,31 +123,42 @@ class Inception:
     batch_size: int = 16
 
     def features(self, files: list[Path]) -> torch.Tensor:
-        """N x 2048 float32 features of ``files``, in their order; images of one size share a batch."""
+        """N x 2048 float32 features of the image ``files``, in their order."""
         import torch
 
         from cyclegan_cli.errors import InputError
         from cyclegan_cli.imageio import read_image
 
-        rows: list = [None] * len(files)
+        def images():
+            for path in files:
+                try:
+                    rgb, _ = read_image(path)
+                except InputError as error:
+                    raise DataError(f"{error}; remove it from the folder or replace it") from None
+                yield torch.tensor(rgb).permute(2, 0, 1)
+
+        return self.features_of(images())
+
+    def features_of(self, images) -> torch.Tensor:
+        """N x 2048 float32 features of ``images`` (3 x H x W uint8 RGB tensors: what the network takes), in their
+        order; images of one size share a batch, and at most a batch of them is held at once."""
+        import torch
+
+        rows: list = []
         pending: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
 
         def run(batch: list[tuple[int, torch.Tensor]]) -> None:
-            images = torch.stack([image for _, image in batch]).to(self.device)
+            stacked = torch.stack([image for _, image in batch]).to(self.device)
             with torch.no_grad():
-                (found,) = self.network(images)
+                (found,) = self.network(stacked)
             for (index, _), row in zip(batch, found.float().cpu()):
                 rows[index] = row
             batch.clear()
 
-        for index, path in enumerate(files):
-            try:
-                rgb, _ = read_image(path)
-            except InputError as error:
-                raise DataError(f"{error}; remove it from the folder or replace it") from None
-            image = torch.tensor(rgb).permute(2, 0, 1)  # 3 x H x W uint8, RGB: what the network takes
+        for index, image in enumerate(images):
+            rows.append(None)
             pending.setdefault(tuple(image.shape[1:]), []).append((index, image))
-            if sum(map(len, pending.values())) >= self.batch_size:  # at most a batch of images held at once
+            if sum(map(len, pending.values())) >= self.batch_size:
                 for batch in pending.values():
                     if batch:
                         run(batch)

@@ -60,6 +60,8 @@ from cyclegan_cli.checkpoints import (
 from cyclegan_cli.errors import CycError, UsageError
 from cyclegan_cli.framing import to_uint8_frames
 from cyclegan_cli.train_config import TrainConfig, check_config, merge_resume_config, nothing_to_train, saved_config
+from cyclegan_cli.train_eval import METRICS as EVAL_METRICS
+from cyclegan_cli.train_eval import Evaluation, HeldOutEvaluator, best_kid, evaluation_every, held_out_dirs
 from cyclegan_cli.train_state import LOSS_NAMES, TrainState, build_state, end_epoch, train_step
 from cyclegan_cli.weights import GeneratorInfo, save_generator
 
@@ -122,7 +124,7 @@ class TrainLog:
     starts the bar, and stops it and closes the files at the end.
     """
 
-    COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, "steps_per_s")
+    COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, "steps_per_s", *EVAL_METRICS)
 
     def __init__(self, run: TrainingRun, console, resume_step: int | None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -216,6 +218,18 @@ class TrainLog:
                 f"epoch {epoch} step {s.step}/{self.total_steps} {_loss_text(mean)} {rate:.2f} it/s", highlight=False
             )
 
+    def evaluation(self, result: Evaluation, epoch: int) -> None:
+        """--eval-every's scores: a row of their own in metrics.csv (the loss cells empty), TensorBoard scalars and
+        a line with the time they took."""
+        self.writer.writerow(
+            {"step": result.step, "epoch": epoch + 1, **{k: f"{v:.6g}" for k, v in result.metrics.items()}}
+        )
+        self.file.flush()
+        if self.tb is not None:
+            for name, value in result.metrics.items():
+                self.tb.add_scalar(f"eval/{name}", value, result.step)
+        self.console.print(escape(result.line()), highlight=False)
+
     def warn(self, text: str) -> None:
         """A warning above the bar."""
         self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
@@ -231,6 +245,9 @@ class QuietLog:
         pass
 
     def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
+        pass
+
+    def evaluation(self, result: Evaluation, epoch: int) -> None:
         pass
 
     def warn(self, text: str) -> None:
@@ -299,6 +316,7 @@ class TrainingRun:
     fixed_A: torch.Tensor  # the images of every sample grid
     fixed_B: torch.Tensor
     ranks: distributed.Ranks  # this process's place among several (torchrun), or one process's
+    evaluator: HeldOutEvaluator | None = None  # --eval-every on rank 0; None: no evaluation here
     notes: list[str] = field(default_factory=list)  # what rank 0 says before the first step (ranks, resume)
 
     @property
@@ -317,6 +335,13 @@ class TrainingRun:
         path = self.dir / "samples" / f"step_{s.step:06d}.png"
         save_samples(s, self.fixed_A, self.fixed_B, path, (self.domains.name_a, self.domains.name_b))
 
+    def evaluate(self, log: TrainLog | QuietLog, epoch_end: bool) -> None:
+        """--eval-every, when due: the held-out scores into the log (rank 0 only; the other ranks go on)."""
+        if self.evaluator is not None and self.evaluator.due(self.state.step, epoch_end):
+            result = self.evaluator.evaluate(self.state)
+            if result is not None:
+                log.evaluation(result, self.state.epoch)
+
 
 @dataclass
 class TrainResult:
@@ -330,6 +355,7 @@ class TrainResult:
     weights: list[Path]
     config: TrainConfig
     note: str | None = None  # why nothing was trained: a resumed run at --max-steps or past its last epoch
+    best_kid: tuple[int, float, float] | None = None  # --eval-every: (step, KID A->B, KID B->A) of the best mean
     rank: int = 0  # under torchrun: this process's rank (only rank 0 reports)
     world_size: int = 1
 
@@ -422,6 +448,15 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
         atomic_write_bytes(run_dir / "config.json", config_json.encode())
 
+    evaluator = None
+    every = evaluation_every(c, steps_per_epoch, total_steps)
+    folders = held_out_dirs(c.dataroot)
+    if every and folders is None:
+        where = f"{c.dataroot} has" if c.dataroot is not None else "--a/--b folders have"
+        notes.append(f"Evaluation off: {where} no testA/ and testB/ of held-out images (training images never count).")
+    elif every and ranks.main:
+        evaluator = HeldOutEvaluator(c, folders, every, per_epoch=c.eval_every is None, console=console)
+
     return TrainingRun(
         dir=run_dir,
         config=c,
@@ -436,6 +471,7 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         fixed_A=_fixed_images(domains.files_a, c.load_size, c.crop_size),
         fixed_B=_fixed_images(domains.files_b, c.load_size, c.crop_size),
         ranks=ranks,
+        evaluator=evaluator,
         notes=notes,
     )
 
@@ -571,6 +607,7 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
                         run.save_samples()
                     if s.step % c.save_every == 0:
                         checkpointer.save(s)
+                    run.evaluate(log, epoch_end=False)
                 if run.done():
                     break
 
@@ -581,6 +618,7 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
                     end_epoch(s)
                 run.save_samples()
                 checkpointer.save(s)
+                run.evaluate(log, epoch_end=True)
                 if distributed.any_rank(ranks, ctrl_c.requested):
                     raise StopAgreed
         checkpointer.save(s)
@@ -656,6 +694,7 @@ def _end_of_run(run: TrainingRun, start_step: int, started: float) -> TrainResul
         config=c,
         rank=run.ranks.rank,
         world_size=run.ranks.world,
+        best_kid=best_kid(run.dir / "metrics.csv") if run.main else None,
     )
 
 

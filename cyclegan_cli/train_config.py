@@ -61,6 +61,10 @@ class TrainConfig:
     sample_every: int = 500
     log_every: int = 50
     keep: int = 3
+    # quality on held-out images (testA/, testB/): steps between evaluations; None: once an epoch (off for a run
+    # shorter than one); 0: off
+    eval_every: int | None = None
+    eval_images: int = 200  # held-out images a domain, at most
     resume: bool = False
     # speed
     device: str = "auto"
@@ -96,6 +100,8 @@ RESUME_MAY_CHANGE = frozenset(
         "sample_every",
         "log_every",
         "keep",
+        "eval_every",
+        "eval_images",
         "resume",
         "device",
         "precision",
@@ -145,6 +151,10 @@ def check_config(c: TrainConfig) -> None:
         raise UsageError("--n-blocks must be at least 1, --pool-size and --workers at least 0")
     if not (c.lr > 0 and math.isfinite(c.lr)):
         raise UsageError(f"--lr must be a positive number (got {c.lr})")
+    if c.eval_every is not None and c.eval_every < 0:
+        raise UsageError(f"--eval-every must be at least 0 (0: off; got {c.eval_every})")
+    if c.eval_images < 2:
+        raise UsageError(f"--eval-images must be at least 2 (KID compares sets of images; got {c.eval_images})")
     if c.gan_mode not in GAN_MODES:
         raise UsageError(f"--gan-mode {c.gan_mode}: use {' or '.join(GAN_MODES)}")
     if c.dist_timeout is not None and not (c.dist_timeout > 0 and math.isfinite(c.dist_timeout)):

@@ -46,3 +46,24 @@ def inception_file(tmp_path_factory) -> Path:
     from tests.helpers import make_inception_weights
 
     return make_inception_weights(tmp_path_factory.mktemp("inception") / "weights-inception.pth")
+
+
+@pytest.fixture
+def inception_server(monkeypatch, tmp_path, inception_file):
+    """A real HTTP server on 127.0.0.1 that serves ``inception_file`` as ``CYC_INCEPTION_URL``, with a fresh cache
+    (``CYC_CACHE_DIR``) and no waits between retries."""
+    import threading
+
+    from cyclegan_cli import download
+    from tests.test_downloads import FileServer
+
+    server = FileServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.files["/inception.pth"] = inception_file.read_bytes()
+    monkeypatch.setenv("CYC_INCEPTION_URL", f"{server.url}/inception.pth")
+    monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "RETRY_DELAYS", (0.0, 0.0))
+    yield server
+    server.shutdown()
+    server.server_close()

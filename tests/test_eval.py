@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from click.testing import CliRunner
 from cyclegan_cli import download
 from cyclegan_cli.cli import cli
 from tests.helpers import clip_stills
-from tests.test_downloads import FileServer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -43,17 +41,8 @@ def photos(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def server(monkeypatch, tmp_path, inception_file):
-    server = FileServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.files["/inception.pth"] = inception_file.read_bytes()
-    monkeypatch.setenv("CYC_INCEPTION_URL", f"{server.url}/inception.pth")
-    monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(download, "RETRY_DELAYS", (0.0, 0.0))
-    yield server
-    server.shutdown()
-    server.server_close()
+def server(inception_server):
+    return inception_server
 
 
 def cyc(*args):

@@ -594,3 +594,59 @@ def test_a_checkpoint_from_before_gan_mode_resumes_as_lsgan(tmp_path):
     resumed = cyc_resume(run, "--max-steps", "2")
     assert resumed.exit_code == 0, resumed.output
     assert load_ckpt(last)["config"]["gan_mode"] == "lsgan"
+
+
+# --- quality on held-out images (--eval-every) ------------------------------------------------------------------
+
+
+def _with_held_out(tmp_path: Path) -> Path:
+    """A tiny dataset (4 images a domain) with testA/ and testB/ of 3 held-out images each."""
+    dataroot = make_domains(tmp_path / "data", count=4)
+    make_domains(dataroot, count=3, seed=1, layout=("testA", "testB"))
+    return dataroot
+
+
+def test_eval_every_writes_kid_at_its_steps_and_resume_keeps_them(tmp_path, inception_server):
+    dataroot = _with_held_out(tmp_path)
+    common = [str(dataroot), "--out", str(tmp_path / "runs"), "--name", "e", *CPU, *TINY, "--log-every", "2"]
+    first = cyc_train(*common, "--max-steps", "6", "--eval-every", "3")
+    assert first.exit_code == 0, first.output
+    assert "Evaluated at step 3: A -> B KID" in first.output and "Evaluated at step 6" in first.output
+    run = tmp_path / "runs" / "e"
+    rows = read_metrics(run)
+    scored = [(r["step"], r["kid_AtoB"] != "", r["kid_BtoA"] != "", r["fid_AtoB"]) for r in rows if r["kid_AtoB"]]
+    assert scored == [("3", True, True, ""), ("6", True, True, "")]  # 3 images a set: KID, and no FID
+    assert all(r["kid_AtoB"] == "" for r in rows if r["G_AB"])  # loss rows and score rows apart, cells empty
+    assert len(inception_server.requests) == 1  # the network fetched once
+    resumed = cyc_train("--out", str(tmp_path / "runs"), "--name", "e", "--resume", "--max-steps", "9", *CPU)
+    assert resumed.exit_code == 0, resumed.output
+    steps = [r["step"] for r in read_metrics(run) if r["kid_AtoB"]]
+    assert steps == ["3", "6", "9"]  # the run's own --eval-every kept, the earlier scores too
+    best = min(
+        (r for r in read_metrics(run) if r["kid_AtoB"]), key=lambda r: float(r["kid_AtoB"]) + float(r["kid_BtoA"])
+    )
+    assert f"Best held-out KID at step {best['step']}: A -> B {float(best['kid_AtoB']):.4f}" in resumed.output
+
+
+def test_evaluating_changes_nothing_the_checkpoint_holds(tmp_path, inception_server):
+    dataroot = _with_held_out(tmp_path)
+    for out, every in (("plain", "0"), ("scored", "2")):
+        args = [str(dataroot), "--out", str(tmp_path / out), "--name", "r", *CPU, *TINY, "--max-steps", "5"]
+        result = cyc_train(*args, "--pool-size", "2", "--eval-every", every)
+        assert result.exit_code == 0, result.output
+    assert "Evaluated at step 4" in result.output
+    plain, scored = (load_ckpt(tmp_path / out / "r" / "checkpoints" / "last.pt") for out in ("plain", "scored"))
+    _assert_same_training_state(plain, scored)
+
+
+def test_evaluation_is_off_without_held_out_images_or_the_network(tmp_path, inception_server):
+    bare = make_domains(tmp_path / "bare", count=4)
+    result = cyc_train(str(bare), "--out", str(tmp_path / "runs"), "--name", "b", *CPU, *TINY, "--max-steps", "4")
+    assert result.exit_code == 0, result.output  # one epoch: evaluation on by default, but nothing held out
+    assert f"Evaluation off: {bare.resolve()} has no testA/ and testB/" in result.output
+    assert not [r for r in read_metrics(tmp_path / "runs" / "b") if r["kid_AtoB"]]
+    inception_server.files.clear()  # offline: the network cannot be fetched, training goes on without scores
+    dataroot = _with_held_out(tmp_path)
+    result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "o", *CPU, *TINY, "--max-steps", "4")
+    assert result.exit_code == 0, result.output
+    assert "warning: evaluation off:" in " ".join(result.output.split()) and "Trained 4 steps" in result.output
