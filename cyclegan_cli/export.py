@@ -33,8 +33,9 @@ from cyclegan_cli.artifacts import (
     write_sidecar,
 )
 from cyclegan_cli.atomic import atomic_path
-from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, WeightsError
+from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError
 from cyclegan_cli.quantize import MIN_PSNR
+from cyclegan_cli.sources import find_model, resolve_directions
 from cyclegan_cli.tensorrt_build import ShapeProfile
 
 DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
@@ -91,7 +92,6 @@ def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "b
     """The weights to export (:func:`sources.find_model`), and a note when they were not named by a path. A
     pretrained model translates AtoB only: its partner is exported as a model of its own."""
     from cyclegan_cli import pretrained
-    from cyclegan_cli.sources import find_model
 
     if source is not None and direction == "BtoA" and pretrained.names_one(source):
         model = pretrained.lookup(source)
@@ -101,25 +101,6 @@ def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "b
     if path.suffix.lower() in registry.exported_suffixes():
         raise UsageError(f"{path}: already an exported file; export from a run folder or weights file")
     return path, note
-
-
-def resolve_directions(source: Path, direction: str) -> list[str]:
-    """``AtoB`` / ``BtoA`` as asked; ``both``: the directions the source has (an official .pth has only AtoB)."""
-    from cyclegan_cli.weights import DIRECTIONS, read_generator_state
-
-    if direction != "both":
-        return [direction]
-    found, first_error = [], None
-    for d in DIRECTIONS:
-        try:
-            read_generator_state(source, d)
-        except (UsageError, WeightsError) as exc:  # this source lacks that direction (or is not weights at all)
-            first_error = first_error or exc
-            continue
-        found.append(d)
-    if not found:
-        raise first_error
-    return found
 
 
 # --- the command's work ----------------------------------------------------------------------------------------------

@@ -313,32 +313,13 @@ def eval_folders(data: str | None, a: str | None, b: str | None) -> tuple[Path, 
     return folders[0], folders[1]
 
 
-def source_directions(source: str | None, runs_dir: str, direction: str) -> list[str]:
-    """``AtoB`` / ``BtoA`` as asked; ``both``: the directions ``cyc run --checkpoint SOURCE`` can translate (a
-    pretrained model's other way is its published partner)."""
-    from cyclegan_cli import pretrained, registry
-    from cyclegan_cli.artifacts import read_sidecar
-    from cyclegan_cli.export import resolve_directions
-    from cyclegan_cli.weights import find_latest_run
-
-    if direction != "both":
-        return [direction]
-    if source is not None and not Path(source).exists() and pretrained.is_bare_name(source):
-        return ["AtoB", "BtoA"] if pretrained.lookup(source).partner else ["AtoB"]
-    path = find_latest_run(runs_dir) if source is None else Path(source)
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
-    if path.suffix.lower() in registry.exported_suffixes():
-        return [(read_sidecar(path) or {}).get("direction", "AtoB")]
-    return resolve_directions(path, "both")
-
-
 def evaluate(request: EvalRequest, say=print, progress=None) -> EvalReport:
     """Translate each direction's source-domain test images and score them against the target domain's.
     ``progress`` makes a fresh :class:`cyclegan_cli.jobs.Progress` context for each direction's translation."""
     import contextlib
 
     from cyclegan_cli.devices import resolve_device
+    from cyclegan_cli.sources import source_directions
     from cyclegan_cli.training_data import list_images
     from cyclegan_cli.translate import RunOptions, failed, translate
 

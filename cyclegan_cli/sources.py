@@ -10,9 +10,9 @@ from pathlib import Path
 
 from cyclegan_cli import pretrained, registry
 from cyclegan_cli.artifacts import read_sidecar
-from cyclegan_cli.errors import UsageError
+from cyclegan_cli.errors import UsageError, WeightsError
 from cyclegan_cli.plugin_api import ModelSource
-from cyclegan_cli.weights import find_latest_run, load_generator
+from cyclegan_cli.weights import DIRECTIONS, find_latest_run, load_generator, read_generator_state
 
 
 def find_model(text: str | None, runs_dir: str | Path, direction: str) -> tuple[Path, str, str | None]:
@@ -48,3 +48,35 @@ def _check_exported_direction(path: Path, direction: str) -> None:
             f"{path}: this file translates {stored}, not {direction}: pass --direction {stored}, "
             "or the other direction's file"
         )
+
+
+def resolve_directions(source: Path, direction: str) -> list[str]:
+    """``AtoB`` / ``BtoA`` as asked; ``both``: the directions the source has (an official .pth has only AtoB)."""
+    if direction != "both":
+        return [direction]
+    found, first_error = [], None
+    for d in DIRECTIONS:
+        try:
+            read_generator_state(source, d)
+        except (UsageError, WeightsError) as exc:  # this source lacks that direction (or is not weights at all)
+            first_error = first_error or exc
+            continue
+        found.append(d)
+    if not found:
+        raise first_error
+    return found
+
+
+def source_directions(source: str | None, runs_dir: str, direction: str) -> list[str]:
+    """``AtoB`` / ``BtoA`` as asked; ``both``: the directions ``cyc run --checkpoint SOURCE`` can translate (a
+    pretrained model's other way is its published partner)."""
+    if direction != "both":
+        return [direction]
+    if source is not None and pretrained.names_one(source):
+        return ["AtoB", "BtoA"] if pretrained.lookup(source).partner else ["AtoB"]
+    path = find_latest_run(runs_dir) if source is None else Path(source)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    if path.suffix.lower() in registry.exported_suffixes():
+        return [(read_sidecar(path) or {}).get("direction", "AtoB")]
+    return resolve_directions(path, "both")

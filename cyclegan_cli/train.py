@@ -124,7 +124,7 @@ class TrainLog:
     starts the bar, and stops it and closes the files at the end.
     """
 
-    COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, "steps_per_s", *EVAL_METRICS)
+    COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, *EVAL_METRICS, "steps_per_s")
 
     def __init__(self, run: TrainingRun, console, resume_step: int | None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -468,7 +468,7 @@ def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path)
     """--lr 1e30: the first update throws the weights to 1e30 and the next forward pass overflows."""
     dataroot = make_domains(tmp_path / "data", count=4)
     run = tmp_path / "runs" / "n"
-    options = "--lr 1e30 --save-every 1 --max-steps 20".split()
+    options = "--lr 1e30 --save-every 1 --max-steps 20 --eval-every 0".split()  # 0: no held-out note either
     result = cyc_train(str(dataroot), "--out", str(run.parent), "--name", "n", *CPU, *TINY, *options)
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: training diverged at step") and "nan" in result.output.lower()
