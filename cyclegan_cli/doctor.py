@@ -8,6 +8,7 @@
                tensorrt {version}
                onnxruntime {version, providers}            the execution providers this build has
                openvino {version}
+               torch_fidelity {version}                  cyc eval's FID and KID
                av       {version, ffmpeg, encoders}        encoders: {libx264, libx265, aac, libopus: bool}
     devices    cuda     {gpus: [{index, name, compute_capability, memory_gib}], note}   note: why none, or null
                mps      {available}
@@ -92,6 +93,7 @@ def gather(device: str = "auto") -> Report:
             "tensorrt": safely(probe_tensorrt),
             "onnxruntime": safely(probe_onnxruntime),
             "openvino": safely(probe_openvino),
+            "torch_fidelity": safely(probe_torch_fidelity),
             "av": safely(probe_av),
         },
         "devices": {
@@ -174,6 +176,12 @@ def probe_onnxruntime() -> dict[str, Any]:
 def probe_openvino() -> dict[str, Any]:
     ov = _require("openvino", EXTRA_INSTALL.format(extra="openvino"))
     return {"version": _version(ov, "openvino")}
+
+
+def probe_torch_fidelity() -> dict[str, Any]:
+    """torch-fidelity: the FID and KID of ``cyc eval`` and ``cyc train --eval-every``."""
+    fidelity = _require("torch_fidelity", EXTRA_INSTALL.format(extra="eval"))
+    return {"version": _version(fidelity, "torch-fidelity")}
 
 
 def probe_av() -> dict[str, Any]:
@@ -338,6 +346,7 @@ LIBRARIES = (
     ("tensorrt", "TensorRT"),
     ("onnxruntime", "ONNX Runtime"),
     ("openvino", "OpenVINO"),
+    ("torch_fidelity", "torch-fidelity"),
     ("av", "PyAV"),
 )
 
