@@ -62,10 +62,11 @@ def test_json_holds_the_documented_keys_and_this_machines_facts(cache, tmp_path)
     data = facts()
     assert set(data) == {"versions", "devices", "plugins", "cache", "auto"}
     versions = data["versions"]
-    assert set(versions) == {"python", "cyc", "torch", "tensorrt", "onnxruntime", "openvino", "av"}
+    assert set(versions) == {"python", "cyc", "torch", "tensorrt", "onnxruntime", "openvino", "torch_fidelity", "av"}
     assert versions["python"]["version"] == platform.python_version()
     assert versions["cyc"]["version"] == __version__ == metadata.version("cyclegan-cli")
-    for key, dist in (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "openvino"), ("av", "av")):
+    installed = (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "openvino"), ("av", "av"))
+    for key, dist in (*installed, ("torch_fidelity", "torch-fidelity")):
         assert versions[key]["status"] == "ok", versions[key]
         assert versions[key]["version"] == metadata.version(dist)
     if importlib.util.find_spec("tensorrt") is None:
