@@ -7,6 +7,7 @@ The module map, along the data paths (``engines/`` and ``plugins/`` install as `
                  │            │  training_data: scan A/B, decode, crop, flip  │
                  │            │  samples: the labelled sample grids           │
                  │            │  train_eval: --eval-every, KID/FID on testA/B │
+                 │            │  train_log: the bar, metrics.csv, TensorBoard │
                  │            │  train_state: the state; train_step, the      └─> weights: G_AB/G_BA.safetensors
                  │            │    canonical G step, then D step (models: ResnetGenerator, PatchGAN)
                  │            └─ distributed: torchrun ranks (one process: Ranks()), gradient all-reduce, agreed stops

@@ -1,7 +1,7 @@
 """``cyc train``: the training loop, resumable bit for bit.
 
 Read :func:`_train` top to bottom: it is the loop. Around it: :func:`open_run` and :func:`setup` prepare a run (the
-run folder, the checkpoint to continue from, the data, the device, the state, ``config.json``); :class:`TrainLog`
+run folder, the checkpoint to continue from, the data, the device, the state, ``config.json``); :mod:`cyclegan_cli.train_log`
 shows and records progress (the bar, ``metrics.csv``, TensorBoard); :class:`CtrlC` turns Ctrl-C into a clean stop;
 :func:`train` is the entry point (it joins and leaves the other ranks). The settings and what a resumed run keeps
 are in :mod:`cyclegan_cli.train_config`; the state and the canonical step that the loop repeats, in
@@ -30,7 +30,6 @@ train), 1 a failure, 2 a usage or data error (an unreadable checkpoint too), 130
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import json
 import math
@@ -38,7 +37,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +58,8 @@ from cyclegan_cli.checkpoints import (
 from cyclegan_cli.errors import CycError, UsageError
 from cyclegan_cli.framing import to_uint8_frames
 from cyclegan_cli.train_config import TrainConfig, check_config, merge_resume_config, nothing_to_train, saved_config
-from cyclegan_cli.train_eval import METRICS as EVAL_METRICS
-from cyclegan_cli.train_eval import Evaluation, HeldOutEvaluator, best_kid, evaluation_every, held_out_dirs
+from cyclegan_cli.train_eval import HeldOutEvaluator, best_kid, evaluation_every, held_out_dirs
+from cyclegan_cli.train_log import QuietLog, TrainLog
 from cyclegan_cli.train_state import LOSS_NAMES, TrainState, build_state, end_epoch, train_step
 from cyclegan_cli.weights import GeneratorInfo, save_generator
 
@@ -104,154 +102,6 @@ def _fixed_images(files: list[Path], load_size: int, crop_size: int, count: int 
         with contextlib.suppress(CycError):
             images.append(training_data.center_transform(read_image(path)[0], load_size, crop_size))
     return torch.stack(images) if images else torch.zeros(1, 3, crop_size, crop_size)
-
-
-def _loss_text(losses: dict[str, float]) -> str:
-    """The six losses in little room: G (adversarial) AB/BA, cyc A/B, D A/B."""
-    return (
-        f"G {losses['G_AB']:.3f}/{losses['G_BA']:.3f} cyc {losses['cyc_A']:.3f}/{losses['cyc_B']:.3f} "
-        f"D {losses['D_A']:.3f}/{losses['D_B']:.3f}"
-    )
-
-
-class TrainLog:
-    """What a run shows and records as it trains, step by step.
-
-    On a terminal, a rich progress bar (epoch, steps, the last step's losses, the rate over the last 20 steps);
-    elsewhere (a log file), a plain line every ``log_every`` steps instead. Every ``log_every`` steps, the mean
-    losses of those steps as a row of ``metrics.csv`` and as TensorBoard scalars (where tensorboard is installed).
-    Resuming at step N drops the rows past N that an interrupted session had written. A context manager: it
-    starts the bar, and stops it and closes the files at the end.
-    """
-
-    COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, *EVAL_METRICS, "steps_per_s")
-
-    def __init__(self, run: TrainingRun, console, resume_step: int | None):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        c, s = run.config, run.state
-        self.console, self.log_every = console, c.log_every
-        self.total_steps, self.total_epochs = run.total_steps, c.total_epochs
-        self.window: list[torch.Tensor] = []  # the losses of the steps since the last row
-        self.step_times: deque[float] = deque(maxlen=20)
-        self.bar = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[losses]}"),
-            TextColumn("{task.fields[rate]} it/s"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not (c.progress and console.is_terminal),
-        )
-        self.plain = c.progress and self.bar.disable  # not a terminal: a line per row instead of the bar
-        self.task = self.bar.add_task(
-            "train",
-            total=self.total_steps,
-            completed=s.step,
-            losses="",
-            rate="-",
-            epoch=f"{s.epoch + 1}/{self.total_epochs}",
-        )
-
-        # metrics.csv: rewritten with the rows up to the checkpoint being resumed, then appended to
-        self.path = run.dir / "metrics.csv"
-        rows = []
-        if resume_step is not None and self.path.is_file():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, self.COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, self.COLUMNS, extrasaction="ignore")
-        self.tb = None
-        if c.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                pass
-            else:
-                self.tb = SummaryWriter(str(run.dir), purge_step=resume_step)
-
-    def __enter__(self) -> TrainLog:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-    def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
-        """After each step: the bar; every ``log_every`` steps, a row of mean losses (and the plain line)."""
-        self.step_times.append(seconds)
-        rate = len(self.step_times) / sum(self.step_times)
-        epoch = f"{s.epoch + 1}/{self.total_epochs}"
-        last = _loss_text(dict(zip(LOSS_NAMES, losses.tolist())))
-        self.bar.update(self.task, completed=s.step, epoch=epoch, rate=f"{rate:.2f}", losses=last)
-        self.window.append(losses)
-        if s.step % self.log_every != 0:
-            return
-        mean = dict(zip(LOSS_NAMES, torch.stack(self.window).mean(0).tolist()))
-        self.window.clear()
-        lr = s.opt_G.param_groups[0]["lr"]
-        self.writer.writerow(
-            {
-                "step": s.step,
-                "epoch": s.epoch + 1,
-                "lr": f"{lr:.6g}",
-                "steps_per_s": f"{rate:.3f}",
-                **{k: f"{v:.6f}" for k, v in mean.items()},
-            }
-        )
-        self.file.flush()
-        if self.tb is not None:
-            for name, value in mean.items():
-                self.tb.add_scalar(f"loss/{name}", value, s.step)
-            self.tb.add_scalar("lr", lr, s.step)
-        if self.plain:
-            self.console.print(
-                f"epoch {epoch} step {s.step}/{self.total_steps} {_loss_text(mean)} {rate:.2f} it/s", highlight=False
-            )
-
-    def evaluation(self, result: Evaluation, epoch: int) -> None:
-        """--eval-every's scores: a row of their own in metrics.csv (the loss cells empty), TensorBoard scalars and
-        a line with the time they took."""
-        self.writer.writerow(
-            {"step": result.step, "epoch": epoch + 1, **{k: f"{v:.6g}" for k, v in result.metrics.items()}}
-        )
-        self.file.flush()
-        if self.tb is not None:
-            for name, value in result.metrics.items():
-                self.tb.add_scalar(f"eval/{name}", value, result.step)
-        self.console.print(escape(result.line()), highlight=False)
-
-    def warn(self, text: str) -> None:
-        """A warning above the bar."""
-        self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
-
-
-class QuietLog:
-    """The log of a rank other than 0: rank 0 shows and records the mean losses of all ranks."""
-
-    def __enter__(self) -> QuietLog:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
-        pass
-
-    def evaluation(self, result: Evaluation, epoch: int) -> None:
-        pass
-
-    def warn(self, text: str) -> None:
-        pass
 
 
 class CtrlC:
@@ -569,7 +419,7 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
 
     # -- logging and checkpoints (a resumed run's newest checkpoint is the one it continues from)
     saved_step = s.step if resumed_from is not None else None
-    log = TrainLog(run, console, resume_step=saved_step) if run.main else QuietLog()
+    log = TrainLog(run.dir, c, s, run.total_steps, console, resume_step=saved_step) if run.main else QuietLog()
     checkpointer = Checkpointer(
         run.dir, run.extra_config, run.skipped, c.keep, resumed_from, saved_step, s.elapsed_s, ranks, log.warn
     )
