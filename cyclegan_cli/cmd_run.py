@@ -28,6 +28,8 @@ def _with_figures(command):
         measured = "borrowed, not measured" if figure.source.startswith("not measured") else "measured"
         return f"{unit + ':':<13}{figure.threshold:g} (break-even {figure.megapixel_frames:g} against {figure.against}, {measured})"
 
+    if command.__doc__ is None:  # python -OO strips docstrings: no help text to fill in
+        return command
     command.__doc__ = command.__doc__.format(
         amx=line("AMX"),
         bf16=line("AVX512-BF16"),

@@ -145,7 +145,7 @@ def _folder(**kwargs):
     help="Score both directions on the held-out images (DATAROOT's testA/ and testB/) every N steps: KID, and "
     "FID with 50 images or more, into metrics.csv and TensorBoard, as 'cyc eval' scores them. Default: once an "
     "epoch, off for runs shorter than an epoch; 0: off. Without held-out folders it is off (training images are "
-    "never used).",
+    "never used). Under torchrun rank 0 scores while the others wait: its time counts against --dist-timeout.",
 )
 @click.option(
     "--eval-images",
@@ -237,7 +237,8 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     \b
     The run folder OUT/NAME/ receives:
       config.json                      every setting of the run
-      metrics.csv                      mean losses every --log-every steps (and TensorBoard
+      metrics.csv                      mean losses every --log-every steps, held-out KID/FID
+                                       (--eval-every) in rows of their own (and TensorBoard
                                        events where tensorboard is installed)
       samples/step_NNNNNN.png          real | translated | reconstructed, A -> B above B -> A,
                                        labelled

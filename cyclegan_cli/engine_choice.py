@@ -295,9 +295,9 @@ def _int8_asked(requested: str, model: ModelSource, device: str, min_psnr: float
     reason = cls.unavailable_reason()
     if reason:
         raise EngineUnavailable(f"--precision int8: {name}: {reason}")
+    check_device(cls, device)
     if name != "openvino":  # a third-party engine that computes int8 its own way
         return EngineChoice(name, "int8", "chosen with --engine")
-    check_device(cls, device)
     facts = int8_facts(model, min_psnr)
     notes = "".join(f"; {line}" for line in facts.ignored)
     if facts.file is not None:

@@ -170,15 +170,19 @@ class Inception:
 
 def load_inception(device: str, batch_size: int = 16, console=None) -> Inception:
     """The network, from the cached weights (fetched on first use), through torch-fidelity's own constructor."""
+    import torch
     from torch_fidelity.utils import create_feature_extractor
 
     from cyclegan_cli.download import sha256_of
 
     path = inception_weights(console)
     try:
-        network = create_feature_extractor(
-            FEATURE_EXTRACTOR, [FEATURE_LAYER], cuda=False, feature_extractor_weights_path=str(path), verbose=False
-        )
+        # its layers' default initialisation (overwritten by the weights) draws from torch's global random stream:
+        # drawn from a copy, so that loading the network mid-training leaves that stream (saved in checkpoints) alone
+        with torch.random.fork_rng(devices=[]):
+            network = create_feature_extractor(
+                FEATURE_EXTRACTOR, [FEATURE_LAYER], cuda=False, feature_extractor_weights_path=str(path), verbose=False
+            )
     except RuntimeError as error:  # load_state_dict: tensors, but not this network's
         raise WeightsError(f"{path}: not the FID Inception network's weights ({first_line(error, 160)})") from None
     return Inception(network.to(device), device, sha256_of(path), batch_size)
@@ -240,23 +244,27 @@ def real_features(inception: Inception, folder: Path, files: list[Path], say=pri
 
 @dataclass
 class Metrics:
-    fid: float
+    fid: float | None  # None: not asked for (training's evaluations skip it on small sets)
     kid_mean: float
     kid_std: float
     kid_subset_size: int
     kid_subsets: int = KID_SUBSETS
 
 
-def compare(fake: torch.Tensor, real: torch.Tensor) -> Metrics:
-    """FID and KID between two sets of features, by torch-fidelity's functions, in the order its
+def compare(fake: torch.Tensor, real: torch.Tensor, with_fid: bool = True) -> Metrics:
+    """FID (unless ``with_fid`` is False: two eigendecompositions of 2048 x 2048, seconds on a CPU) and KID
+    between two sets of features, by torch-fidelity's functions, in the order its
     ``calculate_metrics(input1=fake, input2=real)`` takes them (KID's subsets are drawn in that order)."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     subset = min(KID_SUBSET_SIZE, len(fake), len(real))
-    fid = fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real), verbose=False)
+    fid = None
+    if with_fid:
+        statistics = fid_features_to_statistics(fake), fid_features_to_statistics(real)
+        fid = float(fid_statistics_to_metric(*statistics, verbose=False)[KEY_METRIC_FID])
     kid = kid_features_to_metric(fake, real, kid_subsets=KID_SUBSETS, kid_subset_size=subset, verbose=False)
-    return Metrics(float(fid[KEY_METRIC_FID]), float(kid[KEY_METRIC_KID_MEAN]), float(kid[KEY_METRIC_KID_STD]), subset)
+    return Metrics(fid, float(kid[KEY_METRIC_KID_MEAN]), float(kid[KEY_METRIC_KID_STD]), subset)
 
 
 # --- cyc eval -------------------------------------------------------------------------------------------------------

@@ -189,8 +189,8 @@ class TrainingRun:
         """--eval-every, when due: the held-out scores into the log (rank 0 only; the other ranks go on)."""
         if self.evaluator is not None and self.evaluator.due(self.state.step, epoch_end):
             result = self.evaluator.evaluate(self.state)
-            if result is not None:
-                log.evaluation(result, self.state.epoch)
+            if result is not None:  # at an epoch's end the counter has moved on already: the epoch just done
+                log.evaluation(result, self.state.epoch - 1 if epoch_end else self.state.epoch)
 
 
 @dataclass
@@ -306,6 +306,8 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         notes.append(f"Evaluation off: {where} no testA/ and testB/ of held-out images (training images never count).")
     elif every and ranks.main:
         evaluator = HeldOutEvaluator(c, folders, every, per_epoch=c.eval_every is None, console=console)
+        if not evaluator.prepare(device):
+            evaluator = None
 
     return TrainingRun(
         dir=run_dir,

@@ -36,7 +36,7 @@ class TrainConfig:
     crop_size: int = 256
     flip: bool = True
     batch_size: int = 1
-    workers: int | None = None  # None: data.default_workers(device)
+    workers: int | None = None  # None: training_data.default_workers(device, local_world)
     # run folder
     name: str = "run"
     out: str = "runs"

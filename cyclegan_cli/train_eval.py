@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cyclegan_cli.errors import CycError, first_line
+from cyclegan_cli.errors import CycError, DataError, first_line
 
 if TYPE_CHECKING:
     from cyclegan_cli.train_config import TrainConfig
@@ -64,9 +64,9 @@ class Evaluation:
 
 class HeldOutEvaluator:
     """Scores the generators on the held-out images every ``every`` steps (:meth:`due`) with torch-fidelity's
-    Inception network (fetched on first use, as ``cyc eval`` fetches it). A failure (torch-fidelity missing, the
-    weights out of reach, an unreadable held-out folder) is said once and turns evaluation off: it never stops
-    the training."""
+    Inception network (fetched by :meth:`prepare` before the first step, as ``cyc eval`` fetches it). A failure
+    (torch-fidelity missing, the weights out of reach, too few readable held-out images, anything else) is said
+    once and turns evaluation off: it never stops the training."""
 
     def __init__(self, c: TrainConfig, folders: tuple[Path, Path], every: int, per_epoch: bool, console):
         from cyclegan_cli.training_data import list_images
@@ -81,32 +81,63 @@ class HeldOutEvaluator:
         """At an epoch's end when evaluating once an epoch (the default), else every ``every`` steps."""
         return self.every > 0 and (epoch_end if self.per_epoch else step % self.every == 0)
 
+    def prepare(self, device: str) -> bool:
+        """Before the first step: torch-fidelity, the network (fetched on first use) and the real images' features,
+        so that a missing piece is said at the start and no download waits mid-run (under torchrun the other
+        ranks wait for rank 0). False, said: evaluation off."""
+        from cyclegan_cli import quality
+
+        def setup() -> None:
+            for label in "AB":
+                if len(self.files[label]) < quality.MIN_IMAGES:
+                    raise DataError(
+                        f"{self.folders[label]} holds fewer than {quality.MIN_IMAGES} images; KID compares sets"
+                    )
+            quality.check_installed()
+            self._inception = quality.load_inception(device, console=self.console)
+            for label in "AB":
+                quality.real_features(self._inception, self.folders[label], self.files[label], say=lambda _: None)
+
+        return self._guarded(setup)
+
     def evaluate(self, s: TrainState) -> Evaluation | None:
-        """Both directions' scores at this step; None when evaluation could not start (said, and turned off)."""
+        """Both directions' scores at this step; None when that failed (said, and evaluation turned off)."""
         import time
 
         from cyclegan_cli import quality
 
-        started = time.perf_counter()
-        try:
-            if self._inception is None:
-                quality.check_installed()
-                self._inception = quality.load_inception(s.device.type, console=self.console)
-            metrics = {}
+        started, metrics = time.perf_counter(), {}
+
+        def score() -> None:
             for direction, source, target, generator in (("AtoB", "A", "B", s.G_AB), ("BtoA", "B", "A", s.G_BA)):
                 fake = self._inception.features_of(self._translated(s, generator, self.files[source]))
                 real, _ = quality.real_features(
                     self._inception, self.folders[target], self.files[target], say=lambda _: None
                 )
-                scores = quality.compare(fake, real)
+                if min(len(fake), len(real)) < quality.MIN_IMAGES:
+                    raise DataError(f"fewer than {quality.MIN_IMAGES} readable held-out images of {source} or {target}")
+                enough = min(len(fake), len(real)) >= FID_MIN_IMAGES
+                scores = quality.compare(fake, real, with_fid=enough)
                 metrics[f"kid_{direction}"] = scores.kid_mean
-                if min(len(fake), len(real)) >= FID_MIN_IMAGES:
+                if enough:
                     metrics[f"fid_{direction}"] = scores.fid
-        except CycError as error:
-            self.console.print(f"[yellow]warning:[/] evaluation off: {first_line(error, 300)}", highlight=False)
-            self.every = 0
+
+        if not self._guarded(score):
             return None
         return Evaluation(s.step, metrics, time.perf_counter() - started)
+
+    def _guarded(self, work) -> bool:
+        """Run ``work``; any failure is one warning and turns evaluation off: scoring never stops the training."""
+        from rich.markup import escape
+
+        try:
+            work()
+        except Exception as error:  # noqa: BLE001 - a score is never worth the run: any failure only ends scoring
+            text = first_line(error, 300, named=True)
+            self.console.print(f"[yellow]warning:[/] evaluation off: {escape(text)}", highlight=False)
+            self.every = 0
+            return False
+        return True
 
     def _translated(self, s: TrainState, generator, files: list[Path]):
         """Each held-out image as the sample grids see it, translated: 3 x H x W uint8 tensors, one at a time."""

@@ -4,7 +4,8 @@
 step changes plus where the loop is); :func:`train_step` is one iteration of the canonical algorithm (the
 generators' step, then the discriminators'); :func:`end_epoch` decays the learning rates.
 
-The algorithm (Zhu et al. 2017 and the official implementation): LSGAN (MSE) adversarial losses, cycle L1 x
+The algorithm (Zhu et al. 2017 and the official implementation): LSGAN (MSE) adversarial losses (``--gan-mode
+vanilla``: binary cross-entropy on the logits, the reference's other choice), cycle L1 x
 ``lambda_cyc`` (10), identity L1 x ``lambda_id * lambda_cyc`` (5), discriminator loss (real + fake) / 2 on
 images drawn from a replay pool of 50, Adam 2e-4 betas (0.5, 0.999) with one optimizer for both generators and
 one for both discriminators, lr constant for ``epochs`` then linear decay over ``epochs_decay``, stepped per

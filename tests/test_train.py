@@ -637,6 +637,13 @@ def test_evaluating_changes_nothing_the_checkpoint_holds(tmp_path, inception_ser
     assert "Evaluated at step 4" in result.output
     plain, scored = (load_ckpt(tmp_path / out / "r" / "checkpoints" / "last.pt") for out in ("plain", "scored"))
     _assert_same_training_state(plain, scored)
+    # the random streams too: loading the network (its layers' default init draws) must not move torch's
+    assert (
+        torch.equal(plain["rng"]["torch"], scored["rng"]["torch"]) and plain["rng"]["python"] == scored["rng"]["python"]
+    )
+    # the score at step 4, the end of the first epoch, is that epoch's
+    (row,) = [r for r in read_metrics(tmp_path / "scored" / "r") if r["step"] == "4" and r["kid_AtoB"]]
+    assert row["epoch"] == "1"
 
 
 def test_evaluation_is_off_without_held_out_images_or_the_network(tmp_path, inception_server):
@@ -645,8 +652,16 @@ def test_evaluation_is_off_without_held_out_images_or_the_network(tmp_path, ince
     assert result.exit_code == 0, result.output  # one epoch: evaluation on by default, but nothing held out
     assert f"Evaluation off: {bare.resolve()} has no testA/ and testB/" in result.output
     assert not [r for r in read_metrics(tmp_path / "runs" / "b") if r["kid_AtoB"]]
+    few = make_domains(tmp_path / "few", count=4)
+    make_domains(few, count=1, seed=1, layout=("testA", "testB"))  # one held-out image a domain: no KID
+    result = cyc_train(str(few), "--out", str(tmp_path / "runs"), "--name", "f", *CPU, *TINY, "--eval-every", "2")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: evaluation off:" in text and "fewer than 2 images" in text and "Traceback" not in text
     inception_server.files.clear()  # offline: the network cannot be fetched, training goes on without scores
     dataroot = _with_held_out(tmp_path)
     result = cyc_train(str(dataroot), "--out", str(tmp_path / "runs"), "--name", "o", *CPU, *TINY, "--max-steps", "4")
     assert result.exit_code == 0, result.output
-    assert "warning: evaluation off:" in " ".join(result.output.split()) and "Trained 4 steps" in result.output
+    text = " ".join(result.output.split())
+    assert "warning: evaluation off:" in text and "Trained 4 steps" in text
+    assert text.index("evaluation off") < text.index("Trained")  # said before the first step, not an epoch in
