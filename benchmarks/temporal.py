@@ -15,12 +15,16 @@ Then the speed goal: ``cyc run`` on 1280x720 frames with the full-size generator
 picks here, with ``--stable`` against ``--no-stable`` (frames/s of each, and the ratio), end to end.
 Run it alone (two cores: any other busy process makes the figures worthless):
 
-    python benchmarks/temporal.py [--steps 600] [--frames 40] [--speed-frames 16] [clip.mp4 ...]
+    python benchmarks/temporal.py [--steps 600] [--frames 40] [--speed-frames 16] [--frontier] [clip.mp4 ...]
+
+``--frontier`` adds rows for the settings around the default (a looser deviation bound, flow blending), to show
+what the default trades: flicker against fidelity.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -102,17 +106,21 @@ def stabilised(inputs: np.ndarray, plain: np.ndarray, settings: StableSettings) 
     return np.stack(outputs), (time.perf_counter() - started) / len(inputs)
 
 
-def report(name: str, engine, clip: np.ndarray, settings: StableSettings) -> None:
+def report(name: str, engine, clip: np.ndarray, variants: dict[str, StableSettings]) -> None:
+    """One row per variant of the settings (the plain outputs computed once): the first is the default's."""
     plain = np.concatenate([engine(clip[i : i + BATCH]) for i in range(0, len(clip), BATCH)])
-    stable, seconds = stabilised(clip, plain, settings)
     source, _ = still_region_change(clip, clip)
     before, share = still_region_change(clip, plain)
-    after, _ = still_region_change(clip, stable)
-    warp = warping_error(clip, stable) / warping_error(clip, plain)
-    print(
-        f"  {name:<34} {source:>6.2f} {before:>6.2f} {after:>6.2f} {after / before:>6.2f}x {share:>6.2f} "
-        f"{warp:>6.2f}x {fidelity(stable, plain):>6.1f} {seconds * 1000:>7.1f}"
-    )
+    plain_warp = warping_error(clip, plain)
+    for variant, settings in variants.items():
+        stable, seconds = stabilised(clip, plain, settings)
+        after, _ = still_region_change(clip, stable)
+        warp = warping_error(clip, stable) / plain_warp
+        label = f"{name}{', ' + variant if variant else ''}"
+        print(
+            f"  {label:<34} {source:>6.2f} {before:>6.2f} {after:>6.2f} {after / before:>6.2f}x {share:>6.2f} "
+            f"{warp:>6.2f}x {fidelity(stable, plain):>6.1f} {seconds * 1000:>7.1f}"
+        )
 
 
 def trained_generator(steps: int, workdir: Path):
@@ -168,10 +176,22 @@ def main() -> None:
     parser.add_argument("--speed-frames", type=int, default=16, help="1280x720 frames for the speed goal (0: skip)")
     parser.add_argument("--engine", default="openvino", help="engine of the plain outputs (default: openvino)")
     parser.add_argument("--precision", default="fp32", help="its precision (default: fp32)")
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also the settings around the default: deviation bounds 14 and 18 grey levels, --stable-blend 0.8",
+    )
     args = parser.parse_args()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     units = sorted({u for u in ("amx_bf16", "avx512_bf16", "avx512_vnni") if u in flags}) or ["none of them"]
     settings = StableSettings()
+    variants = {"": settings}
+    if args.frontier:
+        variants |= {
+            "bound 14": dataclasses.replace(settings, max_deviation=14.0),
+            "bound 18": dataclasses.replace(settings, max_deviation=18.0),
+            "blend 0.8": dataclasses.replace(settings, blend=0.8),
+        }
     print(f"CPU units: {', '.join(units)}; {args.engine} {args.precision} on cpu, batch {BATCH}; --stable {settings}")
     clips = {name: read_clip(path, args.frames) for name in REAL_CLIPS if (path := real_clip_path(name))}
     still, pan = still_clip(args.frames), pan_clip(args.frames)
@@ -189,7 +209,7 @@ def main() -> None:
             print(f"\n[{label}] still-region change: input, plain, stable, ratio, share of pairs; warping error")
             print(f"  ratio; PSNR dB against plain; ms a frame to stabilise ({args.frames} frames a clip)")
             for name, clip in clips.items():
-                report(name, engine, clip, settings)
+                report(name, engine, clip, variants)
         if args.speed_frames:
             print(f"\nspeed at 1280x720, untrained full-size generator, --engine auto, {args.speed_frames} frames:")
             speed(full, args.speed_frames, Path(tmp))

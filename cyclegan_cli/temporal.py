@@ -74,6 +74,9 @@ class StableSettings:
     blend: float = 0.0
     cut_threshold: float = CUT_THRESHOLD
     hold: float = 4.0  # (1) grey levels: the band within which still regions keep the previous output
+    # (1, 2) grey levels a stabilised pixel may differ from the plain output (not an option: benchmarks/temporal.py
+    # --frontier measures other bounds)
+    max_deviation: float = MAX_DEVIATION
 
     @property
     def enabled(self) -> bool:
@@ -158,7 +161,8 @@ class StreamState:
         if self.settings.blend > 0:
             weight, warped = self._warped_previous(previous_image, image, held)
             result = result + (1 - still) * weight * (warped - plain)
-        result = plain + np.clip(result - plain, -MAX_DEVIATION, MAX_DEVIATION)
+        bound = self.settings.max_deviation
+        result = plain + np.clip(result - plain, -bound, bound)
         result = np.clip(np.rint(result), 0, 255).astype(np.uint8)
         self._previous_output = result
         return result
