@@ -74,9 +74,7 @@ def source_directions(source: str | None, runs_dir: str, direction: str) -> list
         return [direction]
     if source is not None and pretrained.names_one(source):
         return ["AtoB", "BtoA"] if pretrained.lookup(source).partner else ["AtoB"]
-    path = find_latest_run(runs_dir) if source is None else Path(source)
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
+    path, _, _ = find_model(source, runs_dir, "AtoB")  # a path, or the latest run: no download on this branch
     if path.suffix.lower() in registry.exported_suffixes():
         return [(read_sidecar(path) or {}).get("direction", "AtoB")]
     return resolve_directions(path, "both")

@@ -76,6 +76,7 @@ class HeldOutEvaluator:
         self.files = {label: _spread(list_images(folder), c.eval_images) for label, folder in zip("AB", folders)}
         self.folders = dict(zip("AB", folders))
         self._inception = None
+        self._real: dict = {}  # each domain's held-out features, extracted once by prepare()
 
     def due(self, step: int, epoch_end: bool) -> bool:
         """At an epoch's end when evaluating once an epoch (the default), else every ``every`` steps."""
@@ -96,7 +97,9 @@ class HeldOutEvaluator:
             quality.check_installed()
             self._inception = quality.load_inception(device, console=self.console)
             for label in "AB":
-                quality.real_features(self._inception, self.folders[label], self.files[label], say=lambda _: None)
+                self._real[label], _ = quality.real_features(
+                    self._inception, self.folders[label], self.files[label], say=lambda _: None
+                )
 
         return self._guarded(setup)
 
@@ -111,9 +114,7 @@ class HeldOutEvaluator:
         def score() -> None:
             for direction, source, target, generator in (("AtoB", "A", "B", s.G_AB), ("BtoA", "B", "A", s.G_BA)):
                 fake = self._inception.features_of(self._translated(s, generator, self.files[source]))
-                real, _ = quality.real_features(
-                    self._inception, self.folders[target], self.files[target], say=lambda _: None
-                )
+                real = self._real[target]
                 if min(len(fake), len(real)) < quality.MIN_IMAGES:
                     raise DataError(f"fewer than {quality.MIN_IMAGES} readable held-out images of {source} or {target}")
                 enough = min(len(fake), len(real)) >= FID_MIN_IMAGES
