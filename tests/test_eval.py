@@ -112,6 +112,7 @@ def test_two_folders_score_as_the_library_scores_them_and_a_folder_against_itsel
     assert abs(itself.fid) < 1e-3 * two.fid
     kernel = (fake.double() @ fake.double().T / 2048 + 1) ** 3  # the library's polynomial kernel, on the set itself
     mean_pair = (kernel.sum() - kernel.trace()) / (COUNT * (COUNT - 1))
+    # measured: -0.0076157 from the formula, -0.0076158 from the library (1e-5 relative); rel 1e-3 is 100x that
     assert itself.kid_mean == pytest.approx(float(2 * (mean_pair - kernel.diagonal().mean()) / COUNT), rel=1e-3)
     assert -two.kid_mean < itself.kid_mean < 0
 

@@ -259,4 +259,6 @@ def test_vanilla_gan_loss_is_binary_cross_entropy_on_the_logits():
     vanilla, default = _three_steps(gan_mode="vanilla")[0], _three_steps()[0]
     assert torch.equal(vanilla[2:6], default[2:6]) and not torch.allclose(vanilla[:2], default[:2])
     assert not torch.allclose(vanilla[6:], default[6:])
+    # measured at most 0.062 from log 2 (G_AB's 0.755); the bound 0.1 leaves 0.038, and other CPUs' fp32 rounding
+    # moves these fixed-weight losses by about 1e-6
     assert all(abs(x - math.log(2)) < 0.1 for x in vanilla[[0, 1, 6, 7]].tolist())
