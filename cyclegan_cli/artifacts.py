@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cyclegan_cli import __version__
 from cyclegan_cli.atomic import atomic_write_bytes
+from cyclegan_cli.measured import to_json
 from cyclegan_cli.weights import generator_key
 
 if TYPE_CHECKING:
@@ -170,15 +171,11 @@ def build_sidecar(
             data["tensorrt"] = gpu.tensorrt
     if parity:
         data["parity"] = [
-            {"input": p.label, "shape": list(p.shape), "max_abs_error": p.max_abs, "psnr_db": _finite(p.psnr)}
+            {"input": p.label, "shape": list(p.shape), "max_abs_error": to_json(p.max_abs), "psnr_db": to_json(p.psnr)}
             for p in parity
         ]
     data.update(extra or {})
     return data
-
-
-def _finite(x: float):
-    return x if x == x and abs(x) != float("inf") else ("inf" if x > 0 else "-inf")
 
 
 def sidecar_path(file: Path) -> Path:

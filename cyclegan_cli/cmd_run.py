@@ -23,17 +23,18 @@ from cyclegan_cli.temporal import STABLE_BY_DEFAULT, StableSettings
 def _with_figures(command):
     """The help's break-even figures, read from :mod:`cyclegan_cli.break_even` (one copy of each number)."""
 
-    def line(unit: str) -> str:
-        figure = INT8_BREAK_EVEN[None if unit == "VNNI only" else unit]
-        measured = "borrowed, not measured" if figure.source.startswith("not measured") else "measured"
-        return f"{unit + ':':<13}{figure.threshold:g} (break-even {figure.megapixel_frames:g} against {figure.against}, {measured})"
+    def line(kind: str) -> str:
+        figure = INT8_BREAK_EVEN[kind]
+        measured = "measured" if figure.measured else "borrowed"
+        return (
+            f"{kind + ':':<13}int8 {figure.speedup:g}x {figure.against}; at start from {figure.threshold:g} "
+            f"(break-even {figure.megapixel_frames:g}, {measured})"
+        )
 
     if command.__doc__ is None:  # python -OO strips docstrings: no help text to fill in
         return command
     command.__doc__ = command.__doc__.format(
-        amx=line("AMX"),
-        bf16=line("AVX512-BF16"),
-        vnni=line("VNNI only"),
+        kinds="\n".join(" " * 27 + line(kind) for kind in INT8_BREAK_EVEN).lstrip(),
         compile=COMPILE_MIN_MEGAPIXEL_FRAMES,
     )
     return command
@@ -179,17 +180,16 @@ def run(
                          for an fp32 graph on a CPU, else onnxruntime; .xml -> openvino
       CUDA               a matching engine from 'cyc export' (same GPU, TensorRT and weights),
                          else torch-compile fp16 for long jobs, torch fp16 for short ones
-      CPU with VNNI/AMX  openvino int8: the run's export/G_AB.int8.xml ('cyc export --int8') or
-                         one quantized here before (the cache), when its weights digest matches
-                         and its measured PSNR passes --min-psnr; else, for a job long enough to
-                         repay quantizing at start (256x256 is 0.066 megapixel-frames, 720p 0.92),
-                         quantized from the job's frames (about 13 s more before the first frame,
-                         full generator, 2 cores) and cached; long enough is twice the break-even
-                         measured on the kind of CPU, in megapixel-frames ('cyc doctor' says
-                         which applies here):
-                           {amx}
-                           {bf16}
-                           {vnni}
+      CPU with AVX2      openvino int8 where it measured faster on the kind of CPU (AVX2's
+                         multiply-add, VNNI or AMX): the run's export/G_AB.int8.xml ('cyc export
+                         --int8') or one quantized here before (the cache), when its weights
+                         digest matches and its measured PSNR passes --min-psnr; else, for a job
+                         long enough to repay quantizing at start (256x256 is 0.066
+                         megapixel-frames, 720p 0.92), quantized from the job's frames (about 13 s
+                         more before the first frame, full generator, 2 cores) and cached; long
+                         enough is twice the break-even measured on the kind of CPU, in
+                         megapixel-frames ('cyc doctor' says which applies here):
+                           {kinds}
                          below the gate, or for shorter jobs, the rules below, and the reason
                          says why
       CPU with AMX       torch-compile bf16 when one frame size has >= {compile:g} megapixel-frames

@@ -15,8 +15,9 @@
                cpu      {model, features, cpus, usable_cpus, torch_threads, bf16_unit, int8_unit, cxx_compiler,
                          int8_at_start}
                         features: {AVX2, AVX512F, AVX512-VNNI, AVX512-BF16, AMX-BF16: bool}, {} where unknown
-                        int8_at_start: {cpu, against, break_even, threshold, source} (megapixel-frames), the
-                        figure ``--engine auto`` uses here (break_even.py); null without an int8 unit
+                        int8_at_start: {kind, cpu, against, speedup, break_even, threshold, measured, source}
+                        (megapixel-frames), the figure ``--engine auto`` uses here (break_even.py); null
+                        without AVX2
     plugins    engines / readers / writers: {name: {status, provider, reason}}
                status "available", "unavailable" (reason: a missing library and its extra, missing hardware,
                or a plugin that fails to load) or "error" (its own check raised)
@@ -232,7 +233,7 @@ def probe_mps() -> dict[str, Any]:
 
 
 def probe_cpu() -> dict[str, Any]:
-    from cyclegan_cli.devices import cpu_bf16_unit, cpu_flags, cpu_int8_unit, cpu_model_name, has_cxx_compiler
+    from cyclegan_cli.devices import cpu_bf16_unit, cpu_flags, cpu_int8_path, cpu_model_name, has_cxx_compiler
 
     flags = cpu_flags()
     features = {label: flag in flags for label, flag in CPU_FEATURES} if flags else {}
@@ -253,24 +254,28 @@ def probe_cpu() -> dict[str, Any]:
         "usable_cpus": usable,
         "torch_threads": threads,
         "bf16_unit": cpu_bf16_unit(),
-        "int8_unit": cpu_int8_unit(),
+        "int8_unit": cpu_int8_path(),
         "cxx_compiler": has_cxx_compiler(),
-        "int8_at_start": _int8_at_start(cpu_int8_unit(), cpu_bf16_unit()),
+        "int8_at_start": _int8_at_start(cpu_int8_path(), cpu_bf16_unit()),
     }
 
 
-def _int8_at_start(int8_unit: str | None, bf16_unit: str | None) -> dict[str, Any] | None:
-    """The break-even the auto rule uses for quantizing at start on this kind of CPU."""
-    from cyclegan_cli.break_even import int8_break_even
+def _int8_at_start(int8_path: str | None, bf16_unit: str | None) -> dict[str, Any] | None:
+    """What ``--engine auto`` knows of int8 on this kind of CPU (break_even.py); None without AVX2."""
+    from cyclegan_cli.break_even import cpu_class, int8_break_even
 
-    if int8_unit is None:
+    kind = cpu_class(int8_path, bf16_unit)
+    figure = int8_break_even(kind)
+    if figure is None:
         return None
-    figure = int8_break_even(bf16_unit)
     return {
+        "kind": kind,
         "cpu": figure.cpu,
         "against": figure.against,
+        "speedup": figure.speedup,
         "break_even": figure.megapixel_frames,
         "threshold": figure.threshold,
+        "measured": figure.measured,
         "source": figure.source,
     }
 
@@ -453,9 +458,12 @@ def _cpu_lines(cpu: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _describe_int8_at_start(figure: dict[str, Any] | None) -> str:
     if figure is None:
-        return "never (no int8 unit)"
+        return "never (no AVX2: no int8 path faster than fp32)"
+    if figure["speedup"] <= 1.0:
+        return f"never (int8 measured {figure['speedup']:g}x {figure['against']} on a {figure['cpu']})"
     return (
-        f"for jobs of {figure['threshold']:g} megapixel-frames or more: twice the break-even of a {figure['cpu']}, "
+        f"a ready int8 model always ({figure['speedup']:g}x {figure['against']}); quantized at start for jobs of "
+        f"{figure['threshold']:g} megapixel-frames or more: twice the break-even of a {figure['cpu']}, "
         f"{figure['break_even']:g} against {figure['against']} ({figure['source']})"
     )
 

@@ -8,7 +8,8 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
   ``.engine``: tensorrt);
 * on CUDA: a prebuilt engine that matches this GPU and these weights (``cyc export``) if one exists, else
   torch-compile fp16 (CUDA graphs) for long jobs, torch fp16 for short ones;
-* on a CPU with an int8 unit (VNNI or AMX) and OpenVINO: a prebuilt int8 model (``cyc export --int8``, in the
+* on a CPU where int8 measured faster than what it replaces (every kind with AVX2: AVX2's multiply-add, VNNI,
+  AMX; :mod:`cyclegan_cli.break_even`) and OpenVINO: a prebuilt int8 model (``cyc export --int8``, in the
   run's ``export/``) or one quantized earlier (the cache), when its weights digest matches and its measured
   fidelity passes ``--min-psnr``; else, for a job long enough to repay it (twice the break-even measured for the
   kind of CPU, :mod:`cyclegan_cli.break_even`), int8 quantized at start from the job's own frames, through the
@@ -19,8 +20,9 @@ The ``auto`` rule is fixed and documented (``cyc run --help``), not a measuremen
 
 Why AMX and not any bf16 CPU for compiling: on an AVX512-BF16 CPU without AMX (AMD EPYC, 2 threads, 256x256)
 OpenVINO bf16 ran 4.2 frames/s after 1.5 s and torch-compile bf16 3.8-4.0 frames/s after 9-25 s, so compiling
-never pays there. Why int8 wherever there is VNNI: on that EPYC OpenVINO int8 ran 0.129 s per 256x256 frame against
-0.243 bf16 and 0.483 fp32; on a Xeon with VNNI and no bf16 unit 0.162 against 0.458 fp32. Quantizing at start costs
+never pays there. Why int8 wherever there is AVX2: on that EPYC OpenVINO int8 ran 0.129 s per 256x256 frame against
+0.243 bf16 and 0.483 fp32; on a Xeon with VNNI and no bf16 unit 0.162 against 0.458 fp32; on an AVX2-only EPYC,
+with no int8 unit at all, 0.387 against 0.678 fp32. Quantizing at start costs
 a fixed time (calibration crops of 256x256, whatever the job's frame size) and saves a time per megapixel-frame:
 after how many it repays depends on the kind of CPU, and :mod:`cyclegan_cli.break_even` holds the figures, each
 with its source.
@@ -35,8 +37,8 @@ from pathlib import Path
 
 from cyclegan_cli import quantize, registry
 from cyclegan_cli.artifacts import digest_problem, exported_precision, read_sidecar, weights_sha256
-from cyclegan_cli.break_even import COMPILE_MIN_MEGAPIXEL_FRAMES, int8_break_even
-from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit, cpu_kind, has_cxx_compiler, resolve_precision
+from cyclegan_cli.break_even import COMPILE_MIN_MEGAPIXEL_FRAMES, Int8BreakEven, cpu_class, int8_break_even
+from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_path, cpu_kind, has_cxx_compiler, resolve_precision
 from cyclegan_cli.errors import EngineUnavailable, UsageError
 from cyclegan_cli.plugin_api import ModelSource
 from cyclegan_cli.quantize import MIN_PSNR
@@ -164,36 +166,40 @@ def _auto_engine(model: ModelSource, device: str, per_size: Counter, precision: 
     if precision != "auto":  # fp32 or bf16 asked for: the engine by the rule, in that precision
         name, reason = cpu_engine(available, bf16_unit, compiler, biggest)
         return EngineChoice(name, _precision_for(registry.load("engines", name), precision, device), reason)
-    int8_unit = cpu_int8_unit()
-    facts = int8_facts(model, min_psnr) if int8_unit and "openvino" in available else Int8Facts()
-    return cpu_choice(available, bf16_unit, int8_unit, compiler, biggest, sum(per_size.values()), facts)
+    figure = int8_break_even(cpu_class(cpu_int8_path(), bf16_unit))
+    wanted = figure is not None and figure.int8_faster and "openvino" in available
+    facts = int8_facts(model, min_psnr) if wanted else Int8Facts()
+    return cpu_choice(available, bf16_unit, figure, compiler, biggest, sum(per_size.values()), facts)
 
 
 def cpu_choice(
     available: set[str],
     bf16_unit: str | None,
-    int8_unit: str | None,
+    figure: Int8BreakEven | None,
     compiler: bool,
     biggest: float,
     total: float,
     int8: Int8Facts,
 ) -> EngineChoice:
-    """The CPU auto rule, whole and pure: from the engines that work here, the CPU's bf16 and int8 units, a C++
-    compiler, the largest one-size work and the whole job (megapixel-frames), and what is known of int8 for
-    these weights (:class:`Int8Facts`). int8 first where the CPU has an int8 unit, else :func:`cpu_engine`."""
+    """The CPU auto rule, whole and pure: from the engines that work here, the CPU's bf16 unit, what int8 is
+    worth on this kind of CPU (its :class:`Int8BreakEven`, None without AVX2), a C++ compiler, the largest
+    one-size work and the whole job (megapixel-frames), and what is known of int8 for these weights
+    (:class:`Int8Facts`). int8 first where it measured faster on this kind of CPU, else :func:`cpu_engine`."""
     name, reason = cpu_engine(available, bf16_unit, compiler, biggest)
     notes = "".join(f"; {line}" for line in int8.ignored)
     otherwise = EngineChoice(name, _cpu_precision(name, bf16_unit), reason + notes)
     if "openvino" not in available:
         return otherwise
-    if int8_unit is None:
-        return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; no int8 unit (VNNI or AMX): no int8")
-    fastest = f"CPU with {int8_unit}: int8 is its fastest precision"
+    if figure is None:
+        return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; no AVX2: no int8")
+    if not figure.int8_faster:
+        why = f"int8 not used: it measured {figure.speedup:g}x {figure.against} on a {figure.cpu}"
+        return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; {why}")
+    fastest = f"{figure.cpu}: int8 is its fastest precision ({figure.speedup:g}x {figure.against})"
     if int8.file is not None:
         return EngineChoice("openvino", "int8", f"{fastest}; {int8.origin}{notes}", file=int8.file)
     if int8.failed or int8.unable:
         return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; int8 not used: {int8.failed or int8.unable}")
-    figure = int8_break_even(bf16_unit)
     job = (
         f"{total:.0f} megapixel-frames, threshold {figure.threshold:.0f}: quantizing at start repays after "
         f"{figure.megapixel_frames:g} against {figure.against} on a {figure.cpu}"

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cyclegan_cli.measured import PICTURE_PEAK_TO_PEAK, psnr_of
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -86,7 +88,4 @@ def warping_error(inputs: np.ndarray, outputs: np.ndarray) -> float:
 
 def fidelity(stabilised: np.ndarray, plain: np.ndarray) -> float:
     """PSNR in dB (peak 255) of ``stabilised`` against ``plain``, from the mean squared error over all frames."""
-    import numpy as np
-
-    mse = np.mean((stabilised.astype(np.float64) - plain.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    return psnr_of(stabilised, plain, PICTURE_PEAK_TO_PEAK)

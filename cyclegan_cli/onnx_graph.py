@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from cyclegan_cli.artifacts import DYNAMIC_AXES, INPUT_NAME, ONNX_PRECISION_KEY, OUTPUT_NAME
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, first_line
+from cyclegan_cli.measured import GENERATOR_PEAK_TO_PEAK, psnr_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -263,8 +264,9 @@ class Parity:
     psnr: float  # dB, peak-to-peak 2 (the [-1, 1] range)
 
     def line(self) -> str:
-        psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.1f}"
-        return f"{self.label} {'x'.join(map(str, self.shape))}: max abs error {self.max_abs:.2e}, PSNR {psnr} dB"
+        return (
+            f"{self.label} {'x'.join(map(str, self.shape))}: max abs error {self.max_abs:.2e}, PSNR {self.psnr:.1f} dB"
+        )
 
 
 def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -314,9 +316,7 @@ def compare_with_torch(
             raise CycError(f"{onnx_path}: output {got.dtype} {got.shape}, expected float32 {expected.shape}")
         diff = got.astype(np.float64) - expected.astype(np.float64)
         max_abs = float(np.abs(diff).max()) if np.isfinite(diff).all() else math.inf
-        mse = float(np.mean(diff**2)) if math.isfinite(max_abs) else math.inf
-        psnr = math.inf if mse == 0 else (10 * math.log10(4.0 / mse) if math.isfinite(mse) else -math.inf)
-        results.append(Parity(label, tuple(x.shape), max_abs, psnr))
+        results.append(Parity(label, tuple(x.shape), max_abs, psnr_of(got, expected, GENERATOR_PEAK_TO_PEAK)))
     return results
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from cyclegan_cli.artifacts import build_sidecar, library_versions, run_folder, weights_record, weights_sha256
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
+from cyclegan_cli.measured import GENERATOR_PEAK_TO_PEAK, from_json, psnr, squared_error, to_json
 from cyclegan_cli.openvino_graph import openvino_model
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
@@ -67,14 +68,14 @@ class Fidelity:
     def line(self) -> str:
         verdict = "passes" if self.passed else "fails"
         return (
-            f"{_db(self.psnr_db)} PSNR against fp32 on {self.frames} held-out frame(s), max abs error "
+            f"{self.psnr_db:.1f} dB PSNR against fp32 on {self.frames} held-out frame(s), max abs error "
             f"{self.max_abs_error:.3f}; {verdict} the {self.min_psnr_db:g} dB gate"
         )
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "psnr_db": round(self.psnr_db, 2) if math.isfinite(self.psnr_db) else "inf",
-            "max_abs_error": round(self.max_abs_error, 4),
+            "psnr_db": to_json(self.psnr_db, 2),
+            "max_abs_error": to_json(self.max_abs_error, 4),
             "frames": self.frames,
             "min_psnr_db": self.min_psnr_db,
             "against": "OpenVINO fp32, held-out calibration frames, outputs in [-1, 1] (peak to peak 2)",
@@ -83,19 +84,14 @@ class Fidelity:
     @classmethod
     def from_dict(cls, data: dict | None) -> Fidelity | None:
         try:
-            psnr = data["psnr_db"]
             return cls(
-                float("inf") if psnr == "inf" else float(psnr),
-                float(data["max_abs_error"]),
+                from_json(data["psnr_db"]),
+                from_json(data["max_abs_error"]),
                 int(data["frames"]),
                 float(data["min_psnr_db"]),
             )
         except (KeyError, TypeError, ValueError):
             return None
-
-
-def _db(value: float) -> str:
-    return "inf dB" if math.isinf(value) else f"{value:.1f} dB"
 
 
 class FidelityError(CycError):
@@ -335,15 +331,13 @@ def measure(fp32_model, int8_model, held_out: list, min_psnr: float) -> Fidelity
     squared, count, worst = 0.0, 0, 0.0
     for item in held_out:
         x = _as_input(item)
-        diff = candidate(x)[0].astype(np.float64) - reference(x)[0].astype(np.float64)
-        if not np.isfinite(diff).all():
+        got, expected = candidate(x)[0], reference(x)[0]
+        if not np.isfinite(got).all():  # NaN or inf out of the int8 model: the worst there is, whatever else
             return Fidelity(-math.inf, math.inf, len(held_out), min_psnr)
-        squared += float((diff**2).sum())
-        count += diff.size
-        worst = max(worst, float(np.abs(diff).max()))
-    mse = squared / max(count, 1)
-    psnr = math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
-    return Fidelity(psnr, worst, len(held_out), min_psnr)
+        total, size = squared_error(got, expected)
+        squared, count = squared + total, count + size
+        worst = max(worst, float(np.abs(got.astype(np.float64) - expected).max()))
+    return Fidelity(psnr(squared / max(count, 1), GENERATOR_PEAK_TO_PEAK), worst, len(held_out), min_psnr)
 
 
 def quantize_generator(generator, calibration: Calibration, min_psnr: float, say=None):
@@ -361,7 +355,7 @@ def quantize_generator(generator, calibration: Calibration, min_psnr: float, say
         say(f"  int8: {fidelity.line()}")
     if not fidelity.passed:
         raise FidelityError(
-            f"int8 model refused: {_db(fidelity.psnr_db)} PSNR against fp32 on {fidelity.frames} held-out "
+            f"int8 model refused: {fidelity.psnr_db:.1f} dB PSNR against fp32 on {fidelity.frames} held-out "
             f"frame(s) is below the {min_psnr:g} dB gate (max abs error {fidelity.max_abs_error:.3f}); "
             "nothing kept. Run it in fp32/bf16, calibrate on other frames, or lower --min-psnr",
             fidelity,

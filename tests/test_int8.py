@@ -8,6 +8,7 @@ mean the same on a CPU without VNNI.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -21,7 +22,7 @@ from PIL import Image
 from cyclegan_cli import artifacts, break_even, doctor, engine_choice, quantize
 from cyclegan_cli.break_even import INT8_AT_START_FACTOR, INT8_BREAK_EVEN, int8_break_even
 from cyclegan_cli.cli import cli
-from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_unit
+from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_path
 from cyclegan_cli.engine_choice import EngineChoice, Int8Facts, cpu_choice
 from cyclegan_cli.plugin_api import ModelSource
 from tests.helpers import CPU, TINY, make_domains, make_generator, make_image, make_images, pattern_image, write_run
@@ -318,80 +319,127 @@ READY = Int8Facts(file=Path("export/G_AB.int8.xml"), origin="the prebuilt export
 
 
 @pytest.mark.parametrize(
-    "bf16, int8_unit, total, facts, expected",
+    "bf16, kind, total, facts, expected",
     [
-        # a ready int8 model on a CPU with VNNI: int8, whatever the job's length
-        ("AVX512-BF16", "AVX512-VNNI", 0.1, READY, ("openvino", "int8", "prebuilt")),
-        (None, "AVX512-VNNI", 0.1, READY, ("openvino", "int8", "fastest precision")),
-        ("AMX", "AMX-INT8", 1000.0, READY, ("openvino", "int8", "AMX-INT8")),
-        # no VNNI: never int8, even with a model ready
-        (None, None, 1000.0, READY, ("openvino", "fp32", "no int8 unit")),
-        ("AVX512-BF16", None, 1000.0, READY, ("openvino", "bf16", "no int8 unit")),
+        # a ready int8 model on a CPU where int8 measured faster: int8, whatever the job's length
+        ("AVX512-BF16", "AVX512-BF16", 0.1, READY, ("openvino", "int8", "prebuilt")),
+        (None, "VNNI only", 0.1, READY, ("openvino", "int8", "fastest precision")),
+        ("AMX", "AMX", 1000.0, READY, ("openvino", "int8", "Xeon with AMX")),
+        # AVX2 without VNNI: int8 too (about twice fp32 through AVX2's multiply-add)
+        (None, "AVX2 only", 0.1, READY, ("openvino", "int8", "AVX2 and no VNNI")),
+        (None, "AVX2 only", 1e4, Int8Facts(), ("openvino", "int8", "quantized from its own frames")),
+        (None, "AVX2 only", 0.1, Int8Facts(), ("openvino", "fp32", "int8 not used: a short job")),
+        # no AVX2: never int8, even with a model ready
+        (None, None, 1000.0, READY, ("openvino", "fp32", "no AVX2")),
         # none ready: quantize at start only where the job repays it
-        ("AVX512-BF16", "AVX512-VNNI", 1000.0, Int8Facts(), ("openvino", "int8", "quantized from its own frames")),
-        ("AVX512-BF16", "AVX512-VNNI", 1.0, Int8Facts(), ("openvino", "bf16", "int8 not used: a short job")),
-        (None, "AVX512-VNNI", 1.0, Int8Facts(), ("openvino", "fp32", "int8 not used: a short job")),
+        ("AVX512-BF16", "AVX512-BF16", 1000.0, Int8Facts(), ("openvino", "int8", "quantized from its own frames")),
+        ("AVX512-BF16", "AVX512-BF16", 1.0, Int8Facts(), ("openvino", "bf16", "int8 not used: a short job")),
+        (None, "VNNI only", 1.0, Int8Facts(), ("openvino", "fp32", "int8 not used: a short job")),
         # these weights failed the gate before, or NNCF is missing: no int8, and why
-        (None, "AVX512-VNNI", 1000.0, Int8Facts(failed="measured 24.9 dB"), ("openvino", "fp32", "24.9 dB")),
-        (None, "AVX-VNNI", 1000.0, Int8Facts(unable="NNCF is not installed"), ("openvino", "fp32", "NNCF")),
+        (None, "VNNI only", 1000.0, Int8Facts(failed="measured 24.9 dB"), ("openvino", "fp32", "24.9 dB")),
+        (None, "AVX2 only", 1000.0, Int8Facts(unable="NNCF is not installed"), ("openvino", "fp32", "NNCF")),
     ],
 )
-def test_cpu_rule_case_by_case(bf16, int8_unit, total, facts, expected):
-    choice = cpu_choice(ALL_ENGINES, bf16, int8_unit, True, total, total, facts)
+def test_cpu_rule_case_by_case(bf16, kind, total, facts, expected):
+    choice = cpu_choice(ALL_ENGINES, bf16, int8_break_even(kind), True, total, total, facts)
     assert (choice.name, choice.precision) == expected[:2], choice
     assert expected[2] in choice.reason, choice.reason
     assert choice.file == (facts.file if choice.precision == "int8" and not choice.quantize else None)
 
 
+def test_a_kind_where_int8_is_not_faster_keeps_todays_choice():
+    slower = dataclasses.replace(INT8_BREAK_EVEN["AVX2 only"], speedup=0.9)
+    for facts in (READY, Int8Facts()):
+        choice = cpu_choice(ALL_ENGINES, None, slower, True, 1e4, 1e4, facts)
+        assert (choice.name, choice.precision, choice.file) == ("openvino", "fp32", None)
+        assert "int8 not used: it measured 0.9x fp32" in choice.reason
+
+
+@pytest.mark.parametrize(
+    "flags, path, kind",
+    [
+        ({"avx2", "fma", "amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16"}, "AMX-INT8", "AMX"),
+        ({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}, "AVX512-VNNI", "AVX512-BF16"),
+        ({"avx2", "fma", "avx512f", "avx512_vnni"}, "AVX512-VNNI", "VNNI only"),
+        ({"avx2", "fma", "avx_vnni"}, "AVX-VNNI", "VNNI only"),
+        ({"avx2", "fma"}, "AVX2", "AVX2 only"),  # an AMD EPYC Zen 3, most laptops
+        ({"sse4_2", "avx"}, None, None),
+    ],
+)
+def test_each_kind_of_cpu_is_told_apart_by_its_flags(monkeypatch, flags, path, kind):
+    from cyclegan_cli import devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset(flags))
+    assert devices.cpu_int8_path() == path
+    assert break_even.cpu_class(devices.cpu_int8_path(), devices.cpu_bf16_unit()) == kind
+
+
+def test_on_an_avx2_cpu_a_prebuilt_model_is_taken_and_a_720p_minute_quantizes_at_start():
+    """The issue's two jobs on the AVX2-only kind: 64 frames at 256x256 (4.2 megapixel-frames) with a prebuilt
+    model, and a minute of 720p at 30 frames/s (1800 frames, 1659 megapixel-frames) without one."""
+    figure = int8_break_even("AVX2 only")
+    short, minute = 64 * 256 * 256 / 1e6, 1800 * 1280 * 720 / 1e6
+    prebuilt = cpu_choice(ALL_ENGINES, None, figure, True, short, short, READY)
+    assert (prebuilt.name, prebuilt.precision, prebuilt.file) == ("openvino", "int8", READY.file)
+    long_job = cpu_choice(ALL_ENGINES, None, figure, True, minute, minute, Int8Facts())
+    assert long_job.quantize and long_job.fallback.precision == "fp32"
+
+
 def test_cpu_rule_at_start_has_a_fallback_and_thresholds_by_the_kind_of_cpu():
-    vnni_only, epyc, amx = (int8_break_even(unit).threshold for unit in (None, "AVX512-BF16", "AMX"))
-    assert vnni_only < epyc < amx  # int8 saves more against fp32; AMX's bf16 is fast already
-    choice = cpu_choice(ALL_ENGINES, None, "AVX512-VNNI", True, 1.0, vnni_only, Int8Facts())
+    vnni_only, epyc, amx = (INT8_BREAK_EVEN[kind] for kind in ("VNNI only", "AVX512-BF16", "AMX"))
+    assert vnni_only.threshold < epyc.threshold < amx.threshold  # int8 saves more against fp32; AMX's bf16 is fast
+    choice = cpu_choice(ALL_ENGINES, None, vnni_only, True, 1.0, vnni_only.threshold, Int8Facts())
     assert choice.quantize and choice.fallback == EngineChoice("openvino", "fp32", choice.fallback.reason)
-    assert not cpu_choice(ALL_ENGINES, "AVX512-BF16", "AVX512-VNNI", True, 1.0, vnni_only, Int8Facts()).quantize
-    assert cpu_choice(ALL_ENGINES, "AVX512-BF16", "AVX512-VNNI", True, 1.0, epyc, Int8Facts()).quantize
+    assert not cpu_choice(ALL_ENGINES, "AVX512-BF16", epyc, True, 1.0, vnni_only.threshold, Int8Facts()).quantize
+    assert cpu_choice(ALL_ENGINES, "AVX512-BF16", epyc, True, 1.0, epyc.threshold, Int8Facts()).quantize
     # on an AMX Xeon the EPYC's threshold is a short job: OpenVINO bf16 there is 9-10x eager already
-    short = cpu_choice(ALL_ENGINES, "AMX", "AMX-INT8", False, 1.0, epyc, Int8Facts())
+    short = cpu_choice(ALL_ENGINES, "AMX", amx, False, 1.0, epyc.threshold, Int8Facts())
     assert not short.quantize and "threshold 130" in short.reason and "Xeon with AMX" in short.reason
-    assert cpu_choice(ALL_ENGINES, "AMX", "AMX-INT8", False, 1.0, amx, Int8Facts()).quantize
+    assert cpu_choice(ALL_ENGINES, "AMX", amx, False, 1.0, amx.threshold, Int8Facts()).quantize
     # without OpenVINO there is no int8: the rest of the rule, as before
-    assert cpu_choice({"torch", "onnxruntime"}, None, "AVX512-VNNI", True, 1e4, 1e4, READY).name == "onnxruntime"
+    assert cpu_choice({"torch", "onnxruntime"}, None, vnni_only, True, 1e4, 1e4, READY).name == "onnxruntime"
     # models found and not used are named in the reason
     ignored = Int8Facts(ignored=("ignored export/G_AB.int8.xml: made from other weights",))
-    assert "made from other weights" in cpu_choice(ALL_ENGINES, None, "AVX512-VNNI", True, 1, 1, ignored).reason
+    assert "made from other weights" in cpu_choice(ALL_ENGINES, None, vnni_only, True, 1, 1, ignored).reason
 
 
 def test_each_kind_of_cpu_has_its_break_even_and_its_source():
     assert INT8_AT_START_FACTOR == 2.0  # the threshold is twice the break-even
+    assert set(INT8_BREAK_EVEN) == {"AMX", "AVX512-BF16", "VNNI only", "AVX2 only"}
     assert int8_break_even("AMX").megapixel_frames == 65.0  # the larger of 54 (256x256) and 65 (720p)
     assert int8_break_even("AVX512-BF16").megapixel_frames == 7.4
-    for unit, figure in INT8_BREAK_EVEN.items():
+    for kind, figure in INT8_BREAK_EVEN.items():
         assert figure.threshold == 2 * figure.megapixel_frames and figure.against in ("bf16", "fp32")
-        assert figure.source.startswith("measured on") or figure.source.startswith("not measured"), unit
-    assert INT8_BREAK_EVEN[None].source.startswith("not measured")  # the VNNI-only Xeon borrows the EPYC's figure
-    assert int8_break_even("some future unit") == INT8_BREAK_EVEN[None]
+        assert figure.source.startswith("measured on") or figure.source.startswith("not measured"), kind
+        assert figure.int8_faster, kind  # every kind measured so far runs int8 faster
+    assert not INT8_BREAK_EVEN["VNNI only"].measured  # the VNNI-only Xeon borrows the EPYC's break-even
+    assert INT8_BREAK_EVEN["AVX2 only"].measured and INT8_BREAK_EVEN["AVX2 only"].against == "fp32"
+    assert int8_break_even(None) is None
 
 
 def test_help_and_doctor_state_the_break_even_from_the_table():
     result = CliRunner().invoke(cli, ["run", "--help"], env={"COLUMNS": "100"})
     text = " ".join(result.output.split())
-    for unit, key in (("AMX", "AMX"), ("AVX512-BF16", "AVX512-BF16"), ("VNNI only", None)):
-        figure = INT8_BREAK_EVEN[key]
-        expected = f"{unit}: {figure.threshold:g} (break-even {figure.megapixel_frames:g} against {figure.against}"
+    for kind, figure in INT8_BREAK_EVEN.items():
+        expected = (
+            f"{kind}: int8 {figure.speedup:g}x {figure.against}; at start from {figure.threshold:g} "
+            f"(break-even {figure.megapixel_frames:g}"
+        )
         assert expected in text, expected
-    assert "borrowed, not measured" in text
+    assert "borrowed)" in text
     facts = doctor.probe_cpu()["int8_at_start"]
-    if cpu_int8_unit() is None:
+    kind = break_even.cpu_class(cpu_int8_path(), cpu_bf16_unit())
+    if kind is None:
         assert facts is None
     else:
-        figure = int8_break_even(cpu_bf16_unit())
-        assert (facts["threshold"], facts["source"]) == (figure.threshold, figure.source)
+        figure = int8_break_even(kind)
+        assert (facts["kind"], facts["threshold"], facts["source"]) == (kind, figure.threshold, figure.source)
 
 
 @pytest.fixture
 def vnni(monkeypatch):
     """A CPU with VNNI and no bf16 unit (so int8 replaces fp32), whatever this machine is."""
-    monkeypatch.setattr(engine_choice, "cpu_int8_unit", lambda: "AVX512-VNNI")
+    monkeypatch.setattr(engine_choice, "cpu_int8_path", lambda: "AVX512-VNNI")
     monkeypatch.setattr(engine_choice, "cpu_bf16_unit", lambda: None)
 
 
@@ -485,3 +533,49 @@ def test_precision_int8_quantizes_without_a_fallback(tmp_path, int8_cache):
     result = cyc("run", inputs, "--runs-dir", runs, "--precision", "int8", "--min-psnr", 99, *CPU)
     assert result.exit_code == 1 and "below the 99 dB gate" in result.output
     assert not list(int8_cache.rglob("*.xml"))
+
+
+def test_a_nan_int8_model_is_refused_remembered_and_not_quantized_again(tmp_path, monkeypatch, vnni, int8_cache):
+    """NNCF's model with its output multiplied by NaN: the gate refuses it even at --min-psnr 0 (its PSNR is minus
+    infinity, the worst there is), the cache records the failure as "-inf" and reads it back as a failure, and the
+    next run of the same job neither quantizes again nor takes it."""
+    import openvino as ov
+
+    real = quantize.quantize_model
+
+    def nan_output(fp32_model, calibrate):
+        model = real(fp32_model, calibrate)
+        (result,) = model.get_results()
+        source = result.input_value(0)
+        poisoned = ov.opset13.multiply(source, ov.opset13.constant(np.float32("nan")))
+        result.input(0).replace_source_output(poisoned.output(0))
+        model.validate_nodes_and_infer_types()
+        return model
+
+    monkeypatch.setattr(quantize, "quantize_model", nan_output)
+    monkeypatch.setattr(break_even, "INT8_AT_START_FACTOR", 0.0)
+    runs = tmp_path / "runs"
+    write_run(runs)
+    inputs = _images(tmp_path / "in", [(48, 40), (40, 40), (52, 44), (44, 36), (36, 36)])
+    args = ["run", inputs, "--runs-dir", runs, "--overwrite", "--min-psnr", 0, *CPU]
+
+    refused = cyc(*args)
+    assert refused.exit_code == 0, refused.output
+    assert "-inf dB PSNR" in refused.output and "engine: openvino fp32 on cpu" in refused.output
+    assert not list(int8_cache.rglob("*.xml"))
+    (record,) = int8_cache.rglob(quantize.FAILED_NAME)
+    assert json.loads(record.read_text())["fidelity"]["psnr_db"] == "-inf"
+    again = cyc(*args)
+    assert again.exit_code == 0, again.output
+    assert "quantizing" not in again.output and "engine: openvino fp32" in again.output
+    assert "int8 not used: these weights measured -inf dB" in again.output
+
+
+@pytest.mark.parametrize("value", [0.0, 31.25, -2.5, float("inf"), float("-inf")])
+def test_floats_go_to_json_and_back_as_they_were(value):
+    from cyclegan_cli.measured import from_json, to_json
+
+    assert from_json(json.loads(json.dumps(to_json(value)))) == value
+    assert np.isnan(from_json(json.loads(json.dumps(to_json(float("nan"))))))
+    with pytest.raises(ValueError):
+        from_json("infinite")
