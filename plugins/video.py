@@ -543,13 +543,9 @@ class VideoWriter(Writer):
             # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
             # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
             options = {"avoid_negative_ts": "disabled"} if slotted else {}
-            if self.path.suffix.lower() in _QUICKTIME:
-                if self.options.metadata:
-                    options["movflags"] = "use_metadata_tags"  # MP4/MOV keep only standard tags without it
-                if frame.pts and self._time_base.denominator < 2**31:
-                    # a start after 0 (a segment of a longer video) is an edit list in the movie's timescale,
-                    # 1/1000 s by default: in the video's own time base it stays exact
-                    options["movie_timescale"] = str(self._time_base.denominator)
+            if self.path.suffix.lower() in _QUICKTIME and self.options.metadata:
+                options["movflags"] = "use_metadata_tags"  # MP4/MOV keep only standard tags without it
+            options.update(_movie_timescale(self.path, self._time_base, starts_late=bool(frame.pts)))
             out = av.open(str(self._tmp), mode="w", options=options or None)
             out.metadata.update(self.options.metadata)
         except (av.FFmpegError, ValueError) as exc:
@@ -786,8 +782,9 @@ class VideoWriter(Writer):
             for part in parts:  # each must open before anything is written
                 _openable(part)
             with av.open(str(parts[0])) as first:
-                out = av.open(str(tmp), mode="w")
                 template = first.streams.video[0]
+                late = bool(template.start_time)
+                out = av.open(str(tmp), mode="w", options=_movie_timescale(output, template.time_base, late) or None)
                 video = out.add_stream_from_template(template)
                 video.time_base = template.time_base
                 encoding = _stream_encoding(template)
@@ -841,6 +838,16 @@ class VideoWriter(Writer):
             self._out = None
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             self._tmp.unlink()
+
+
+def _movie_timescale(path: Path, time_base: Fraction, starts_late: bool) -> dict[str, str]:
+    """MP4/MOV muxer options for a video whose first frame is after 0 (a film whose B-frames start it a slot late,
+    a segment of a longer video): that start is an edit list in the movie's timescale, 1/1000 s by default, which
+    moves 500/11988 s to 492 ticks; in the video's own time base it stays exact. Used alike by a single run and
+    by ``join``, so that both give the same times to the tick."""
+    if Path(path).suffix.lower() in _QUICKTIME and starts_late and time_base.denominator < 2**31:
+        return {"movie_timescale": str(time_base.denominator)}
+    return {}
 
 
 def _encoder_options(codec: str, crf: int) -> dict[str, str]:

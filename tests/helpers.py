@@ -477,7 +477,14 @@ def read_index(image: np.ndarray) -> int:
     return sum(1 << bit for bit, square in enumerate(centres) if square.mean() > 128)
 
 
-def make_packed_avi(path: str | Path, *, frames: int = 30, size: tuple[int, int] = (128, 96), gop: int = 12) -> Path:
+def make_packed_avi(
+    path: str | Path,
+    *,
+    frames: int = 30,
+    size: tuple[int, int] = (128, 96),
+    gop: int = 12,
+    rate: Fraction = Fraction(25),
+) -> Path:
     """An AVI as DivX 5 and Xvid wrote them: MPEG-4 part 2 with "packed B-frames", and AC-3 audio (a sine tone).
 
     FFmpeg cannot write the packed form, so it is built here from FFmpeg's own mpeg4 encoding (one B-frame
@@ -487,11 +494,10 @@ def make_packed_avi(path: str | Path, *, frames: int = 30, size: tuple[int, int]
     ``DivX503b1393p`` (the trailing p is what makes FFmpeg's decoder treat the stream as packed). Frame ``i``
     shows ``draw_index(..., i)`` over a moving gradient, so a test can read each picture's number back. Decoded,
     the pictures come out in display order but their pts out of order (1, 3, 2, 5, 4, ...): what the reader must
-    put right."""
+    put right. ``rate`` may be a film's odd one (2997/125: slots of 125/2997 s, the first picture at slot 1)."""
     import av
 
     width, height = size
-    rate = Fraction(25)
     encoder = av.CodecContext.create("mpeg4", "w")
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.time_base, encoder.framerate = 1 / rate, rate
@@ -518,8 +524,9 @@ def make_packed_avi(path: str | Path, *, frames: int = 30, size: tuple[int, int]
         return data[: start + 4] + b"DivX503b1393p" + data[end:]
 
     def not_coded_vop(slot: int) -> bytes:  # a P-VOP header with vop_coded 0, then MPEG-4 stuffing (0, then 1s)
-        increment_bits = max(1, (rate.numerator - 1).bit_length())  # the encoder's time resolution is 25 ticks
-        bits = "01" + "0" + "1" + format(slot % rate.numerator, f"0{increment_bits}b") + "1" + "0"
+        increment_bits = max(1, (rate.numerator - 1).bit_length())  # the encoder's time resolution: rate's numerator
+        increment = slot * rate.denominator % rate.numerator
+        bits = "01" + "0" + "1" + format(increment, f"0{increment_bits}b") + "1" + "0"
         bits += "0" + "1" * ((7 - len(bits)) % 8)
         return b"\x00\x00\x01\xb6" + int(bits, 2).to_bytes(len(bits) // 8, "big")
 

