@@ -19,6 +19,12 @@ LINE = 14  # pixels a line of text takes
 BACKGROUND, INK = (255, 255, 255), (0, 0, 0)
 
 
+def block_title(source: str, target: str, source_name: str, target_name: str) -> str:
+    """A block's title: "A -> B (horse -> zebra)", or "A -> B" alone where the domains have no names of their own."""
+    plain = f"{source} -> {target}"
+    return plain if (source_name, target_name) == (source, target) else f"{plain} ({source_name} -> {target_name})"
+
+
 def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -> np.ndarray:
     """``blocks``: (title, rows), each row the three pictures of :data:`COLUMNS` (H x W x 3 uint8, one size);
     returns the grid, uint8 H x W x 3, with the step on top and a header over each block; white space on the right

@@ -74,7 +74,7 @@ def save_samples(
     rec B, labelled with the domains' ``names``, the columns and the step."""
     from PIL import Image
 
-    from cyclegan_cli.samples import labelled_grid
+    from cyclegan_cli.samples import block_title, labelled_grid
 
     with s.autocast():
         A, B = s.to_device(fixed_A), s.to_device(fixed_B)
@@ -88,7 +88,8 @@ def save_samples(
 
     a, b = names
     grid = labelled_grid(
-        [(f"A -> B ({a} -> {b})", rows(A, fake_B, rec_A)), (f"B -> A ({b} -> {a})", rows(B, fake_A, rec_B))], s.step
+        [(block_title("A", "B", a, b), rows(A, fake_B, rec_A)), (block_title("B", "A", b, a), rows(B, fake_A, rec_B))],
+        s.step,
     )
     with atomic_path(path) as tmp:
         Image.fromarray(grid).save(tmp)

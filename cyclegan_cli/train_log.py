@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from rich.markup import escape
@@ -31,14 +31,25 @@ def _loss_text(losses: dict[str, float]) -> str:
     )
 
 
+class _RowHead(NamedTuple):
+    """A row of metrics.csv besides its losses."""
+
+    step: int
+    epoch: int  # counted from 1
+    lr: float
+    rate: float  # steps/s over the last 20 steps
+
+
 class TrainLog:
     """What a run shows and records as it trains, step by step.
 
     On a terminal, a rich progress bar (epoch, steps, the last step's losses, the rate over the last 20 steps);
     elsewhere (a log file), a plain line every ``log_every`` steps instead. Every ``log_every`` steps, the mean
-    losses of those steps as a row of ``metrics.csv`` and as TensorBoard scalars (where tensorboard is installed).
-    Resuming at step N drops the rows past N that an interrupted session had written. A context manager: it
-    starts the bar, and stops it and closes the files at the end.
+    losses of those steps as a row of ``metrics.csv`` and as TensorBoard scalars (where tensorboard is installed);
+    when the session ends (its last step, Ctrl-C, an error), one more row for the steps since the last one, so
+    that a run shorter than ``log_every`` still has its row. Resuming at step N drops the rows past N that an
+    interrupted session had written and counts from step N + 1: no step is in two rows. A context manager: it
+    starts the bar, and at the end writes the last row, stops the bar and closes the files.
     """
 
     COLUMNS = ("step", "epoch", "lr", *LOSS_NAMES, *EVAL_METRICS, "steps_per_s")
@@ -51,6 +62,7 @@ class TrainLog:
         self.console, self.log_every = console, c.log_every
         self.total_steps, self.total_epochs = total_steps, c.total_epochs
         self.window: list[torch.Tensor] = []  # the losses of the steps since the last row
+        self.last: _RowHead | None = None  # the last step's
         self.step_times: deque[float] = deque(maxlen=20)
         self.bar = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
@@ -98,7 +110,9 @@ class TrainLog:
         self.bar.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
+        if self.window and self.last is not None:  # an error's one line is not preceded by a plain line
+            self._row(self.last, plain=kind is None or issubclass(kind, KeyboardInterrupt))
         self.bar.stop()
         self.file.close()
         if self.tb is not None:
@@ -108,32 +122,40 @@ class TrainLog:
         """After each step: the bar; every ``log_every`` steps, a row of mean losses (and the plain line)."""
         self.step_times.append(seconds)
         rate = len(self.step_times) / sum(self.step_times)
-        epoch = f"{s.epoch + 1}/{self.total_epochs}"
         last = _loss_text(dict(zip(LOSS_NAMES, losses.tolist())))
+        # what the row of this step says besides its losses, kept for the session's last row: by the time the
+        # log closes, an epoch's end may have moved the state on
+        self.last = _RowHead(s.step, s.epoch + 1, s.opt_G.param_groups[0]["lr"], rate)
+        epoch = f"{self.last.epoch}/{self.total_epochs}"
         self.bar.update(self.task, completed=s.step, epoch=epoch, rate=f"{rate:.2f}", losses=last)
         self.window.append(losses)
-        if s.step % self.log_every != 0:
-            return
+        if s.step % self.log_every == 0:
+            self._row(self.last)
+
+    def _row(self, head: _RowHead, plain: bool = True) -> None:
+        """The mean losses of the steps since the last row, as the row of ``head``'s step (and, where the log is
+        plain and ``plain`` is true, its line)."""
         mean = dict(zip(LOSS_NAMES, torch.stack(self.window).mean(0).tolist()))
         self.window.clear()
-        lr = s.opt_G.param_groups[0]["lr"]
         self.writer.writerow(
             {
-                "step": s.step,
-                "epoch": s.epoch + 1,
-                "lr": f"{lr:.6g}",
-                "steps_per_s": f"{rate:.3f}",
+                "step": head.step,
+                "epoch": head.epoch,
+                "lr": f"{head.lr:.6g}",
+                "steps_per_s": f"{head.rate:.3f}",
                 **{k: f"{v:.6f}" for k, v in mean.items()},
             }
         )
         self.file.flush()
         if self.tb is not None:
             for name, value in mean.items():
-                self.tb.add_scalar(f"loss/{name}", value, s.step)
-            self.tb.add_scalar("lr", lr, s.step)
-        if self.plain:
+                self.tb.add_scalar(f"loss/{name}", value, head.step)
+            self.tb.add_scalar("lr", head.lr, head.step)
+        if self.plain and plain:
             self.console.print(
-                f"epoch {epoch} step {s.step}/{self.total_steps} {_loss_text(mean)} {rate:.2f} it/s", highlight=False
+                f"epoch {head.epoch}/{self.total_epochs} step {head.step}/{self.total_steps} {_loss_text(mean)} "
+                f"{head.rate:.2f} it/s",
+                highlight=False,
             )
 
     def evaluation(self, result: Evaluation, epoch: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cyclegan_cli.samples import GAP, LINE, labelled_grid
+from cyclegan_cli.samples import GAP, LINE, block_title, labelled_grid
 
 
 def _pictures(rng, rows: int, side: int) -> list[list[np.ndarray]]:
@@ -51,3 +51,9 @@ def test_narrow_pictures_widen_the_grid_to_hold_the_text():
     grid = labelled_grid([("A -> B (horse -> zebra)", pictures), ("B -> A (zebra -> horse)", pictures)], step=7)
     assert grid.shape[1] > 3 * (32 + 2 * GAP)  # " | ".join of the column names is wider than three 32-px pictures
     assert _has_text(grid[LINE:, 3 * (32 + 2 * GAP) :])  # the headers run on past the pictures, whole
+
+
+def test_a_block_title_names_the_domains_once():
+    assert block_title("A", "B", "horse", "zebra") == "A -> B (horse -> zebra)"
+    assert block_title("B", "A", "zebra", "horse") == "B -> A (zebra -> horse)"
+    assert block_title("A", "B", "A", "B") == "A -> B"  # domains without names of their own: said once

@@ -145,6 +145,37 @@ def test_resume_is_bit_identical(tmp_path):
     assert [r["cyc_A"] for r in rows_a] == [r["cyc_A"] for r in rows_b]
 
 
+def test_metrics_rows_count_every_step_once_in_short_runs_and_resumes(tmp_path):
+    """A run shorter than --log-every still writes its row at its last step, the mean of exactly its steps'
+    losses; --resume adds the next rows only, each the mean of its own steps. The per-step losses come from a
+    --log-every 1 run of the same steps (resuming is bit for bit, tested above)."""
+    dataroot = make_domains(tmp_path / "data", count=4)
+    common = [str(dataroot), "--name", "m", *CPU, *TINY, "--save-every", "100", "--sample-every", "100"]
+    each = cyc_train(*common, "--out", str(tmp_path / "each"), "--max-steps", "6", "--log-every", "1")
+    assert each.exit_code == 0, each.output
+    per_step = {int(r["step"]): r for r in read_metrics(tmp_path / "each" / "m")}
+
+    def mean_of(steps: range) -> list[float]:
+        return [sum(float(per_step[i][name]) for i in steps) / len(steps) for name in training.LOSS_NAMES]
+
+    def losses(row: dict) -> list[float]:
+        return [float(row[name]) for name in training.LOSS_NAMES]
+
+    first = cyc_train(*common, "--out", str(tmp_path / "split"), "--max-steps", "3", "--log-every", "4")
+    assert first.exit_code == 0, first.output
+    rows = read_metrics(tmp_path / "split" / "m")
+    assert [r["step"] for r in rows] == ["3"]
+    assert losses(rows[0]) == pytest.approx(mean_of(range(1, 4)), abs=2e-6)  # the cells hold 6 decimals
+
+    resume = ["--out", str(tmp_path / "split"), "--name", "m", "--resume", *CPU, "--log-every", "4"]
+    second = cyc_train(*resume, "--max-steps", "6")
+    assert second.exit_code == 0, second.output
+    rows = read_metrics(tmp_path / "split" / "m")
+    assert [r["step"] for r in rows] == ["3", "4", "6"]  # step 4 is a multiple of 4; 6 is the run's end
+    assert losses(rows[1]) == pytest.approx(mean_of(range(4, 5)), abs=2e-6)
+    assert losses(rows[2]) == pytest.approx(mean_of(range(5, 7)), abs=2e-6)
+
+
 def test_bf16_training_runs_in_bf16_and_resumes_bit_for_bit(tmp_path):
     """--precision bf16 (the README's fast CPU setting, without --compile, whose compiling costs a minute here):
     2 steps + --resume + 2 steps == 4 steps, the resumed part in bf16 too, and the steps are not fp32's."""
@@ -353,6 +384,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, monkeypatch):
     assert len(calls) == 2 and "Interrupted at step 2" in result.output
     last = load_ckpt(tmp_path / "runs" / "c" / "checkpoints" / "last.pt")
     assert last["step"] == 2 and last["batch_in_epoch"] == 2
+    assert [r["step"] for r in read_metrics(tmp_path / "runs" / "c")] == ["2"]  # the steps before --log-every's 50
     assert not (tmp_path / "runs" / "c" / "G_AB.safetensors").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
