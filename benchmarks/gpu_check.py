@@ -52,8 +52,8 @@ def make_run(root: Path, checkpoint: str | None) -> Path:
     """A run folder holding the generator to test (trained weights when given, else a random full-size one)."""
     import torch
 
-    from cyclegan_cli.models import ResnetGenerator, init_weights
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.architectures import ResnetGenerator, init_weights
+    from cyclegan_cli.models.weights import load_generator
 
     if checkpoint:
         generator, info = load_generator(checkpoint, "AtoB")
@@ -74,8 +74,8 @@ def make_run(root: Path, checkpoint: str | None) -> Path:
 
 def build_tensorrt(run: Path, say) -> str | None:
     """``cyc export --format tensorrt --fp16`` into the run; None when done, else why not."""
-    from cyclegan_cli.export import ExportRequest, make_profile, run_export
-    from cyclegan_cli.tensorrt_build import tensorrt_unavailable_reason
+    from cyclegan_cli.export.exporter import ExportRequest, make_profile, run_export
+    from cyclegan_cli.export.tensorrt_build import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason("cuda")
     if reason:
@@ -117,9 +117,9 @@ def main() -> int:
     say(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
 
     from cyclegan_cli import registry
-    from cyclegan_cli.onnx_graph import synthetic_image
+    from cyclegan_cli.export.onnx_graph import synthetic_image
+    from cyclegan_cli.models.weights import load_generator
     from cyclegan_cli.plugin_api import ModelSource
-    from cyclegan_cli.weights import load_generator
 
     work = Path(tempfile.mkdtemp(prefix="cyc-gpu-check-"))
     run = make_run(work, args.checkpoint)
@@ -266,7 +266,7 @@ def run_cyc(run: Path, work: Path, frames: int, deadline: float, say) -> None:
 
 
 def synthetic_image(h, w):  # re-exported for run_cyc without importing at module level
-    from cyclegan_cli.onnx_graph import synthetic_image as make
+    from cyclegan_cli.export.onnx_graph import synthetic_image as make
 
     return make(h, w)
 

@@ -10,14 +10,14 @@ Run it alone: on 2 cores PyTorch's and OpenVINO's threads collapse when another 
    ones): the demo's run (ngf 16, 3 blocks, ``--demo-steps``) and a full-size one (ngf 64, 9 blocks,
    ``--full-steps`` at a ``--full-crop`` crop); the minutes each took are printed. ``--full-steps 0`` uses a
    randomly initialised full-size generator instead (its int8 fidelity is then that of an untrained one).
-2. int8 fidelity: each generator quantized with the recipe of ``cyc export --int8`` (``cyclegan_cli.quantize``) on
+2. int8 fidelity: each generator quantized with the recipe of ``cyc export --int8`` (``cyclegan_cli.export.quantize``) on
    crops of real photos, measured against OpenVINO fp32 on held-out ones (PSNR, max abs error).
 3. For each engine and precision, with the full-size generator: time to first frame (building, compiling, and for
    int8 quantized at run time the quantization, included), then steady frames/s at batch 1, and the ratio to
    eager fp32 batch 1 one-frame-at-a-time (what the reference test script does). int8 appears twice: prebuilt
    (``cyc export --int8``: only loading and compiling before the first frame) and quantized at start.
 4. The break-even of quantizing at start: its extra time before the first frame over what int8 saves per
-   megapixel-frame, against OpenVINO fp32 (CPUs without bf16) and bf16: the figures of ``cyclegan_cli/break_even.py``
+   megapixel-frame, against OpenVINO fp32 (CPUs without bf16) and bf16: the figures of ``cyclegan_cli/translation/break_even.py``
    (one row per kind of CPU, with its source; a new kind measured here gets its own row).
 5. End to end through ``cyc run``'s pipeline on a real video the benchmark writes: pipeline efficiency =
    end-to-end frames/s over engine-only frames/s; then 64-frame 256x256 jobs in fresh processes: eager fp32,
@@ -43,11 +43,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cyclegan_cli import quantize, registry  # noqa: E402
-from cyclegan_cli.break_even import INT8_BREAK_EVEN, cpu_class  # noqa: E402
+from cyclegan_cli import registry  # noqa: E402
 from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_path, cpu_kind  # noqa: E402
-from cyclegan_cli.models import ResnetGenerator, init_weights  # noqa: E402
+from cyclegan_cli.export import quantize  # noqa: E402
+from cyclegan_cli.models.architectures import ResnetGenerator, init_weights  # noqa: E402
 from cyclegan_cli.plugin_api import ModelSource, WriteOptions  # noqa: E402
+from cyclegan_cli.translation.break_even import INT8_BREAK_EVEN, cpu_class  # noqa: E402
 
 CANDIDATES = [
     ("torch", "fp32"),
@@ -100,7 +101,7 @@ def train(data: Path, runs: Path, name: str, steps: int, args: list[str]) -> flo
 
 
 def load(run: Path):
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     return load_generator(run, "AtoB")
 
@@ -239,8 +240,8 @@ def make_video(path: Path, frames: int, width: int, height: int) -> None:
 
 def end_to_end(model: ModelSource, engine_name: str, precision: str, video: Path, out: Path) -> tuple[float, float]:
     """(end-to-end frames/s, engine-only frames/s) of one video through the pipeline."""
-    from cyclegan_cli.jobs import plan_jobs
-    from cyclegan_cli.pipeline import Pipeline
+    from cyclegan_cli.translation.jobs import plan_jobs
+    from cyclegan_cli.translation.pipeline import Pipeline
 
     engine = registry.load("engines", engine_name)(model, device="cpu", precision=precision)
     engine.warmup(*_video_size(video)[::-1])

@@ -6,7 +6,7 @@ photographs (a still camera with sensor noise and exposure flicker, a pan, a cut
 named on the command line. Generators: the demo's translator trained here (``make demo``'s settings, ``--steps``
 of them) and an untrained full-size one (ngf 64, 9 blocks, which turns noise into strong output noise).
 
-For each clip and generator, by the measures of ``cyclegan_cli.flicker`` (its docstring defines them): the
+For each clip and generator, by the measures of ``cyclegan_cli.translation.flicker`` (its docstring defines them): the
 still-region change of the input, the plain output and the stabilised one, their ratio and the share of frame pairs
 it is taken on; the warping error's ratio; the PSNR against the plain output; and what stabilising costs a frame.
 The plain outputs are computed once; with the default settings stabilising needs only them and the inputs.
@@ -37,11 +37,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cyclegan_cli import registry  # noqa: E402
-from cyclegan_cli.flicker import fidelity, still_region_change, warping_error  # noqa: E402
-from cyclegan_cli.models import ResnetGenerator, init_weights  # noqa: E402
+from cyclegan_cli.models.architectures import ResnetGenerator, init_weights  # noqa: E402
+from cyclegan_cli.models.weights import load_generator, save_generator  # noqa: E402
 from cyclegan_cli.plugin_api import ModelSource  # noqa: E402
-from cyclegan_cli.temporal import StableSettings, StreamState  # noqa: E402
-from cyclegan_cli.weights import load_generator, save_generator  # noqa: E402
+from cyclegan_cli.translation.flicker import fidelity, still_region_change, warping_error  # noqa: E402
+from cyclegan_cli.translation.temporal import StableSettings, StreamState  # noqa: E402
 
 REAL_CLIPS = ("carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4")
 BATCH = 4
@@ -144,7 +144,7 @@ def speed(generator, frames: int, workdir: Path) -> None:
     """``cyc run`` end to end on 1280x720 frames, --stable against --no-stable, in the engine auto picks."""
     import av
 
-    from cyclegan_cli.weights import GeneratorInfo
+    from cyclegan_cli.models.weights import GeneratorInfo
 
     weights = workdir / "full.safetensors"
     save_generator(generator, GeneratorInfo(ngf=64, n_blocks=9, direction="AtoB"), weights)

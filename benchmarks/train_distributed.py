@@ -8,7 +8,7 @@ Each configuration runs in fresh processes started the way torchrun starts them 
 MASTER_ADDR, MASTER_PORT), with the machine's cores shared evenly (OMP_NUM_THREADS = cores / processes; one
 process gets them all). Every process runs exactly what ``cyc train`` runs per step: ``train_step`` on a state
 from ``build_state`` (full-size networks unless told otherwise, batch 1 per rank, random images), with the
-gradient all-reduce of :mod:`cyclegan_cli.distributed` hooked in and the per-step agreement (mean losses and the
+gradient all-reduce of :mod:`cyclegan_cli.training.distributed` hooked in and the per-step agreement (mean losses and the
 stop flag) after it. Reported: the median seconds per step (the slowest rank's), images per second (the global
 batch over that), the speed-up in images per second over one process, and the share of a step that the
 all-reduce of all gradients alone takes (timed apart, same sizes). Nothing else may run meanwhile: the figures
@@ -34,9 +34,9 @@ def worker(args) -> None:
     """One rank (or the one process): time ``args.steps`` steps after ``args.warmup``; rank 0 prints JSON."""
     import torch
 
-    from cyclegan_cli import distributed
-    from cyclegan_cli.train_config import TrainConfig
-    from cyclegan_cli.train_state import build_state, train_step
+    from cyclegan_cli.training import distributed
+    from cyclegan_cli.training.config import TrainConfig
+    from cyclegan_cli.training.state import build_state, train_step
 
     ranks = distributed.start(None)
     rank, world = ranks.rank, ranks.world

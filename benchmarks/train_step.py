@@ -5,7 +5,7 @@
     python benchmarks/train_step.py --no-compile          # skip the bf16 + torch.compile variant
 
 Both loops run in this process on the same inputs and the same full-size networks (ngf 64, 9 blocks, 70x70
-PatchGAN). cyc's step is ``cyclegan_cli.train_state.train_step`` on a state from ``build_state``, exactly what
+PatchGAN). cyc's step is ``cyclegan_cli.training.state.train_step`` on a state from ``build_state``, exactly what
 ``cyc train`` runs (plus reading the losses back, as the loop does each step); the reference is the official
 implementation's ``optimize_parameters`` written out plainly: forward, G step with the discriminators frozen,
 then D_A and D_B on (real + pooled fake) / 2 each, Adam for both. The two are timed step for step in
@@ -28,9 +28,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator, init_weights  # noqa: E402
-from cyclegan_cli.train_config import TrainConfig  # noqa: E402
-from cyclegan_cli.train_state import build_state, train_step  # noqa: E402
+from cyclegan_cli.models.architectures import NLayerDiscriminator, ResnetGenerator, init_weights  # noqa: E402
+from cyclegan_cli.training.config import TrainConfig  # noqa: E402
+from cyclegan_cli.training.state import build_state, train_step  # noqa: E402
 
 # --- the reference: the canonical loop, plain eager fp32 --------------------------------------------------
 

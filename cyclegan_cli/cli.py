@@ -13,8 +13,8 @@ import traceback
 import click
 
 from cyclegan_cli import __version__
+from cyclegan_cli.commands.options import debug_option
 from cyclegan_cli.errors import CycError
-from cyclegan_cli.options import debug_option
 
 
 class CycClickError(click.ClickException):
@@ -71,15 +71,15 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from cyclegan_cli.cmd_datasets import datasets
-    from cyclegan_cli.cmd_doctor import doctor
-    from cyclegan_cli.cmd_eval import eval_
-    from cyclegan_cli.cmd_export import export
-    from cyclegan_cli.cmd_join import join
-    from cyclegan_cli.cmd_plugins import plugins
-    from cyclegan_cli.cmd_pretrained import pretrained
-    from cyclegan_cli.cmd_run import run
-    from cyclegan_cli.cmd_train import train
+    from cyclegan_cli.commands.datasets import datasets
+    from cyclegan_cli.commands.doctor import doctor
+    from cyclegan_cli.commands.eval import eval_
+    from cyclegan_cli.commands.export import export
+    from cyclegan_cli.commands.join import join
+    from cyclegan_cli.commands.plugins import plugins
+    from cyclegan_cli.commands.pretrained import pretrained
+    from cyclegan_cli.commands.run import run
+    from cyclegan_cli.commands.train import train
 
     for command in (train, export, run, eval_, join, pretrained, datasets, plugins, doctor):
         cli.add_command(command)

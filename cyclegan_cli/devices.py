@@ -64,7 +64,7 @@ def cpu_int8_path() -> str | None:
     multiply-add instructions), or None (no AVX2).
 
     On every one of them an int8 model has measured faster than fp32 (1.75x on an AVX2-only EPYC, several
-    times with VNNI or AMX: :mod:`cyclegan_cli.break_even`); ``--engine auto`` weighs it there.
+    times with VNNI or AMX: :mod:`cyclegan_cli.translation.break_even`); ``--engine auto`` weighs it there.
     """
     flags = cpu_flags()
     if "amx_int8" in flags:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from cyclegan_cli.weights import GeneratorInfo
+    from cyclegan_cli.models.weights import GeneratorInfo
 
 
 def missing_library(module: str, what: str, extra: str) -> str | None:
@@ -252,7 +252,7 @@ class Engine:
     def describe(self) -> str:
         return f"{self.name} {self.precision} on {self.device}"
 
-    # -- carried normalisation statistics (cyc run --stable; see cyclegan_cli.temporal) --------------------------
+    # -- carried normalisation statistics (cyc run --stable; see cyclegan_cli.translation.temporal) --------------------------
 
     carries_statistics: ClassVar[bool] = False  # True: new_stream_state() and run_carried() are implemented
 

@@ -42,7 +42,7 @@ class OnnxRuntimeEngine(Engine):
         self._session = ort.InferenceSession(str(graph), options, providers=providers)
 
     def _export(self, model: ModelSource) -> Path:
-        from cyclegan_cli.onnx_graph import export_onnx
+        from cyclegan_cli.export.onnx_graph import export_onnx
 
         self._tempdir = tempfile.TemporaryDirectory(prefix="cyc-onnx-")
         path = Path(self._tempdir.name) / "generator.onnx"

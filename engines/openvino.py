@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cyclegan_cli.artifacts import export_dir, int8_name
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import from_output_array, to_input_array
+from cyclegan_cli.models.artifacts import export_dir, int8_name
 from cyclegan_cli.plugin_api import Engine, ModelSource, missing_library
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -54,7 +54,7 @@ class OpenVinoEngine(Engine):
                 "'cyc run --precision int8' quantize it"
             )
         else:
-            from cyclegan_cli.openvino_graph import openvino_model
+            from cyclegan_cli.export.openvino_graph import openvino_model
 
             ov_model = openvino_model(model.generator)
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cyclegan_cli.artifacts import SIDECAR_FORMAT, engine_pattern, export_dir, read_sidecar
 from cyclegan_cli.errors import CycError, EngineUnavailable
+from cyclegan_cli.export.tensorrt_build import GpuIdentity, cuda_index, tensorrt_unavailable_reason
+from cyclegan_cli.models.artifacts import SIDECAR_FORMAT, engine_pattern, export_dir, read_sidecar
 from cyclegan_cli.plugin_api import Engine, ModelSource
-from cyclegan_cli.tensorrt_build import GpuIdentity, cuda_index, tensorrt_unavailable_reason
 
 # --- which engine file, and can it run here ------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ class TensorRTEngine(Engine):
             return None
         if model.exported is not None:  # the user named the file to run
             return None
-        from cyclegan_cli.tensorrt_build import current_gpu
+        from cyclegan_cli.export.tensorrt_build import current_gpu
 
         return find_engine(export_folder_for(model), model.direction, current_gpu(device))
 
@@ -112,7 +112,7 @@ class TensorRTEngine(Engine):
         import tensorrt as trt
         import torch
 
-        from cyclegan_cli.tensorrt_build import current_gpu
+        from cyclegan_cli.export.tensorrt_build import current_gpu
 
         self.device = f"cuda:{cuda_index(device)}"
         gpu = current_gpu(self.device)

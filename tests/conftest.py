@@ -31,7 +31,7 @@ def tiny_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_generator_file(tmp_path_factory) -> Path:
     """A lone AtoB generator saved as safetensors, with its architecture in the metadata."""
-    from cyclegan_cli.weights import GeneratorInfo, save_generator
+    from cyclegan_cli.models.weights import GeneratorInfo, save_generator
 
     path = tmp_path_factory.mktemp("weights") / "G_AB.safetensors"
     save_generator(make_generator(1), GeneratorInfo(ngf=8, n_blocks=2, direction="AtoB"), path)
@@ -54,7 +54,7 @@ def inception_server(monkeypatch, tmp_path, inception_file):
     (``CYC_CACHE_DIR``) and no waits between retries."""
     import threading
 
-    from cyclegan_cli import download
+    from cyclegan_cli.hub import download
     from tests.test_downloads import FileServer
 
     server = FileServer()

@@ -428,7 +428,7 @@ def truncated_jpeg(path: Path, size: int = 36) -> Path:
 def make_generator(seed: int = 0, ngf: int = 8, n_blocks: int = 2):
     import torch
 
-    from cyclegan_cli.models import ResnetGenerator, init_weights
+    from cyclegan_cli.models.architectures import ResnetGenerator, init_weights
 
     torch.manual_seed(seed)
     generator = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks), gain=0.2)
@@ -439,7 +439,7 @@ def write_run(root: Path, name: str = "tiny", ngf: int = 8, n_blocks: int = 2) -
     """A run folder as ``cyc train`` leaves it mid-training: only ``checkpoints/last.pt``."""
     import torch
 
-    from cyclegan_cli.weights import CHECKPOINT_FORMAT
+    from cyclegan_cli.models.weights import CHECKPOINT_FORMAT
 
     run = root / name
     (run / "checkpoints").mkdir(parents=True)

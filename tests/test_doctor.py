@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cyclegan_cli import __version__, doctor
+from cyclegan_cli import __version__
 from cyclegan_cli.cli import cli
-from cyclegan_cli.engine_choice import choose_engine, workload
+from cyclegan_cli.commands import doctor_facts as doctor
 from cyclegan_cli.plugin_api import ModelSource
+from cyclegan_cli.translation.engine_choice import choose_engine, workload
 
 WIDE = {"COLUMNS": "400"}  # one row per line, so that a row's text can be searched for
 JOBS = {"photos": [(1, 256, 256)] * 100, "video": [(1800, 1920, 1080)]}  # as the help text describes them

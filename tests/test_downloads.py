@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cyclegan_cli import download
 from cyclegan_cli.cli import cli
+from cyclegan_cli.hub import download
 from tests.helpers import TINY, make_generator, pattern
 
 pytestmark = pytest.mark.timeout(120)

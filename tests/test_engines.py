@@ -83,7 +83,7 @@ def test_compiled_engine_tops_up_a_short_batch(model, frames, reference):
 
 
 def test_onnxruntime_runs_an_exported_file(model, frames, reference, tmp_path):
-    from cyclegan_cli.onnx_graph import export_onnx
+    from cyclegan_cli.export.onnx_graph import export_onnx
 
     graph = export_onnx(model.generator, tmp_path / "g.onnx")
     exported = ModelSource(path=graph, direction="AtoB", exported=graph)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cyclegan_cli import download
 from cyclegan_cli.cli import cli
+from cyclegan_cli.hub import download
 from tests.helpers import clip_stills
 
 pytestmark = pytest.mark.timeout(300)
@@ -96,8 +96,8 @@ def test_two_folders_score_as_the_library_scores_them_and_a_folder_against_itsel
     whole set each subset is the set itself, and the library's unbiased estimator, given the same images twice,
     returns 2 (mean k(x, x') - mean k(x, x)) / m, below zero by a 1/m share of the kernel's spread (m = 6 here);
     it tends to 0 as the sets grow."""
-    from cyclegan_cli import quality
-    from cyclegan_cli.training_data import list_images
+    from cyclegan_cli.evaluation import quality
+    from cyclegan_cli.training.data import list_images
 
     quiet = lambda _: None  # noqa: E731
     bikes, carphone = photos

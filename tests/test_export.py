@@ -45,7 +45,7 @@ def _invoke(*args: str):
 
 
 def _hide_tensorrt(monkeypatch) -> None:
-    from cyclegan_cli import tensorrt_build
+    from cyclegan_cli.export import tensorrt_build
 
     monkeypatch.setattr(tensorrt_build, "tensorrt_installed", lambda: False)
 
@@ -89,7 +89,7 @@ def test_dynamic_shapes_two_sizes_two_batches(exported):
     import onnxruntime as ort
     import torch
 
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     run, *_ = exported
     generator, _ = load_generator(run, "BtoA")
@@ -122,7 +122,7 @@ def test_graph_interface_and_checker(exported):
 def test_fp16_graph_keeps_instance_norm_in_fp32(exported):
     import onnx
 
-    from cyclegan_cli.onnx_graph import conv_weight_dtypes, instance_norm_dtypes
+    from cyclegan_cli.export.onnx_graph import conv_weight_dtypes, instance_norm_dtypes
 
     run, *_ = exported
     model = onnx.load(str(run / "export" / "G_AB.fp16.onnx"))
@@ -214,7 +214,7 @@ def weights_digest(checkpoint, direction: str) -> str:
 
 
 def test_fp32_parity_failure_exits_1_and_keeps_nothing(tmp_path, monkeypatch):
-    from cyclegan_cli import onnx_graph
+    from cyclegan_cli.export import onnx_graph
 
     run = write_run(tmp_path)
     real = onnx_graph.compare_with_torch
@@ -238,7 +238,7 @@ def test_a_wrong_graph_fails_the_real_parity_check(tmp_path, monkeypatch, wrong)
     import onnx
     from onnx import numpy_helper
 
-    from cyclegan_cli import onnx_graph
+    from cyclegan_cli.export import onnx_graph
 
     run = write_run(tmp_path)
     real_export = onnx_graph.export_onnx
@@ -302,7 +302,7 @@ def test_format_tensorrt_without_tensorrt_exits_1(tmp_path, no_tensorrt):
 def test_no_gpu_reason(monkeypatch):
     import torch
 
-    from cyclegan_cli import tensorrt_build
+    from cyclegan_cli.export import tensorrt_build
 
     monkeypatch.setattr(tensorrt_build, "tensorrt_installed", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -324,7 +324,13 @@ def test_engine_unavailable_reason_is_clear(no_tensorrt):
 
 
 def test_parse_shape_and_defaults():
-    from cyclegan_cli.export import DEFAULT_MAX_SHAPE, DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE, make_profile, parse_shape
+    from cyclegan_cli.export.exporter import (
+        DEFAULT_MAX_SHAPE,
+        DEFAULT_MIN_SHAPE,
+        DEFAULT_OPT_SHAPE,
+        make_profile,
+        parse_shape,
+    )
 
     assert parse_shape("4x3x720x1280") == (4, 3, 720, 1280)
     profile = make_profile(DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE, DEFAULT_MAX_SHAPE)
@@ -367,7 +373,7 @@ def _engine_sidecar(gpu="NVIDIA H200", cc="9.0", trt="10.12.0.36", direction="At
 
 def test_sidecar_mismatch():
     from cyc_engines.tensorrt import sidecar_mismatch
-    from cyclegan_cli.tensorrt_build import GpuIdentity
+    from cyclegan_cli.export.tensorrt_build import GpuIdentity
 
     here = GpuIdentity("NVIDIA H200", "9.0", "10.12.0.36")
     assert sidecar_mismatch(_engine_sidecar(), here) is None
@@ -384,8 +390,8 @@ def test_find_engine_picks_the_matching_one(tmp_path):
     import os
 
     from cyc_engines.tensorrt import find_engine
-    from cyclegan_cli.artifacts import write_sidecar
-    from cyclegan_cli.tensorrt_build import GpuIdentity
+    from cyclegan_cli.export.tensorrt_build import GpuIdentity
+    from cyclegan_cli.models.artifacts import write_sidecar
 
     here = GpuIdentity("NVIDIA H200", "9.0", "10.12.0.36")
     files = {
@@ -417,7 +423,7 @@ def test_profile_violation_names_the_range():
 
 def test_export_command_imports_nothing_heavy():
     code = (
-        "import sys; from cyclegan_cli.cli import cli; import cyclegan_cli.cmd_export, cyclegan_cli.export;"
+        "import sys; from cyclegan_cli.cli import cli; import cyclegan_cli.commands.export, cyclegan_cli.export.exporter;"
         "import cyc_engines.tensorrt; "
         "bad = {'torch', 'onnx', 'onnxruntime', 'tensorrt'} & set(sys.modules); assert not bad, bad"
     )
@@ -425,7 +431,7 @@ def test_export_command_imports_nothing_heavy():
 
 
 def test_the_exported_file_format_imports_no_torch():
-    code = "import sys; import cyclegan_cli.artifacts; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys; import cyclegan_cli.models.artifacts; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -435,7 +441,7 @@ def test_the_exported_file_format_imports_no_torch():
 def test_cyc_run_with_exported_onnx(exported, tmp_path):
     from PIL import Image
 
-    from cyclegan_cli.onnx_graph import synthetic_image
+    from cyclegan_cli.export.onnx_graph import synthetic_image
 
     run, *_ = exported
     image = tmp_path / "in.png"

@@ -19,12 +19,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cyclegan_cli import artifacts, break_even, doctor, engine_choice, quantize
-from cyclegan_cli.break_even import INT8_AT_START_FACTOR, INT8_BREAK_EVEN, int8_break_even
 from cyclegan_cli.cli import cli
+from cyclegan_cli.commands import doctor_facts as doctor
 from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_path
-from cyclegan_cli.engine_choice import EngineChoice, Int8Facts, cpu_choice
+from cyclegan_cli.export import quantize
+from cyclegan_cli.models import artifacts
 from cyclegan_cli.plugin_api import ModelSource
+from cyclegan_cli.translation import break_even, engine_choice
+from cyclegan_cli.translation.break_even import INT8_AT_START_FACTOR, INT8_BREAK_EVEN, int8_break_even
+from cyclegan_cli.translation.engine_choice import EngineChoice, Int8Facts, cpu_choice
 from tests.helpers import CPU, TINY, make_domains, make_generator, make_image, make_images, pattern_image, write_run
 
 STEPS = 30
@@ -76,7 +79,7 @@ def _images(folder: Path, sizes) -> Path:
 
 
 def test_export_writes_model_bin_and_sidecar_with_fidelity(trained):
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     export = trained / "export"
     assert sorted(p.name for p in export.iterdir()) == [
@@ -129,7 +132,7 @@ def test_int8_model_keeps_instance_norm_inputs_in_fp32(trained):
 
 
 def test_same_weights_same_digest_from_checkpoint_and_safetensors(trained):
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     from_checkpoint, _ = load_generator(trained / "checkpoints" / "last.pt", "AtoB")
     from_safetensors, _ = load_generator(trained / "G_AB.safetensors", "AtoB")
@@ -166,7 +169,7 @@ def test_the_sidecar_psnr_is_the_int8_models_own(trained):
     """The gate's figure, recomputed here: the exported int8 model against the fp32 generator (PyTorch, not the
     OpenVINO fp32 model the gate uses) on the held-out frames, every fourth of the 10 sorted training images (36 px,
     whole: crops are at most 256 px), within 0.5 dB of the sidecar's. Measured: 42.59 and 43.84 dB here, the sidecar's to 0.01 dB."""
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     data_dir = trained.parent.parent / "data"
     for key, direction, folder in (("G_AB", "AtoB", "trainA"), ("G_BA", "BtoA", "trainB")):
@@ -281,7 +284,7 @@ def test_cyc_run_with_the_xml_a_batch_and_odd_sizes(trained, tmp_path):
 
 def test_int8_engine_stays_close_to_fp32_on_a_batch_of_odd_frames(trained):
     from cyclegan_cli import registry
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     generator, _ = load_generator(trained, "AtoB")
     xml = trained / "export" / "G_AB.int8.xml"
@@ -448,7 +451,7 @@ def _choose(model: ModelSource, frames: int = 1, precision: str = "auto", min_ps
 
 
 def test_auto_takes_the_prebuilt_model_only_for_its_own_weights(trained, vnni):
-    from cyclegan_cli.weights import load_generator
+    from cyclegan_cli.models.weights import load_generator
 
     generator, info = load_generator(trained, "AtoB")
     choice = _choose(ModelSource(path=trained, direction="AtoB", generator=generator, info=info))
@@ -466,7 +469,7 @@ def test_auto_takes_the_prebuilt_model_only_for_its_own_weights(trained, vnni):
 
 
 def test_stale_prebuilt_tensorrt_engines_are_ignored_with_a_reason(tmp_path):
-    from cyclegan_cli.artifacts import write_sidecar
+    from cyclegan_cli.models.artifacts import write_sidecar
     from cyclegan_cli.plugin_api import Engine
 
     generator = make_generator(1)

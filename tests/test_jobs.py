@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cyclegan_cli.engine_choice import cpu_engine
 from cyclegan_cli.errors import UsageError
-from cyclegan_cli.jobs import plan_jobs
+from cyclegan_cli.translation.engine_choice import cpu_engine
+from cyclegan_cli.translation.jobs import plan_jobs
 
 
 def image(path: Path, size=(8, 8)) -> Path:

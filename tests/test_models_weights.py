@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cyclegan_cli.errors import UsageError, WeightsError
-from cyclegan_cli.models import NLayerDiscriminator, ResnetGenerator
-from cyclegan_cli.weights import load_generator
+from cyclegan_cli.models.architectures import NLayerDiscriminator, ResnetGenerator
+from cyclegan_cli.models.weights import load_generator
 
 OFFICIAL_PARAMETERS_RESNET_9BLOCKS = 11_378_179
 

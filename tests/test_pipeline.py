@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from cyclegan_cli.errors import InputError
-from cyclegan_cli.jobs import Job, Progress
-from cyclegan_cli.pipeline import QUEUE_FRAMES, Interrupted, Pipeline
 from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, WriteOptions, Writer
+from cyclegan_cli.translation.jobs import Job, Progress
+from cyclegan_cli.translation.pipeline import QUEUE_FRAMES, Interrupted, Pipeline
 
 pytestmark = pytest.mark.timeout(30, method="thread")  # a hung thread cannot hold the main thread up
 

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cyclegan_cli import download
 from cyclegan_cli.cli import cli
+from cyclegan_cli.hub import download
 from tests.helpers import make_video, probe, write_run
 from tests.test_downloads import FileServer, dataset_zip, official_file
 

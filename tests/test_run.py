@@ -14,8 +14,8 @@ from PIL import Image
 
 from cyclegan_cli import registry
 from cyclegan_cli.cli import cli
+from cyclegan_cli.models.weights import load_generator
 from cyclegan_cli.plugin_api import ModelSource
-from cyclegan_cli.weights import load_generator
 from tests.helpers import TONE_HZ, decode_audio, make_images, make_video, pattern, probe, tone_frequency
 
 

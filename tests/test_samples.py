@@ -1,10 +1,10 @@
-"""The labelled sample grids of a training run (cyclegan_cli/samples.py)."""
+"""The labelled sample grids of a training run (cyclegan_cli/training/samples.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cyclegan_cli.samples import GAP, LINE, block_title, labelled_grid
+from cyclegan_cli.training.samples import GAP, LINE, block_title, labelled_grid
 
 
 def _pictures(rng, rows: int, side: int) -> list[list[np.ndarray]]:

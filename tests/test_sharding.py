@@ -16,7 +16,7 @@ from cyc_plugins.video import VideoReader
 from cyclegan_cli.cli import cli
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.measured import PICTURE_PEAK_TO_PEAK, psnr_of
-from cyclegan_cli.sharding import assign, from_environment, parse_shard, scheduler_hint
+from cyclegan_cli.translation.sharding import assign, from_environment, parse_shard, scheduler_hint
 from tests.helpers import broadcast_ts, make_packed_avi, make_video, probe, read_index, real_clip
 
 # the same arithmetic in every process, frame by frame (--stable would start each segment's memory afresh)

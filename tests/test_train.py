@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from rich.console import Console
 from torch.optim.lr_scheduler import LRScheduler
 
-from cyclegan_cli import train as training
-from cyclegan_cli import training_data
 from cyclegan_cli.cli import cli
-from cyclegan_cli.samples import GAP, LINE
-from cyclegan_cli.weights import load_generator
+from cyclegan_cli.models.weights import load_generator
+from cyclegan_cli.training import data as training_data
+from cyclegan_cli.training import loop as training
+from cyclegan_cli.training.samples import GAP, LINE
 from tests.helpers import CPU, TINY, TINY_API, clip_stills, make_domains, truncated_jpeg
 
 LEARN_STEPS = 400
@@ -84,7 +84,7 @@ def test_run_folder_holds_everything(trained_run):
     from PIL import Image
 
     with Image.open(run / "samples" / "step_000400.png") as grid:
-        # the step, then per direction a title, the column names and 3 rows (cyclegan_cli/samples.py)
+        # the step, then per direction a title, the column names and 3 rows (cyclegan_cli/training/samples.py)
         assert grid.size[1] == LINE + 2 * (2 * LINE + 3 * (32 + 2 * GAP)) and grid.size[0] >= 3 * (32 + 2 * GAP)
     # checkpoints: the last two kept, last.pt the newest; all read with weights_only=True
     steps = sorted(p.name for p in (run / "checkpoints").glob("step_*.pt"))

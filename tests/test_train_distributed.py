@@ -22,9 +22,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cyclegan_cli import train as training
-from cyclegan_cli import training_data
 from cyclegan_cli.cli import cli
+from cyclegan_cli.training import data as training_data
+from cyclegan_cli.training import loop as training
 from tests.helpers import CPU, TINY, TINY_API, make_domains
 
 pytestmark = pytest.mark.timeout(600)  # a backstop: every wait below has its own timeout
@@ -111,7 +111,8 @@ WORKER = r"""
 import copy, json, os, sys
 from pathlib import Path
 import torch
-from cyclegan_cli import distributed, train as training
+from cyclegan_cli.training import distributed
+from cyclegan_cli.training import loop as training
 
 out, settings = Path(sys.argv[1]), json.loads(sys.argv[2])
 rank = int(os.environ["RANK"])

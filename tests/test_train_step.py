@@ -9,8 +9,8 @@ not read from the code under test, so a changed default is a difference too.
 
 Both start from one seeded state (``build_state``: the same initial weights, the same pool random streams) and
 run the same batches. Batches of 4 fill the pool of 50 within 13 steps, so the steps after that draw old fakes
-from it and a step that skips the pool is seen. Each mutant is a one-line edit of ``cyclegan_cli/train_state.py``
-(the step) or ``cyclegan_cli/train_config.py`` (the defaults), loaded as a module of its own in place of the
+from it and a step that skips the pool is seen. Each mutant is a one-line edit of ``cyclegan_cli/training/state.py``
+(the step) or ``cyclegan_cli/training/config.py`` (the defaults), loaded as a module of its own in place of the
 original; the comparison must catch every one.
 """
 
@@ -26,7 +26,8 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan_cli import train_config, train_state
+from cyclegan_cli.training import config as train_config
+from cyclegan_cli.training import state as train_state
 from tests.helpers import TINY_API
 
 # the canonical settings, written out

@@ -1,0 +1,101 @@
+"""Options shared by the subcommands, each with one name, one meaning and one help text everywhere:
+``--device``, ``--precision``, ``--runs-dir``, ``--checkpoint``, ``--direction`` and ``--debug``."""
+
+from __future__ import annotations
+
+import click
+
+from cyclegan_cli import registry
+from cyclegan_cli.export.quantize import MIN_PSNR
+
+DEVICES_HELP = "Where to compute: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."
+RUNS_DIR_DEFAULT = "runs"
+
+
+def _check_device(ctx, param, value: str) -> str:
+    value = value.strip().lower()
+    if value in ("auto", "cpu", "mps", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise click.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def _set_debug(ctx, param, value: bool) -> None:
+    if value:
+        ctx.ensure_object(dict)["debug"] = True
+        ctx.find_root().ensure_object(dict)["debug"] = True
+
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, callback=_check_device, metavar="DEVICE", help=DEVICES_HELP
+)
+runs_dir_option = click.option(
+    "--runs-dir",
+    default=RUNS_DIR_DEFAULT,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder of training runs; 'the latest run' is the newest */checkpoints/last.pt in it.",
+)
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(),
+    help="Weights to use: a run folder, a checkpoint .pt, a .safetensors generator, an official .pth, or a "
+    "pretrained model's name such as horse2zebra (default: the latest run).",
+)
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the full traceback when something fails.",
+)
+
+
+# The precision lists: training computes in these (autocast); inference adds int8 (a quantized OpenVINO model, on
+# CPUs); cyc export writes graphs, engines or int8 models in these.
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUN_PRECISIONS = (*TRAIN_PRECISIONS, "int8")
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+RUN_PRECISION_HELP = (
+    "Arithmetic precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32, and int8 where "
+    "the rule below says; int8 runs a quantized OpenVINO model, measured against fp32 first (--min-psnr)."
+)
+
+
+def precision_option(default: str = "auto", choices=TRAIN_PRECISIONS, help_text: str | None = None):
+    return click.option(
+        "--precision",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help=help_text
+        or "Arithmetic precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32.",
+    )
+
+
+def min_psnr_option(help_text: str):
+    """int8's fidelity gate, in dB against fp32 (``cyc export --int8`` and ``cyc run``)."""
+    return click.option(
+        "--min-psnr", type=click.FloatRange(min=0), default=MIN_PSNR, show_default=True, metavar="DB", help=help_text
+    )
+
+
+def direction_option(choices=("AtoB", "BtoA"), default: str = "AtoB"):
+    return click.option(
+        "--direction",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="Which generator to use: AtoB translates domain A into B, BtoA the other way.",
+    )
+
+
+def engine_choices() -> list[str]:
+    return ["auto", *registry.names("engines")]
+
+
+def engine_option(help_text: str):
+    """``--engine``: auto or an installed engine (the choices come from the registry)."""
+    return click.option(
+        "--engine", type=click.Choice(engine_choices()), default="auto", show_default=True, help=help_text
+    )

@@ -1,0 +1,243 @@
+"""Weights I/O: one entry point that turns any generator source into a ready model.
+
+Sources: a run folder, a training checkpoint (``*.pt``), a ``*.safetensors`` generator written by cyc, or an
+official CycleGAN ``*.pth`` generator file. Everything is read with ``torch.load(weights_only=True)`` or
+safetensors: no pickle code from a file ever runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cyclegan_cli.atomic import atomic_write_bytes
+from cyclegan_cli.errors import UsageError, WeightsError, first_line
+
+if TYPE_CHECKING:
+    import torch
+
+    from cyclegan_cli.models.architectures import ResnetGenerator
+
+DIRECTIONS = ("AtoB", "BtoA")
+CHECKPOINT_FORMAT = "cyc-checkpoint"
+GENERATOR_FORMAT = "cyc-generator"
+# Official files sometimes carry buffers of a norm layer that had running stats; our InstanceNorm has none.
+_STALE_NORM_KEY = re.compile(r"\.(running_mean|running_var|num_batches_tracked)$")
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What a generator is: its shape, which way it translates, and where it came from."""
+
+    ngf: int
+    n_blocks: int
+    direction: str
+    domain_a: str = "A"
+    domain_b: str = "B"
+    source: str = ""
+    kind: str = ""  # run, checkpoint, safetensors, official
+
+    @property
+    def architecture(self) -> str:
+        return f"resnet_{self.n_blocks}blocks"
+
+    def metadata(self) -> dict[str, str]:
+        """The safetensors metadata that lets the file describe itself (all values are strings)."""
+        return {
+            "format": GENERATOR_FORMAT,
+            "architecture": self.architecture,
+            "ngf": str(self.ngf),
+            "n_blocks": str(self.n_blocks),
+            "direction": self.direction,
+            "domain_a": self.domain_a,
+            "domain_b": self.domain_b,
+        }
+
+
+def check_direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise UsageError(f"unknown direction {direction!r}: use AtoB or BtoA")
+    return direction
+
+
+def generator_key(direction: str) -> str:
+    """The model name that translates ``direction``: G_AB for AtoB, G_BA for BtoA."""
+    return "G_AB" if check_direction(direction) == "AtoB" else "G_BA"
+
+
+def load_generator(source: str | Path, direction: str = "AtoB", device: str = "cpu"):
+    """Return ``(model, info)`` for ``source`` translating ``direction``; the model is in eval mode on ``device``."""
+    state, info = read_generator_state(source, direction)
+    model = build_generator(state, info)
+    return model.to(device).eval(), info
+
+
+def read_generator_state(source: str | Path, direction: str = "AtoB") -> tuple[dict, GeneratorInfo]:
+    """The generator's state dict (official key names) and its description, without building the model."""
+    check_direction(direction)
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _read_run_folder(path, direction)
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, direction)
+    payload = _torch_load(path)
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        return _state_from_checkpoint(payload, path, direction)
+    if isinstance(payload, dict) and any(str(k).startswith("model.") for k in payload):
+        return _state_from_official(payload, path, direction)
+    raise WeightsError(
+        f"{path}: not a CycleGAN generator (expected a cyc checkpoint, a .safetensors generator "
+        "or an official resnet generator .pth)"
+    )
+
+
+def build_generator(state: dict, info: GeneratorInfo) -> ResnetGenerator:
+    from cyclegan_cli.models.architectures import ResnetGenerator
+
+    model = ResnetGenerator(ngf=info.ngf, n_blocks=info.n_blocks)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{info.source}: weights do not fit a {info.architecture} generator ({first_line(exc)})"
+        ) from None
+    return model
+
+
+def infer_architecture(state: dict, path: Path) -> tuple[int, int]:
+    """ngf and the number of residual blocks, from the keys and shapes of an official-layout state dict."""
+    try:
+        ngf = int(state["model.1.weight"].shape[0])
+    except (KeyError, AttributeError, IndexError):
+        raise WeightsError(f"{path}: no first conv 'model.1.weight': not a resnet generator") from None
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+    if not blocks:
+        raise WeightsError(f"{path}: no residual blocks: not a resnet generator (unet generators are not supported)")
+    return ngf, len(blocks)
+
+
+def save_generator(model, info: GeneratorInfo, path: str | Path) -> None:
+    """Write the generator as safetensors, architecture and direction in the metadata, atomically."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata=info.metadata()))
+
+
+def find_latest_run(runs_dir: str | Path) -> Path:
+    """The run folder whose ``checkpoints/last.pt`` is newest under ``runs_dir``."""
+    runs = Path(runs_dir)
+    candidates = sorted(runs.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
+    if not candidates:
+        raise UsageError(
+            f"no trained run under {runs}/ (no */checkpoints/last.pt): train one with 'cyc train', "
+            "or name weights with --checkpoint"
+        )
+    return candidates[-1].parent.parent
+
+
+# --- the individual formats ---------------------------------------------------------------------------------
+
+
+def _torch_load(path: Path, fix: str = "save a plain state_dict (or .safetensors) where it was made"):
+    """``torch.load`` with ``weights_only``: bad bytes or a pickled object become a one-line WeightsError;
+    ``fix`` ends the message for a file that holds a Python object."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # The weights-only unpickler raises this both for a pickled Python object (unsafe) and for bytes that are
+        # no pickle at all; only its "Unsupported global" wording tells them apart.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise WeightsError(
+                f"{path}: refused to load: it holds a Python object ({found.group(1)}), not only tensors; {fix}"
+            ) from None
+        raise WeightsError(f"{path}: truncated or not a PyTorch weights file") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types (KeyError, RuntimeError, EOFError...) on bad bytes
+        reason = first_line(exc, 160, named=True)
+        raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({reason})") from None
+
+
+def _read_run_folder(folder: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+    """A run folder: its newest training checkpoint, else the generator it exported when training ended."""
+    last = folder / "checkpoints" / "last.pt"
+    exported = folder / f"{generator_key(direction)}.safetensors"
+    if last.is_file() and not (exported.is_file() and exported.stat().st_mtime >= last.stat().st_mtime):
+        return _state_from_checkpoint(_torch_load(last), last, direction)
+    if exported.is_file():
+        return _read_safetensors(exported, direction)
+    raise UsageError(f"{folder}: not a run folder (no checkpoints/last.pt and no {exported.name})")
+
+
+def _state_from_checkpoint(payload: dict, path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+    key = generator_key(direction)
+    try:
+        config = payload["config"]
+        state = payload["models"][key]
+    except (KeyError, TypeError):
+        raise WeightsError(f"{path}: a cyc checkpoint without {key}: the file is damaged") from None
+    info = GeneratorInfo(
+        ngf=int(config["ngf"]),
+        n_blocks=int(config["n_blocks"]),
+        direction=direction,
+        domain_a=str(config.get("domain_a", "A")),
+        domain_b=str(config.get("domain_b", "B")),
+        source=str(path),
+        kind="checkpoint",
+    )
+    return state, info
+
+
+def _read_safetensors(path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: truncated or not a safetensors file ({exc})") from None
+    if meta.get("format") == GENERATOR_FORMAT:
+        ngf, n_blocks = int(meta["ngf"]), int(meta["n_blocks"])
+        stored = meta.get("direction", "AtoB")
+    else:  # a plain state dict saved as safetensors by someone else: read the shapes, assume AtoB
+        ngf, n_blocks = infer_architecture(state, path)
+        stored = "AtoB"
+    if stored != direction:
+        raise UsageError(
+            f"{path}: this file translates {stored}, not {direction}: pass the other direction's file, "
+            f"or the run folder that holds both"
+        )
+    info = GeneratorInfo(
+        ngf=ngf,
+        n_blocks=n_blocks,
+        direction=direction,
+        domain_a=meta.get("domain_a", "A"),
+        domain_b=meta.get("domain_b", "B"),
+        source=str(path),
+        kind="safetensors",
+    )
+    return state, info
+
+
+def _state_from_official(payload: dict, path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+    if direction != "AtoB":
+        raise UsageError(
+            f"{path}: an official generator file translates one way only (AtoB); for the other way use its "
+            "partner file (e.g. zebra2horse for horse2zebra)"
+        )
+    state: dict[str, torch.Tensor] = {k: v for k, v in payload.items() if not _STALE_NORM_KEY.search(k)}
+    ngf, n_blocks = infer_architecture(state, path)
+    info = GeneratorInfo(ngf=ngf, n_blocks=n_blocks, direction="AtoB", source=str(path), kind="official")
+    return state, info
