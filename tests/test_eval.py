@@ -97,7 +97,7 @@ def test_two_folders_score_as_the_library_scores_them_and_a_folder_against_itsel
     returns 2 (mean k(x, x') - mean k(x, x)) / m, below zero by a 1/m share of the kernel's spread (m = 6 here);
     it tends to 0 as the sets grow."""
     from cyclegan_cli.evaluation import quality
-    from cyclegan_cli.training.data import list_images
+    from cyclegan_cli.files import list_images
 
     quiet = lambda _: None  # noqa: E731
     bikes, carphone = photos

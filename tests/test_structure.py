@@ -133,3 +133,67 @@ def test_every_module_is_seen():
     files = {path for folder in PACKAGES.values() for path in folder.rglob("*.py")}
     assert set(module_files().values()) == files
     assert all((path.parent / "__init__.py").is_file() for path in files)
+
+
+# The rooms from the bottom up: a module may import its own room and the rooms below it, never one above.
+LAYERS = (
+    "shared",  # the modules at the top of cyclegan_cli
+    "cyclegan_cli.models",
+    "cyclegan_cli.plugin_api",
+    "cyc_plugins",
+    "cyclegan_cli.hub",
+    "cyclegan_cli.export",
+    "cyc_engines",
+    "cyclegan_cli.translation",
+    "cyclegan_cli.evaluation",
+    "cyclegan_cli.training",
+    "cyclegan_cli.commands",
+    "entry",  # cli, __main__, demo
+)
+ENTRY = {"cyclegan_cli.cli", "cyclegan_cli.__main__", "cyclegan_cli.demo"}
+
+
+def room(module: str) -> str:
+    """The room of ``module`` (one of :data:`LAYERS`)."""
+    if module in ENTRY:
+        return "entry"
+    for name in LAYERS:
+        if module == name or module.startswith(f"{name}."):
+            return name
+    return "shared"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module in a room above the importer's, as "importer -> imported"."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return [
+        f"{importer} ({room(importer)}) -> {imported} ({room(imported)})"
+        for importer, targets in sorted(graph.items())
+        for imported in sorted(targets)
+        if rank[room(imported)] > rank[room(importer)]
+    ]
+
+
+def test_an_upward_import_is_found_and_named():
+    graph = {
+        "cyclegan_cli.training.loop": {"cyclegan_cli.commands.train", "cyclegan_cli.models.weights"},
+        "cyc_engines.torch": {"cyclegan_cli.commands.run", "cyclegan_cli.errors"},
+        "cyclegan_cli.errors": {"cyclegan_cli.translation.jobs"},
+        "cyclegan_cli.cli": {"cyclegan_cli.commands.run"},
+    }
+    assert upward_imports(graph) == [
+        "cyc_engines.torch (cyc_engines) -> cyclegan_cli.commands.run (cyclegan_cli.commands)",
+        "cyclegan_cli.errors (shared) -> cyclegan_cli.translation.jobs (cyclegan_cli.translation)",
+        "cyclegan_cli.training.loop (cyclegan_cli.training) -> cyclegan_cli.commands.train (cyclegan_cli.commands)",
+    ]
+
+
+def test_every_room_is_a_real_subpackage_and_no_import_runs_up():
+    graph = import_graph()
+    packages = {name for name, path in module_files().items() if path.name == "__init__.py"}
+    assert {
+        name for name in LAYERS if name.startswith("cyclegan_cli.") and name != "cyclegan_cli.plugin_api"
+    } <= packages
+    assert packages - {"cyclegan_cli", "cyc_engines", "cyc_plugins"} <= set(LAYERS), "a subpackage without a room"
+    found = upward_imports(graph)
+    assert not found, "imports that run up the rooms:\n" + "\n".join("  " + line for line in found)

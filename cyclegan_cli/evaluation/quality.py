@@ -190,8 +190,8 @@ def load_inception(device: str, batch_size: int = 16, console=None) -> Inception
 
 def image_files(folder: Path, option: str) -> list[Path]:
     """The images under ``folder`` (recursively, as ``cyc run`` reads a folder): at least :data:`MIN_IMAGES`."""
+    from cyclegan_cli.files import list_images
     from cyclegan_cli.imageio import IMAGE_EXTENSIONS
-    from cyclegan_cli.training.data import list_images
 
     if not folder.is_dir():
         raise DataError(f"{option} {folder}: no such folder; give a folder of the domain's test images")
@@ -327,8 +327,8 @@ def evaluate(request: EvalRequest, say=print, progress=None) -> EvalReport:
     import contextlib
 
     from cyclegan_cli.devices import resolve_device
+    from cyclegan_cli.files import list_images
     from cyclegan_cli.hub.sources import source_directions
-    from cyclegan_cli.training.data import list_images
     from cyclegan_cli.translation.translate import RunOptions, failed, translate
 
     check_installed()

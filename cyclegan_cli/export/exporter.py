@@ -21,12 +21,12 @@ from cyclegan_cli import registry
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError
 from cyclegan_cli.export.quantize import MIN_PSNR
-from cyclegan_cli.export.tensorrt_build import ShapeProfile
 from cyclegan_cli.hub.sources import find_model, resolve_directions
 from cyclegan_cli.models.artifacts import (
     DEFAULT_MAX_SHAPE,
     DEFAULT_MIN_SHAPE,
     DEFAULT_OPT_SHAPE,
+    ShapeProfile,
     build_sidecar,
     export_dir,
     file_names,

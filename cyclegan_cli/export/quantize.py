@@ -162,7 +162,7 @@ def media_files(spec: str | Path) -> list[Path]:
     """A folder (searched recursively), a glob or a file -> the files some installed reader takes. Folders and
     globs are expanded as ``cyc run`` expands its inputs (:mod:`cyclegan_cli.translation.jobs`)."""
     from cyclegan_cli import registry
-    from cyclegan_cli.translation.jobs import GLOB_CHARACTERS, glob_files, walk_files
+    from cyclegan_cli.files import GLOB_CHARACTERS, glob_files, walk_files
 
     text = str(spec)
     path = Path(text).expanduser()

@@ -32,6 +32,7 @@ from rich.markup import escape
 
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.errors import CycError, EngineUnavailable
+from cyclegan_cli.models.artifacts import ShapeProfile
 
 INSTALL_HINT = "pip install 'cyclegan-cli[tensorrt]'"
 ENGINE_NEEDS = f"the TensorRT engine needs an NVIDIA GPU and TensorRT ({INSTALL_HINT})"
@@ -98,18 +99,6 @@ def current_gpu(device: str = "cuda") -> GpuIdentity:
 
 
 # --- building ------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShapeProfile:
-    """The optimization profile of the ``input`` tensor: NCHW shapes the engine accepts, and the one it is tuned for."""
-
-    min: tuple[int, int, int, int]
-    opt: tuple[int, int, int, int]
-    max: tuple[int, int, int, int]
-
-    def as_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
 def default_timing_cache() -> Path:

@@ -22,17 +22,15 @@ import hashlib
 import json
 import sys
 import weakref
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cyclegan_cli import __version__
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.measured import to_json
 from cyclegan_cli.models.weights import generator_key
-
-if TYPE_CHECKING:
-    from cyclegan_cli.export.tensorrt_build import ShapeProfile
 
 SIDECAR_FORMAT = "cyc-export"
 # The graph's interface (ONNX input and output names, and the axes that may vary), recorded in every sidecar.
@@ -45,6 +43,18 @@ ONNX_PRECISION_KEY = "cyc.precision"  # the ONNX metadata entry that records a g
 DEFAULT_MIN_SHAPE = "1x3x256x256"
 DEFAULT_OPT_SHAPE = "1x3x720x1280"
 DEFAULT_MAX_SHAPE = "4x3x1088x1920"
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """The optimization profile of the ``input`` tensor: NCHW shapes the engine accepts, and the one it is tuned for."""
+
+    min: tuple[int, int, int, int]
+    opt: tuple[int, int, int, int]
+    max: tuple[int, int, int, int]
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
 # --- names and folders ----------------------------------------------------------------------------------------------

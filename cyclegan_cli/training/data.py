@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from cyclegan_cli.errors import DataError, InputError, UsageError
-from cyclegan_cli.imageio import IMAGE_EXTENSIONS, is_image_path, read_image
+from cyclegan_cli.files import list_images
+from cyclegan_cli.imageio import IMAGE_EXTENSIONS, read_image
 
 LAYOUTS = (("trainA", "trainB"), ("train/A", "train/B"))
 
@@ -88,15 +89,6 @@ def domain_names(dataroot: str | Path | None, dir_a: Path, dir_b: Path) -> tuple
     if dir_a.name not in ("trainA", "A") and dir_b.name not in ("trainB", "B") and dir_a.name != dir_b.name:
         return dir_a.name, dir_b.name
     return "A", "B"
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder``, recursively, in a stable (sorted) order; hidden entries ignored."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and is_image_path(Path(f))]
-    return sorted(found)
 
 
 def _check_readable(path: Path) -> str | None:

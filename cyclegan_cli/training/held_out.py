@@ -69,7 +69,7 @@ class HeldOutEvaluator:
     once and turns evaluation off: it never stops the training."""
 
     def __init__(self, c: TrainConfig, folders: tuple[Path, Path], every: int, per_epoch: bool, console):
-        from cyclegan_cli.training.data import list_images
+        from cyclegan_cli.files import list_images
 
         self.every, self.per_epoch, self.console = every, per_epoch, console
         self.load_size, self.crop_size = c.load_size, c.crop_size

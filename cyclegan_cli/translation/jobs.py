@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -18,11 +17,10 @@ from pathlib import Path
 
 from cyclegan_cli import registry
 from cyclegan_cli.errors import InputError, UsageError
+from cyclegan_cli.files import GLOB_CHARACTERS, glob_files, walk_files
 from cyclegan_cli.plugin_api import MediaInfo, Reader, WriteOptions, Writer
 from cyclegan_cli.translation.segments import MAX_SEGMENTS, Segment, cut, segment_path
 from cyclegan_cli.translation.sharding import Shard, assign
-
-GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclass(eq=False)
@@ -221,25 +219,6 @@ def _expand(spec: str, out: Path | None, plan: Plan) -> list[_Source]:
             raise UsageError(f"{spec}: no file matches this pattern")
         return [s for m in matches if (s := _readable(m, None, plan))]
     raise UsageError(f"{spec}: no such file or folder")
-
-
-def walk_files(folder: Path, skip_under: Path | None = None) -> list[Path]:
-    """Every file under ``folder``, sorted, leaving out hidden files and folders (our own temporary files among
-    them) and anything under ``skip_under`` (an --out folder inside the input tree: never our own outputs)."""
-    skip_under = skip_under.resolve() if skip_under is not None else None
-    found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue
-        if skip_under is not None and path.resolve().is_relative_to(skip_under):
-            continue
-        found.append(path)
-    return found
-
-
-def glob_files(pattern: str) -> list[Path]:
-    """The files ``pattern`` matches (``**`` recursive), sorted by name."""
-    return [Path(m) for m in sorted(glob.glob(pattern, recursive=True)) if Path(m).is_file()]
 
 
 def _walk(folder: Path, out: Path | None, plan: Plan) -> list[_Source]:
