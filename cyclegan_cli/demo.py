@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cyclegan_cli.models.run_folder import RUNS_DIR
+
 COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 GRAY = ("camera", "moon", "coins", "page", "brick", "grass")
 CROPS_PER_PHOTO = 24
@@ -91,7 +93,7 @@ def main(root: Path = Path("demo"), steps: int = 600) -> None:
         "--name",
         "colour2gray",
         "--out",
-        str(root / "runs"),
+        str(root / RUNS_DIR),
         "--load-size",
         "72",
         "--crop-size",
@@ -107,17 +109,17 @@ def main(root: Path = Path("demo"), steps: int = 600) -> None:
         "--sample-every",
         "100",
     )
-    _cyc("run", str(root / "data" / "testA"), "--runs-dir", str(root / "runs"), "--out", str(root / "out"))
+    _cyc("run", str(root / "data" / "testA"), "--runs-dir", str(root / RUNS_DIR), "--out", str(root / "out"))
     _cyc(
         "run",
         str(root / "pan.mp4"),
         "--runs-dir",
-        str(root / "runs"),
+        str(root / RUNS_DIR),
         "--compare",
         "--out",
         str(root / "out" / "pan_compare.mp4"),
     )
-    _cyc("export", "--runs-dir", str(root / "runs"), "--format", "onnx")
+    _cyc("export", "--runs-dir", str(root / RUNS_DIR), "--format", "onnx")
     print(f"\nDone. Samples from training: {root}/runs/colour2gray/samples/, translations: {root}/out/")
 
 

@@ -7,9 +7,9 @@ import click
 
 from cyclegan_cli import registry
 from cyclegan_cli.export.quantize import MIN_PSNR
+from cyclegan_cli.models.run_folder import RUNS_DIR
 
 DEVICES_HELP = "Where to compute: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."
-RUNS_DIR_DEFAULT = "runs"
 
 
 def _check_device(ctx, param, value: str) -> str:
@@ -30,7 +30,7 @@ device_option = click.option(
 )
 runs_dir_option = click.option(
     "--runs-dir",
-    default=RUNS_DIR_DEFAULT,
+    default=RUNS_DIR,
     show_default=True,
     type=click.Path(file_okay=False),
     help="Folder of training runs; 'the latest run' is the newest */checkpoints/last.pt in it.",

@@ -279,9 +279,9 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
         elif a is not None and b is not None:
             name = f"{Path(a).resolve().name}2{Path(b).resolve().name}"
         elif resume:
-            from cyclegan_cli.models.weights import find_latest_run
+            from cyclegan_cli.models.run_folder import latest_run
 
-            name = find_latest_run(out).name
+            name = latest_run(out).name
         else:
             raise UsageError(
                 "no training data: give DATAROOT (holding trainA/ and trainB/) or both --a DIR and --b DIR"

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cyclegan_cli.errors import CycError, DataError, EngineUnavailable, UsageError, WeightsError, first_line
+from cyclegan_cli.models.run_folder import RUNS_DIR
 
 INCEPTION_URL_ENV = "CYC_INCEPTION_URL"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # the name of torch-fidelity's published file
@@ -277,7 +278,7 @@ class EvalRequest:
     b: str | None = None
     data: str | None = None
     direction: str = "both"
-    runs_dir: str = "runs"
+    runs_dir: str = RUNS_DIR
     engine: str = "auto"
     device: str = "auto"
     precision: str = "fp32"

@@ -37,6 +37,7 @@ from cyclegan_cli.models.artifacts import (
     weights_record,
     write_sidecar,
 )
+from cyclegan_cli.models.run_folder import RUNS_DIR
 
 DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
 FORMATS = ("onnx", "tensorrt", "openvino", "auto")
@@ -109,7 +110,7 @@ def resolve_source(source: str | None, runs_dir: str | Path, direction: str = "b
 @dataclass
 class ExportRequest:
     source: str | None = None
-    runs_dir: str = "runs"
+    runs_dir: str = RUNS_DIR
     direction: str = "both"
     format: str = "auto"
     precision: str = "fp32"

@@ -36,7 +36,8 @@ from typing import Any
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
 from cyclegan_cli.export.openvino_graph import openvino_model
 from cyclegan_cli.measured import GENERATOR_PEAK_TO_PEAK, from_json, psnr, squared_error, to_json
-from cyclegan_cli.models.artifacts import build_sidecar, library_versions, run_folder, weights_record, weights_sha256
+from cyclegan_cli.models.artifacts import build_sidecar, library_versions, weights_record, weights_sha256
+from cyclegan_cli.models.run_folder import RunFolder
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
 CROP = 256  # calibration and held-out frames are crops of at most CROP x CROP at the frame's own scale
@@ -261,8 +262,8 @@ def _take(reader, count: int, max_frames, transform, rng) -> list:
 
 def training_images(source: Path, direction: str) -> tuple[Path, str]:
     """The source domain's training folder that the run's ``config.json`` names, for ``direction``."""
-    run = run_folder(source)
-    config_file = run / "config.json" if run is not None else None
+    run = RunFolder.holding(source)
+    config_file = run.config if run is not None else None
     hint = "pass --calibration PATH (a folder, glob or video of the source domain)"
     if config_file is None or not config_file.is_file():
         raise UsageError(f"{source}: no calibration images: it is not a run folder with a config.json; {hint}")

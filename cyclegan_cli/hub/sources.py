@@ -12,7 +12,8 @@ from cyclegan_cli import registry
 from cyclegan_cli.errors import UsageError, WeightsError
 from cyclegan_cli.hub import pretrained
 from cyclegan_cli.models.artifacts import read_sidecar
-from cyclegan_cli.models.weights import DIRECTIONS, find_latest_run, load_generator, read_generator_state
+from cyclegan_cli.models.run_folder import latest_run
+from cyclegan_cli.models.weights import DIRECTIONS, load_generator, read_generator_state
 from cyclegan_cli.plugin_api import ModelSource
 
 
@@ -22,7 +23,7 @@ def find_model(text: str | None, runs_dir: str | Path, direction: str) -> tuple[
     The note says where the weights came from when the user did not name a path: the latest run, or a pretrained
     model (and its published partner when that stands in for ``direction``)."""
     if text is None:
-        path = find_latest_run(runs_dir)
+        path = latest_run(runs_dir).path
         return path, direction, f"using the latest run: {path}"
     return pretrained.resolve(text, direction)
 

@@ -30,6 +30,7 @@ from typing import Any
 from cyclegan_cli import __version__
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.measured import to_json
+from cyclegan_cli.models.run_folder import RunFolder
 from cyclegan_cli.models.weights import generator_key
 
 SIDECAR_FORMAT = "cyc-export"
@@ -77,21 +78,10 @@ def engine_pattern(direction: str) -> str:
     return f"{generator_key(direction)}.*.engine"
 
 
-def run_folder(source: Path) -> Path | None:
-    """The run folder a weights source belongs to (the folder itself, a checkpoint's, a generator's), if any."""
-    source = Path(source)
-    if source.is_dir():
-        return source
-    if source.parent.name == "checkpoints":
-        return source.parent.parent
-    if (source.parent / "config.json").is_file():
-        return source.parent
-    return None
-
-
 def export_dir(source: Path) -> Path:
     """A run folder's ``export/``; for ``<run>/checkpoints/x.pt`` the run's; for a lone file, ``export/`` beside it."""
-    return (run_folder(source) or Path(source).parent) / "export"
+    run = RunFolder.holding(source)
+    return run.export if run is not None else Path(source).parent / "export"
 
 
 # --- sidecars -------------------------------------------------------------------------------------------------------
@@ -236,8 +226,8 @@ def source_step(generator, info) -> int | None:
     source = Path(getattr(info, "source", "") or ".")
     if info.kind == "checkpoint":
         checkpoint = source
-    elif info.kind == "safetensors" and (source.parent / "checkpoints" / "last.pt").is_file():
-        checkpoint = source.parent / "checkpoints" / "last.pt"
+    elif info.kind == "safetensors" and RunFolder(source.parent).last_checkpoint.is_file():
+        checkpoint = RunFolder(source.parent).last_checkpoint
     else:
         return None
     import torch

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.errors import UsageError, WeightsError, first_line
+from cyclegan_cli.models.run_folder import RunFolder
 
 if TYPE_CHECKING:
     import torch
@@ -128,18 +129,6 @@ def save_generator(model, info: GeneratorInfo, path: str | Path) -> None:
     atomic_write_bytes(path, save(tensors, metadata=info.metadata()))
 
 
-def find_latest_run(runs_dir: str | Path) -> Path:
-    """The run folder whose ``checkpoints/last.pt`` is newest under ``runs_dir``."""
-    runs = Path(runs_dir)
-    candidates = sorted(runs.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []
-    if not candidates:
-        raise UsageError(
-            f"no trained run under {runs}/ (no */checkpoints/last.pt): train one with 'cyc train', "
-            "or name weights with --checkpoint"
-        )
-    return candidates[-1].parent.parent
-
-
 # --- the individual formats ---------------------------------------------------------------------------------
 
 
@@ -168,8 +157,8 @@ def _torch_load(path: Path, fix: str = "save a plain state_dict (or .safetensors
 
 def _read_run_folder(folder: Path, direction: str) -> tuple[dict, GeneratorInfo]:
     """A run folder: its newest training checkpoint, else the generator it exported when training ended."""
-    last = folder / "checkpoints" / "last.pt"
-    exported = folder / f"{generator_key(direction)}.safetensors"
+    run = RunFolder(folder)
+    last, exported = run.last_checkpoint, run.generator(generator_key(direction))
     if last.is_file() and not (exported.is_file() and exported.stat().st_mtime >= last.stat().st_mtime):
         return _state_from_checkpoint(_torch_load(last), last, direction)
     if exported.is_file():

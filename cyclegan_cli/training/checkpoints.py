@@ -40,6 +40,7 @@ import torch
 
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, UsageError, WeightsError, first_line
+from cyclegan_cli.models.run_folder import RunFolder
 from cyclegan_cli.models.weights import CHECKPOINT_FORMAT
 from cyclegan_cli.training import distributed
 from cyclegan_cli.training.config import saved_config
@@ -107,7 +108,7 @@ def _params_finite(s: TrainState) -> bool:
 def _not_finite(s: TrainState, run_dir: Path) -> TrainingDiverged:
     return TrainingDiverged(
         f"the weights hold NaN or infinite values at step {s.step}: not saved; "
-        f"the last good checkpoint in {run_dir / 'checkpoints'} is kept (try a lower --lr)"
+        f"the last good checkpoint in {RunFolder(run_dir).checkpoints} is kept (try a lower --lr)"
     )
 
 
@@ -118,20 +119,20 @@ def save_checkpoint(
     ``parts``: every rank's :func:`rank_part` when several ranks train (rank 0 writes)."""
     if not _params_finite(s):
         raise _not_finite(s, run_dir)
-    folder = run_dir / "checkpoints"
-    path = folder / f"step_{s.step:06d}.pt"
+    run = RunFolder(run_dir)
+    path = run.step_checkpoint(s.step)
     payload = checkpoint_dict(s, extra_config, skipped, parts)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
-    with atomic_path(folder / "last.pt") as tmp:
+    with atomic_path(run.last_checkpoint) as tmp:
         try:
             os.link(path, tmp)  # same bytes, no second copy
         except OSError:
             shutil.copyfile(path, tmp)
-    for old in step_files(folder)[: -max(1, keep)]:
+    for old in run.step_checkpoints()[: -max(1, keep)]:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
     return path
@@ -159,7 +160,7 @@ class Checkpointer:
         warn: Callable[[str], None] | None = None,
     ):
         self.run_dir, self.extra_config, self.skipped, self.keep = run_dir, extra_config, skipped, keep
-        self.path = path or run_dir / "checkpoints" / "last.pt"  # the newest checkpoint
+        self.path = path or RunFolder(run_dir).last_checkpoint  # the newest checkpoint
         self.step = saved_step  # its step; None: nothing written yet
         self.busy_with: str | None = None  # what is half done while the state must not be saved
         self.elapsed_before = elapsed_s  # training time of the run's earlier sessions
@@ -221,7 +222,7 @@ class Checkpointer:
             save_checkpoint(s, self.run_dir, self.extra_config, list(self.skipped), self.keep, parts)
 
         distributed.agree(ranks, write)  # the other ranks wait here while rank 0 writes
-        return self.run_dir / "checkpoints" / f"step_{s.step:06d}.pt"
+        return RunFolder(self.run_dir).step_checkpoint(s.step)
 
     def kept_text(self) -> str:
         """What remains on disk, for a message about a run that stops without saving."""
@@ -249,16 +250,6 @@ class Resume:
         return self.payload["epoch"]
 
 
-def step_files(folder: Path) -> list[Path]:
-    """The ``step_*.pt`` files in ``folder``, oldest first (by the step in the name)."""
-
-    def step_of(path: Path) -> int:
-        digits = path.stem.removeprefix("step_")
-        return int(digits) if digits.isdigit() else -1
-
-    return sorted(folder.glob("step_*.pt"), key=lambda p: (step_of(p), p.name))
-
-
 def _read(path: Path) -> dict:
     """A cyc training checkpoint from ``path``: WeightsError when its bytes do not load, UsageError when they load
     but are something else."""
@@ -280,8 +271,8 @@ def load_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) ->
     """The checkpoint to resume ``run_dir`` from: ``checkpoints/last.pt``, or where its bytes cannot be read, the
     newest ``step_*.pt`` that can (``warn`` gets a one-line note naming both). Its layout is checked here, so a
     damaged one is a one-line error naming the file, never a KeyError later."""
-    folder = run_dir / "checkpoints"
-    last = folder / "last.pt"
+    run = RunFolder(run_dir)
+    last = run.last_checkpoint
     if not run_dir.is_dir():
         raise UsageError(f"--resume: no run folder {run_dir} (check --name and --out)")
     if not last.is_file():
@@ -290,7 +281,7 @@ def load_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) ->
         return _whole(last)
     except (WeightsError, UsageError) as damaged:
         why = _reason(damaged, last)
-    candidates = list(reversed(step_files(folder)))  # newest first
+    candidates = list(reversed(run.step_checkpoints()))  # newest first
     resume, passed_over = None, []
     for path in candidates:
         try:

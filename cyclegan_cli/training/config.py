@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan_cli.errors import UsageError, WeightsError
+from cyclegan_cli.models.run_folder import RUNS_DIR
 
 GAN_MODES = ("lsgan", "vanilla")
 # Settings added after the first runs were saved, with the value those runs trained with: a checkpoint without
@@ -39,7 +40,7 @@ class TrainConfig:
     workers: int | None = None  # None: training_data.default_workers(device, local_world)
     # run folder
     name: str = "run"
-    out: str = "runs"
+    out: str = RUNS_DIR
     # models
     ngf: int = 64
     ndf: int = 64

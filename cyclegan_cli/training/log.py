@@ -14,6 +14,7 @@ import torch
 from rich.markup import escape
 
 from cyclegan_cli.atomic import atomic_path
+from cyclegan_cli.models.run_folder import RunFolder
 from cyclegan_cli.training.held_out import METRICS as EVAL_METRICS
 from cyclegan_cli.training.state import LOSS_NAMES
 
@@ -85,7 +86,7 @@ class TrainLog:
         )
 
         # metrics.csv: rewritten with the rows up to the checkpoint being resumed, then appended to
-        self.path = run_dir / "metrics.csv"
+        self.path = RunFolder(run_dir).metrics
         rows = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline="") as f:

@@ -47,7 +47,8 @@ from rich.markup import escape
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.errors import CycError, UsageError
 from cyclegan_cli.framing import to_uint8_frames
-from cyclegan_cli.models.weights import GeneratorInfo, save_generator
+from cyclegan_cli.models.run_folder import RunFolder
+from cyclegan_cli.models.weights import DIRECTIONS, GeneratorInfo, generator_key, save_generator
 from cyclegan_cli.training import data as training_data
 from cyclegan_cli.training import distributed
 from cyclegan_cli.training.checkpoints import (
@@ -184,7 +185,7 @@ class TrainingRun:
         s = self.state
         if not self.main:
             return
-        path = self.dir / "samples" / f"step_{s.step:06d}.png"
+        path = RunFolder(self.dir).sample(s.step)
         save_samples(s, self.fixed_A, self.fixed_B, path, (self.domains.name_a, self.domains.name_b))
 
     def evaluate(self, log: TrainLog | QuietLog, epoch_end: bool) -> None:
@@ -293,12 +294,12 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
             setattr(c, key, str(Path(getattr(c, key)).resolve()))
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "samples").mkdir(exist_ok=True)
+        RunFolder(run_dir).samples.mkdir(exist_ok=True)
         resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
         if not ranks.alone:
             resolved["world_size"] = ranks.world
         config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
-        atomic_write_bytes(run_dir / "config.json", config_json.encode())
+        atomic_write_bytes(RunFolder(run_dir).config, config_json.encode())
 
     evaluator = None
     every = evaluation_every(c, steps_per_epoch, total_steps)
@@ -530,12 +531,13 @@ def _when_interrupted(checkpointer: Checkpointer, s: TrainState, ranks: distribu
 def _end_of_run(run: TrainingRun, start_step: int, started: float) -> TrainResult:
     """The generators for sharing (rank 0 writes them), and what the run did."""
     s, c = run.state, run.config
-    weights = []
-    for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
+    folder, weights = RunFolder(run.dir), []
+    for direction in DIRECTIONS:
+        key = generator_key(direction)
         if run.main:
             info = GeneratorInfo(c.ngf, c.n_blocks, direction, run.domains.name_a, run.domains.name_b)
-            save_generator(getattr(s, name), info, run.dir / f"{name}.safetensors")
-        weights.append(run.dir / f"{name}.safetensors")
+            save_generator(getattr(s, key), info, folder.generator(key))
+        weights.append(folder.generator(key))
     return TrainResult(
         run_dir=run.dir,
         step=s.step,
@@ -543,19 +545,19 @@ def _end_of_run(run: TrainingRun, start_step: int, started: float) -> TrainResul
         epoch=s.epoch,
         seconds=time.perf_counter() - started,
         skipped=sorted(run.skipped),
-        checkpoint=run.dir / "checkpoints" / "last.pt",
+        checkpoint=folder.last_checkpoint,
         weights=weights,
         config=c,
         rank=run.ranks.rank,
         world_size=run.ranks.world,
-        best_kid=best_kid(run.dir / "metrics.csv") if run.main else None,
+        best_kid=best_kid(folder.metrics) if run.main else None,
     )
 
 
 def _nothing_trained(c: TrainConfig, resume: Resume, note: str, ranks: distributed.Ranks) -> TrainResult:
     """The result of a resumed run with no step left: the run folder is as it was."""
     run_dir = Path(c.out) / c.name
-    weights = [run_dir / f"{name}.safetensors" for name in ("G_AB", "G_BA")]
+    weights = [RunFolder(run_dir).generator(generator_key(direction)) for direction in DIRECTIONS]
     return TrainResult(
         run_dir=run_dir,
         step=resume.step,

@@ -16,6 +16,7 @@ from cyclegan_cli.errors import UsageError
 from cyclegan_cli.export.quantize import MIN_PSNR
 from cyclegan_cli.framing import MIN_SIDE
 from cyclegan_cli.hub.sources import load_model_source
+from cyclegan_cli.models.run_folder import RUNS_DIR
 from cyclegan_cli.plugin_api import Frame, WriteOptions
 from cyclegan_cli.translation.engine_choice import choose_engine, prepare_int8, workload
 from cyclegan_cli.translation.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
@@ -33,7 +34,7 @@ class RunOptions:
     overwrite: bool = False
     skip_existing: bool = False
     checkpoint: str | None = None
-    runs_dir: str = "runs"
+    runs_dir: str = RUNS_DIR
     engine: str = "auto"
     device: str = "auto"
     precision: str = "auto"
