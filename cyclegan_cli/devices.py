@@ -11,6 +11,11 @@ from cyclegan_cli.errors import UsageError
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def cuda_index(device: str) -> int:
+    """The GPU a device string names: N for ``cuda:N``, 0 for ``cuda``."""
+    return int(device.split(":")[1]) if device.startswith("cuda:") else 0
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
     import torch
@@ -24,8 +29,7 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
+        if cuda_index(device) >= torch.cuda.device_count():
             raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple's Metal backend is not available here; use --device cpu")

@@ -14,6 +14,8 @@ from cyclegan_cli.errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of the orientation
+
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
@@ -56,14 +58,18 @@ def _to_rgb8(img) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"))), alpha
 
 
+def upright_size(img) -> tuple[int, int]:
+    """(width, height) of an opened PIL image as it is shown: EXIF orientations 5 to 8 turn it a quarter."""
+    width, height = img.size
+    return (height, width) if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
 def image_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) from the header alone, upright (EXIF orientation applied); None when unreadable."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            return upright_size(img)
     except Exception:  # noqa: BLE001 - any unreadable header: the pipeline reports that file when it reaches it
         return None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

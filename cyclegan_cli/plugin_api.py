@@ -20,13 +20,18 @@ if TYPE_CHECKING:
     from cyclegan_cli.models.weights import GeneratorInfo
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs one of cyc's extras (onnx, openvino, tensorrt, eval, ...)."""
+    return f"pip install 'cyclegan-cli[{extra}]'"
+
+
 def missing_library(module: str, what: str, extra: str) -> str | None:
     """For ``unavailable_reason``: None when ``module`` imports, else which extra installs it."""
     import importlib.util
 
     if importlib.util.find_spec(module) is not None:
         return None
-    return f"{what} is not installed: pip install 'cyclegan-cli[{extra}]'"
+    return f"{what} is not installed: {install_hint(extra)}"
 
 
 @dataclass

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cyclegan_cli.devices import cuda_index
 from cyclegan_cli.errors import CycError, EngineUnavailable
-from cyclegan_cli.export.tensorrt_build import GpuIdentity, cuda_index, tensorrt_unavailable_reason
+from cyclegan_cli.export.tensorrt_build import GpuIdentity, tensorrt_unavailable_reason
 from cyclegan_cli.models.artifacts import SIDECAR_FORMAT, engine_pattern, export_dir, read_sidecar
 from cyclegan_cli.plugin_api import Engine, ModelSource
 

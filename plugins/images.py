@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cyclegan_cli.atomic import temp_path_for
 from cyclegan_cli.errors import InputError
-from cyclegan_cli.imageio import IMAGE_EXTENSIONS, read_image
+from cyclegan_cli.imageio import IMAGE_EXTENSIONS, read_image, upright_size
 from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, SourceInfo, WriteOptions, Writer
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ def _header(path: Path) -> dict:
         raise InputError(f"{path}: cannot decode: an empty file")
     try:
         with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            width, height = upright_size(img)
             header = {
                 "format": img.format,
                 "mode": img.mode,
@@ -114,8 +113,6 @@ def _header(path: Path) -> dict:
     except (OSError, SyntaxError, ValueError):
         read_image(path)  # raises InputError with the precise reason
         raise InputError(f"{path}: cannot decode: not an image, or a corrupt one") from None
-    if orientation in (5, 6, 7, 8):
-        header["width"], header["height"] = height, width
     return header
 
 

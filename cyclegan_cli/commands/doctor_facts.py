@@ -47,6 +47,7 @@ from typing import Any
 
 from cyclegan_cli import __version__
 from cyclegan_cli.errors import first_line
+from cyclegan_cli.plugin_api import install_hint
 
 # (label shown, flag in /proc/cpuinfo): the CPU features that decide which engine and precision are fast.
 CPU_FEATURES = (
@@ -62,7 +63,6 @@ AUTO_JOBS = (
     ("photos", "100 photos 256x256", "a folder of 100 photos at 256x256", [(1, 256, 256)] * 100),
     ("video", "1080p30 video 1 min", "a 1080p video of 1 minute at 30 fps (1800 frames)", [(1800, 1920, 1080)]),
 )
-EXTRA_INSTALL = "pip install 'cyclegan-cli[{extra}]'"  # the form plugin_api.missing_library uses
 TORCH_INSTALL = "pip install torch"  # torch and PyAV are core dependencies: no extra
 AV_INSTALL = "pip install av"
 
@@ -164,24 +164,24 @@ def _cudnn_text(version: int | None) -> str | None:
 
 
 def probe_tensorrt() -> dict[str, Any]:
-    trt = _require("tensorrt", EXTRA_INSTALL.format(extra="tensorrt"))
+    trt = _require("tensorrt", install_hint("tensorrt"))
     return {"version": _version(trt, "tensorrt")}
 
 
 def probe_onnxruntime() -> dict[str, Any]:
-    ort = _require("onnxruntime", EXTRA_INSTALL.format(extra="onnx"))
+    ort = _require("onnxruntime", install_hint("onnx"))
     version = _version(ort, "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
     return {"version": version, "providers": list(ort.get_available_providers())}
 
 
 def probe_openvino() -> dict[str, Any]:
-    ov = _require("openvino", EXTRA_INSTALL.format(extra="openvino"))
+    ov = _require("openvino", install_hint("openvino"))
     return {"version": _version(ov, "openvino")}
 
 
 def probe_torch_fidelity() -> dict[str, Any]:
     """torch-fidelity: the FID and KID of ``cyc eval`` and ``cyc train --eval-every``."""
-    fidelity = _require("torch_fidelity", EXTRA_INSTALL.format(extra="eval"))
+    fidelity = _require("torch_fidelity", install_hint("eval"))
     return {"version": _version(fidelity, "torch-fidelity")}
 
 

@@ -8,9 +8,11 @@ from cyclegan_cli.commands.options import (
     EXPORT_PRECISIONS,
     debug_option,
     device_option,
+    help_figures,
     min_psnr_option,
     runs_dir_option,
 )
+from cyclegan_cli.export.onnx_graph import FP32_MAX_ABS_ERROR
 from cyclegan_cli.models.artifacts import DEFAULT_MAX_SHAPE, DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE
 
 
@@ -97,6 +99,7 @@ def _shape(ctx, param, value: str) -> str:
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for the files (default: the run's export/).")
 @device_option
 @debug_option
+@help_figures(max_abs=FP32_MAX_ABS_ERROR)
 def export(
     source,
     runs_dir,
@@ -138,7 +141,7 @@ def export(
     networks; TensorRT 11 has no FP16 builder flag).
 
     After each export the graph runs in ONNX Runtime on a random input and on a test picture and is compared
-    with PyTorch; the error is printed. An fp32 graph whose max abs error exceeds 1e-3 is not kept (exit 1).
+    with PyTorch; the error is printed. An fp32 graph whose max abs error exceeds {max_abs:g} is not kept (exit 1).
 
     A TensorRT engine runs only on the GPU model and TensorRT version it was built with; its input shapes must
     lie within --min-shape .. --max-shape (N x 3 x H x W; frames are padded up to multiples of 4, so a 1080p

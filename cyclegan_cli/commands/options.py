@@ -99,3 +99,15 @@ def engine_option(help_text: str):
     return click.option(
         "--engine", type=click.Choice(engine_choices()), default="auto", show_default=True, help=help_text
     )
+
+
+def help_figures(**figures):
+    """A command decorator: its help (the docstring) with ``{name}`` filled in from ``figures``, so that a number
+    the help states is the constant the code uses, written once."""
+
+    def fill(command):
+        if command.__doc__ is not None:  # python -OO strips docstrings: no help text to fill in
+            command.__doc__ = command.__doc__.format(**figures)
+        return command
+
+    return fill

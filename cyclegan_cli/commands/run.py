@@ -12,32 +12,23 @@ from cyclegan_cli.commands.options import (
     device_option,
     direction_option,
     engine_option,
+    help_figures,
     min_psnr_option,
     precision_option,
     runs_dir_option,
 )
-from cyclegan_cli.translation.break_even import COMPILE_MIN_MEGAPIXEL_FRAMES, INT8_BREAK_EVEN
-from cyclegan_cli.translation.temporal import STABLE_BY_DEFAULT, StableSettings
+from cyclegan_cli.translation.break_even import COMPILE_MIN_MEGAPIXEL_FRAMES, INT8_AT_START_FACTOR, INT8_BREAK_EVEN
+from cyclegan_cli.translation.temporal import CUT_THRESHOLD, MAX_DEVIATION, STABLE_BY_DEFAULT, StableSettings
 
 
-def _with_figures(command):
-    """The help's break-even figures, read from :mod:`cyclegan_cli.translation.break_even` (one copy of each number)."""
-
-    def line(kind: str) -> str:
-        figure = INT8_BREAK_EVEN[kind]
-        measured = "measured" if figure.measured else "borrowed"
-        return (
-            f"{kind + ':':<13}int8 {figure.speedup:g}x {figure.against}; at start from {figure.threshold:g} "
-            f"(break-even {figure.megapixel_frames:g}, {measured})"
-        )
-
-    if command.__doc__ is None:  # python -OO strips docstrings: no help text to fill in
-        return command
-    command.__doc__ = command.__doc__.format(
-        kinds="\n".join(" " * 27 + line(kind) for kind in INT8_BREAK_EVEN).lstrip(),
-        compile=COMPILE_MIN_MEGAPIXEL_FRAMES,
+def _int8_line(kind: str) -> str:
+    """One kind of CPU's int8 figures, as the help lists them (:mod:`cyclegan_cli.translation.break_even`)."""
+    figure = INT8_BREAK_EVEN[kind]
+    measured = "measured" if figure.measured else "borrowed"
+    return (
+        f"{kind + ':':<13}int8 {figure.speedup:g}x {figure.against}; at start from {figure.threshold:g} "
+        f"(break-even {figure.megapixel_frames:g}, {measured})"
     )
-    return command
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -119,7 +110,13 @@ def _with_figures(command):
     "(with --no-stable the join equals a single run's frames exactly).",
 )
 @debug_option
-@_with_figures
+@help_figures(
+    kinds="\n".join(" " * 27 + _int8_line(kind) for kind in INT8_BREAK_EVEN).lstrip(),
+    compile=COMPILE_MIN_MEGAPIXEL_FRAMES,
+    factor=INT8_AT_START_FACTOR,
+    deviation=MAX_DEVIATION,
+    cut=CUT_THRESHOLD,
+)
 def run(
     inputs,
     direction,
@@ -187,7 +184,7 @@ def run(
                          long enough to repay quantizing at start (256x256 is 0.066
                          megapixel-frames, 720p 0.92), quantized from the job's frames (about 13 s
                          more before the first frame, full generator, 2 cores) and cached; long
-                         enough is twice the break-even measured on the kind of CPU, in
+                         enough is {factor:g} times the break-even measured on the kind of CPU, in
                          megapixel-frames ('cyc doctor' says which applies here):
                            {kinds}
                          below the gate, or for shorter jobs, the rules below, and the reason
@@ -202,14 +199,14 @@ def run(
     alone, so sensor noise and moving objects make a video shimmer where nothing changed. --stable
     keeps the previous output wherever the input did not change beyond the video's own noise, until
     the plain output moves more than --stable-hold grey levels from it; then it follows. Nothing is
-    resampled, and no pixel strays more than 10 grey levels from the plain output. With a trained
+    resampled, and no pixel strays more than {deviation:g} grey levels from the plain output. With a trained
     translator on three real clips it cut the change in still regions to 0.09-0.47x the plain
     output's, at 35 dB or more against it, for 2-45 ms a frame (docs/internals.md); it does not
     steady a camera pan, so it stays off by default. In moving regions --stable-blend mixes in the
     previous output warped along the optical flow (found at most 480 px wide, about 0.14 s a 1080p
     frame on 2 CPU cores), and --stable-strength carries each InstanceNorm's statistics from frame
     to frame (torch engines); both are off by default: on the measured clips they cost fidelity or
-    did not help. All restart at every scene cut (PySceneDetect's content score >= 27), at every new
+    did not help. All restart at every scene cut (PySceneDetect's content score >= {cut:g}), at every new
     video and at every --segments piece; still images are untouched.
 
     \b

@@ -12,7 +12,8 @@ import click
 
 from cyclegan_cli.commands.options import debug_option, device_option, precision_option
 from cyclegan_cli.errors import UsageError
-from cyclegan_cli.training.config import GAN_MODES, TrainConfig
+from cyclegan_cli.training.config import DEFAULT_TIMEOUT_S, GAN_MODES, TrainConfig
+from cyclegan_cli.training.held_out import FID_MIN_IMAGES
 
 _EXPLICIT_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
 _DEFAULT = {f.name: f.default for f in fields(TrainConfig)}
@@ -142,8 +143,8 @@ def _folder(**kwargs):
     type=click.IntRange(0),
     default=_DEFAULT["eval_every"],
     metavar="N",
-    help="Score both directions on the held-out images (DATAROOT's testA/ and testB/) every N steps: KID, and "
-    "FID with 50 images or more, into metrics.csv and TensorBoard, as 'cyc eval' scores them. Default: once an "
+    help="Score both directions on the held-out images (DATAROOT's testA/ and testB/, or test/A and test/B) every "
+    f"N steps: KID, and FID with {FID_MIN_IMAGES} images or more, into metrics.csv and TensorBoard, as 'cyc eval' scores them. Default: once an "
     "epoch, off for runs shorter than an epoch; 0: off. Without held-out folders it is off (training images are "
     "never used). Under torchrun rank 0 scores while the others wait: its time counts against --dist-timeout.",
 )
@@ -208,7 +209,7 @@ def _folder(**kwargs):
     metavar="SECONDS",
     help="Under torchrun: how long a rank waits for the others at any exchange before it gives up (exit 1), "
     "so a rank that died or hung stops the rest. It must cover the longest checkpoint write. "
-    "Default: 1800 (30 min, gloo's default; for NCCL too).",
+    f"Default: {DEFAULT_TIMEOUT_S:g} ({DEFAULT_TIMEOUT_S / 60:g} min, gloo's default; for NCCL too).",
 )
 @debug_option
 @click.pass_context

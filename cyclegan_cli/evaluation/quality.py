@@ -46,7 +46,9 @@ FEATURE_LAYER = "2048"  # the pool3 features, which FID and KID use
 KID_SUBSETS = 100  # the libraries' default
 KID_SUBSET_SIZE = 1000  # the libraries' default, capped at the smaller set's size
 MIN_IMAGES = 2  # a covariance (FID) and the unbiased MMD (KID) need two images a set
-TEST_FOLDERS = ("testA", "testB")  # an official dataset's test images, the defaults for --a / --b under --data
+# Where a data folder keeps its test images (an official dataset's layout first): cyc eval's --a / --b under
+# --data, and training's held-out images.
+HELD_OUT_LAYOUTS = (("testA", "testB"), ("test/A", "test/B"))
 _FEATURES_VERSION = 1  # bump when what a cached features file holds changes
 
 if TYPE_CHECKING:
@@ -310,16 +312,29 @@ class EvalReport:
         return json.dumps({"scores": [asdict(s) for s in self.scores], "settings": self.settings}, indent=2)
 
 
+def held_out_dirs(dataroot: str | None) -> tuple[Path, Path] | None:
+    """The data folder's held-out A and B folders, in the first of :data:`HELD_OUT_LAYOUTS` it has; None where
+    it has none."""
+    if dataroot is None:
+        return None
+    for name_a, name_b in HELD_OUT_LAYOUTS:
+        dir_a, dir_b = Path(dataroot) / name_a, Path(dataroot) / name_b
+        if dir_a.is_dir() and dir_b.is_dir():
+            return dir_a, dir_b
+    return None
+
+
 def eval_folders(data: str | None, a: str | None, b: str | None) -> tuple[Path, Path]:
-    """``--a`` / ``--b``, each defaulting to ``testA`` / ``testB`` under ``--data``."""
+    """``--a`` / ``--b``, each defaulting to the held-out folders under ``--data`` (``testA/`` and ``testB/``, or
+    ``test/A`` and ``test/B``)."""
     if data is None and (a is None or b is None):
         raise UsageError(
             "no test images: give --data DIR (a dataset folder holding testA/ and testB/) or both --a DIR and --b DIR"
         )
-    folders = []
-    for given, name in zip((a, b), TEST_FOLDERS):
-        folders.append(Path(given) if given is not None else Path(data) / name)
-    return folders[0], folders[1]
+    found = held_out_dirs(data)
+    if found is None and data is not None:  # named as the official layout in the error that follows
+        found = (Path(data) / HELD_OUT_LAYOUTS[0][0], Path(data) / HELD_OUT_LAYOUTS[0][1])
+    return (Path(a) if a is not None else found[0]), (Path(b) if b is not None else found[1])
 
 
 def evaluate(request: EvalRequest, say=print, progress=None) -> EvalReport:

@@ -20,6 +20,7 @@ from pathlib import Path
 from cyclegan_cli import registry
 from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError
+from cyclegan_cli.export.onnx_graph import FP32_MAX_ABS_ERROR
 from cyclegan_cli.export.quantize import MIN_PSNR
 from cyclegan_cli.hub.sources import find_model, resolve_directions
 from cyclegan_cli.models.artifacts import (
@@ -42,7 +43,6 @@ from cyclegan_cli.models.run_folder import RUNS_DIR
 DIRECTION_CHOICES = ("AtoB", "BtoA", "both")
 FORMATS = ("onnx", "tensorrt", "openvino", "auto")
 PRECISIONS = ("fp32", "fp16", "int8")
-FP32_MAX_ABS_ERROR = 1e-3
 FP16_MIN_PSNR = 25.0  # dB: a sanity bound only; ONNX Runtime's CPU provider computes fp16 graphs in fp32
 
 

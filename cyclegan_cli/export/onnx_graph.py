@@ -26,13 +26,15 @@ from cyclegan_cli.atomic import atomic_path
 from cyclegan_cli.errors import CycError, EngineUnavailable, first_line
 from cyclegan_cli.measured import GENERATOR_PEAK_TO_PEAK, psnr_of
 from cyclegan_cli.models.artifacts import DYNAMIC_AXES, INPUT_NAME, ONNX_PRECISION_KEY, OUTPUT_NAME
+from cyclegan_cli.plugin_api import install_hint
 
 if TYPE_CHECKING:
     import numpy as np
     import onnx
 
 DEFAULT_OPSET = 18
-INSTALL_HINT = "pip install 'cyclegan-cli[onnx]'"
+INSTALL_HINT = install_hint("onnx")
+FP32_MAX_ABS_ERROR = 1e-3  # an fp32 graph further from PyTorch than this (max abs error) is not kept
 
 
 def _require_onnx() -> None:

@@ -38,6 +38,7 @@ from cyclegan_cli.export.openvino_graph import openvino_model
 from cyclegan_cli.measured import GENERATOR_PEAK_TO_PEAK, from_json, psnr, squared_error, to_json
 from cyclegan_cli.models.artifacts import build_sidecar, library_versions, weights_record, weights_sha256
 from cyclegan_cli.models.run_folder import RunFolder
+from cyclegan_cli.plugin_api import missing_library
 
 MIN_PSNR = 30.0  # dB against fp32, on held-out calibration frames: the default gate
 CROP = 256  # calibration and held-out frames are crops of at most CROP x CROP at the frame's own scale
@@ -47,7 +48,6 @@ AT_START_FRAMES = 20  # cyc run: 15 calibrate, 5 held out (quantizing costs time
 MIN_FRAMES = 2  # one to calibrate, one to measure
 FP32_KEPT = "the input of every InstanceNorm (MVN): convolutions compute in int8 and hand fp32 to the norm"
 RECIPE = "nncf-ptq-default, MVN inputs fp32, 256 crops, v1"  # part of the cache key: change it when the recipe changes
-NO_NNCF = "NNCF is not installed: pip install 'cyclegan-cli[openvino]'"
 
 
 # --- what a measurement says ------------------------------------------------------------------------------------
@@ -137,12 +137,7 @@ class Calibration:
 
 
 def nncf_unavailable_reason() -> str | None:
-    import importlib.util
-
-    for module in ("openvino", "nncf"):
-        if importlib.util.find_spec(module) is None:
-            return NO_NNCF if module == "nncf" else "OpenVINO is not installed: pip install 'cyclegan-cli[openvino]'"
-    return None
+    return missing_library("openvino", "OpenVINO", "openvino") or missing_library("nncf", "NNCF", "openvino")
 
 
 # --- calibration frames ----------------------------------------------------------------------------------------

@@ -31,10 +31,12 @@ from pathlib import Path
 from rich.markup import escape
 
 from cyclegan_cli.atomic import atomic_write_bytes
+from cyclegan_cli.devices import cuda_index
 from cyclegan_cli.errors import CycError, EngineUnavailable
 from cyclegan_cli.models.artifacts import ShapeProfile
+from cyclegan_cli.plugin_api import install_hint
 
-INSTALL_HINT = "pip install 'cyclegan-cli[tensorrt]'"
+INSTALL_HINT = install_hint("tensorrt")
 ENGINE_NEEDS = f"the TensorRT engine needs an NVIDIA GPU and TensorRT ({INSTALL_HINT})"
 
 
@@ -67,10 +69,6 @@ def gpu_slug(name: str) -> str:
 
 def tensorrt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
-
-
-def cuda_index(device: str) -> int:
-    return int(device.split(":")[1]) if device.startswith("cuda:") else 0
 
 
 def tensorrt_unavailable_reason(device: str = "auto") -> str | None:

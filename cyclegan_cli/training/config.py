@@ -25,6 +25,9 @@ GAN_MODES = ("lsgan", "vanilla")
 ADDED_LATER = {"gan_mode": "lsgan"}
 
 
+DEFAULT_TIMEOUT_S = 30 * 60.0  # --dist-timeout's default: gloo's, for NCCL too (PyTorch's is 10 min there)
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run (a resumed run may change only those in :data:`RESUME_MAY_CHANGE`)."""

@@ -44,9 +44,9 @@ from datetime import timedelta
 import torch
 
 from cyclegan_cli.errors import CycError, UsageError, first_line
+from cyclegan_cli.training.config import DEFAULT_TIMEOUT_S
 
 BUCKET_BYTES = 25 * 2**20  # gradients all-reduced together (DDP's default bucket size)
-DEFAULT_TIMEOUT_S = 30 * 60.0  # gloo's default, for NCCL too (PyTorch's is 10 min there)
 _timeout_text = "--dist-timeout"  # set by start(), for the messages of failed collectives
 
 

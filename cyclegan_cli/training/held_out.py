@@ -22,20 +22,8 @@ if TYPE_CHECKING:
     from cyclegan_cli.training.config import TrainConfig
     from cyclegan_cli.training.state import TrainState
 
-HELD_OUT_LAYOUTS = (("testA", "testB"), ("test/A", "test/B"))
 FID_MIN_IMAGES = 50  # fewer images a set give an FID dominated by its bias: KID alone is reported
 METRICS = ("kid_AtoB", "kid_BtoA", "fid_AtoB", "fid_BtoA")  # the columns evaluation adds to metrics.csv
-
-
-def held_out_dirs(dataroot: str | None) -> tuple[Path, Path] | None:
-    """The data folder's held-out A and B folders, in either layout; None where it has none."""
-    if dataroot is None:
-        return None
-    for name_a, name_b in HELD_OUT_LAYOUTS:
-        dir_a, dir_b = Path(dataroot) / name_a, Path(dataroot) / name_b
-        if dir_a.is_dir() and dir_b.is_dir():
-            return dir_a, dir_b
-    return None
 
 
 def evaluation_every(c: TrainConfig, steps_per_epoch: int, total_steps: int) -> int:

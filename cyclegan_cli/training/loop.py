@@ -46,6 +46,7 @@ from rich.markup import escape
 
 from cyclegan_cli.atomic import atomic_path, atomic_write_bytes
 from cyclegan_cli.errors import CycError, UsageError
+from cyclegan_cli.evaluation.quality import held_out_dirs
 from cyclegan_cli.framing import to_uint8_frames
 from cyclegan_cli.models.run_folder import RunFolder
 from cyclegan_cli.models.weights import DIRECTIONS, GeneratorInfo, generator_key, save_generator
@@ -61,7 +62,7 @@ from cyclegan_cli.training.checkpoints import (
     saved_world,
 )
 from cyclegan_cli.training.config import TrainConfig, check_config, merge_resume_config, nothing_to_train, saved_config
-from cyclegan_cli.training.held_out import HeldOutEvaluator, best_kid, evaluation_every, held_out_dirs
+from cyclegan_cli.training.held_out import HeldOutEvaluator, best_kid, evaluation_every
 from cyclegan_cli.training.log import QuietLog, TrainLog
 from cyclegan_cli.training.state import LOSS_NAMES, TrainState, build_state, end_epoch, train_step
 

@@ -19,6 +19,7 @@ Fidelity
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from cyclegan_cli.measured import PICTURE_PEAK_TO_PEAK, psnr_of
@@ -64,25 +65,49 @@ def still_region_change(inputs: np.ndarray, outputs: np.ndarray) -> tuple[float,
     return (float(np.mean(changes)) if changes else float("nan")), len(changes) / pairs
 
 
+@functools.cache
+def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's own x and y (float32), for cv2.remap; one pair per frame size, reused."""
+    import numpy as np
+
+    return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+
+
+def checked_flow(flow, before: np.ndarray, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The optical flow from ``now`` back to ``before`` (two grey frames; for each pixel now, where it was), and
+    where it is reliable (a bool mask): where it passes the forward-backward check (back along it, then forth
+    along the flow from ``before`` to ``now``, lands where it began: ``|b + f|^2 <= 0.01 (|b|^2 + |f|^2) + 0.5``)
+    and does not leave the frame. ``flow``: an OpenCV optical flow object (DIS)."""
+    import cv2
+    import numpy as np
+
+    backward = flow.calc(now, before, None)
+    forward = flow.calc(before, now, None)
+    height, width = now.shape
+    grid_x, grid_y = pixel_grid(height, width)
+    map_x, map_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
+    there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    round_trip = np.sum((backward + there) ** 2, axis=-1)
+    allowed = 0.01 * (np.sum(backward**2, axis=-1) + np.sum(there**2, axis=-1)) + 0.5
+    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    return backward, (round_trip <= allowed) & inside
+
+
 def warping_error(inputs: np.ndarray, outputs: np.ndarray) -> float:
     """The mean absolute difference between each output and the previous one warped to it along the input's
-    flow, where that flow is reliable."""
+    flow, where that flow is reliable (:func:`checked_flow`)."""
     import cv2
     import numpy as np
 
     flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    height, width = inputs.shape[1:3]
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x, grid_y = pixel_grid(*inputs.shape[1:3])
     errors = []
     for t in range(1, len(inputs)):
         now, before = (cv2.cvtColor(inputs[k], cv2.COLOR_RGB2GRAY) for k in (t, t - 1))
-        back, forth = flow.calc(now, before, None), flow.calc(before, now, None)
-        mx, my = gx + back[..., 0], gy + back[..., 1]
-        there = cv2.remap(forth, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ok = np.sum((back + there) ** 2, -1) <= 0.01 * (np.sum(back**2, -1) + np.sum(there**2, -1)) + 0.5
-        ok &= (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
-        warped = cv2.remap(outputs[t - 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        errors.append(np.abs(outputs[t].astype(np.float64) - warped)[ok].mean())
+        back, reliable = checked_flow(flow, before, now)
+        map_x, map_y = grid_x + back[..., 0], grid_y + back[..., 1]
+        warped = cv2.remap(outputs[t - 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        errors.append(np.abs(outputs[t].astype(np.float64) - warped)[reliable].mean())
     return float(np.mean(errors))
 
 

@@ -36,11 +36,10 @@ itself is not a dependency: 0.7 pulls in opencv-python beside our opencv-python-
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cyclegan_cli.translation.flicker import largest_channel_change
+from cyclegan_cli.translation.flicker import checked_flow, largest_channel_change, pixel_grid
 
 if TYPE_CHECKING:  # numpy and OpenCV load when frames are stabilised, not when `cyc run --help` reads the defaults
     import numpy as np
@@ -99,14 +98,6 @@ def _small_hsv(image: np.ndarray) -> np.ndarray:
     scale = max(1, max(height, width) // SCORE_SIDE)
     small = image[::scale, ::scale] if scale > 1 else image
     return cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2HSV)
-
-
-@functools.cache
-def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's own x and y (float32), for cv2.remap; one pair per frame size, reused."""
-    import numpy as np
-
-    return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
 
 
 def _flow_sized(gray: np.ndarray) -> np.ndarray:
@@ -189,22 +180,14 @@ class StreamState:
         previous_gray, gray = self._flow_gray(before), self._flow_gray(after)
         if self._flow is None:
             self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        backward = self._flow.calc(gray, previous_gray, None)  # for each pixel now: where it was
-        forward = self._flow.calc(previous_gray, gray, None)
-        # the forward-backward check, at the flow's size: back along `backward`, forth along `forward`, must land
-        # where it began; pixels leaving the frame are not held either
-        small_x, small_y = _grid(*gray.shape)
-        map_x, map_y = small_x + backward[..., 0], small_y + backward[..., 1]
-        there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        round_trip = np.sum((backward + there) ** 2, axis=-1)
-        allowed = 0.01 * (np.sum(backward**2, axis=-1) + np.sum(there**2, axis=-1)) + 0.5
-        inside = (map_x >= 0) & (map_x <= gray.shape[1] - 1) & (map_y >= 0) & (map_y <= gray.shape[0] - 1)
-        reliable = cv2.GaussianBlur(((round_trip <= allowed) & inside).astype(np.float32), (5, 5), 0)
+        # at the flow's size: for each pixel now, where it was, and whether the forward-backward check holds
+        backward, checked = checked_flow(self._flow, previous_gray, gray)
+        reliable = cv2.GaussianBlur(checked.astype(np.float32), (5, 5), 0)
         height, width = after.shape[:2]
         if gray.shape != (height, width):  # found at a smaller size: scaled up, the flow in the frame's pixels
             backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) * (width / gray.shape[1])
             reliable = cv2.resize(reliable, (width, height), interpolation=cv2.INTER_LINEAR)
-        grid_x, grid_y = _grid(height, width)
+        grid_x, grid_y = pixel_grid(height, width)
         warped = cv2.remap(
             previous_output,
             grid_x + backward[..., 0],
