@@ -74,7 +74,7 @@ def make_run(root: Path, checkpoint: str | None) -> Path:
 
 def build_tensorrt(run: Path, say) -> str | None:
     """``cyc export --format tensorrt --fp16`` into the run; None when done, else why not."""
-    from cyclegan_cli.export.exporter import ExportRequest, make_profile, run_export
+    from cyclegan_cli.export.exporter import ExportRequest, export_source, make_profile
     from cyclegan_cli.export.tensorrt_build import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason("cuda")
@@ -89,7 +89,7 @@ def build_tensorrt(run: Path, say) -> str | None:
         profile=make_profile("1x3x256x256", "1x3x1080x1920", "8x3x1088x1920"),
     )
     started = time.monotonic()
-    run_export(request, say=say)
+    export_source(request, say=say)
     say(f"TensorRT export + build: {time.monotonic() - started:.0f} s")
     return None
 

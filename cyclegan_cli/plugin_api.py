@@ -202,13 +202,18 @@ class Writer:
 
 @dataclass
 class ModelSource:
-    """What an engine is built from: a loaded generator, or an exported file (``.onnx`` / TensorRT engine)."""
+    """What an engine is built from: a loaded generator, or an exported file (an ``.onnx`` graph, a TensorRT
+    engine, an OpenVINO int8 model).
+
+    ``exported`` is the file the engine runs. In the model an engine's ``prebuilt_for`` is asked about, it is the
+    file the user named (None: weights were named, and the engine may offer a prebuilt file of its own); the
+    engine is then built from a copy that holds the file the choice settled on."""
 
     path: Path
     direction: str
     generator: Any = None  # ResnetGenerator in eval mode on the CPU, fp32
     info: GeneratorInfo | None = None
-    exported: Path | None = None  # an .onnx graph or a serialized engine named by the user
+    exported: Path | None = None
 
 
 class Engine:

@@ -511,15 +511,8 @@ class VideoWriter(Writer):
                 raise InputError(f"{self.path}: a .webm file cannot hold {video}; use libvpx-vp9 or an AV1 codec")
         return video, audio
 
-    def _slot_rate(self, fps: Fraction) -> Fraction:
-        """The frame rate an AVI's slots run at: FFmpeg's base rate of the input stream (the NTSC grid of a
-        variable-rate phone clip, whose average rate is lower), else the average rate."""
-        base = self.source.info.extra.get("base_rate")
-        if base and fps <= base <= _MAX_SLOT_RATE:
-            return Fraction(base)
-        return fps
-
     def _open(self, frame: Frame, width: int, height: int) -> None:
+        """The output opened at the first frame: its timing, the container, the video stream, the audio copy."""
         av = pyav()
         video_codec, audio_codec = self._codecs()
         slotted = self.path.suffix.lower() in _SLOTTED
@@ -527,25 +520,14 @@ class VideoWriter(Writer):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where a folder should be, a read-only place
             raise InputError(f"{self.path}: cannot create the folder {self.path.parent}: {_reason(exc)}") from None
-        time_base = frame.time_base or self.source.time_base
-        fps = self._fps or (
-            Fraction(1, 1) / time_base
-            if time_base and time_base.numerator == 1 and time_base.denominator <= _MAX_SLOT_RATE
-            else Fraction(25)
+        fps, self._time_base = _output_timing(
+            frame.time_base or self.source.time_base, self._fps, slotted, self.source.info.extra.get("base_rate")
         )
-        if time_base is None or (slotted and time_base < Fraction(1, _MAX_SLOT_RATE)):
-            time_base = 1 / self._slot_rate(fps) if slotted else Fraction(1) / fps
-        self._time_base = Fraction(time_base)
         start = self.source.info.extra.get("container_start")
         if slotted and start:
             self._origin = round(Fraction(start) / self._time_base)
+        options = _container_options(self.path, self._time_base, bool(frame.pts), bool(self.options.metadata))
         try:
-            # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
-            # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
-            options = {"avoid_negative_ts": "disabled"} if slotted else {}
-            if self.path.suffix.lower() in _QUICKTIME and self.options.metadata:
-                options["movflags"] = "use_metadata_tags"  # MP4/MOV keep only standard tags without it
-            options.update(_movie_timescale(self.path, self._time_base, starts_late=bool(frame.pts)))
             out = av.open(str(self._tmp), mode="w", options=options or None)
             out.metadata.update(self.options.metadata)
         except (av.FFmpegError, ValueError) as exc:
@@ -561,28 +543,17 @@ class VideoWriter(Writer):
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
             stream.time_base = self._time_base
-            ctx = stream.codec_context
-            ctx.time_base = self._time_base
-            ctx.framerate = fps
-            matrix = frame.meta.get("color_matrix") or ("ITU709" if height >= 720 else "ITU601")
-            if matrix not in _AVCOL_FROM_MATRIX:
-                matrix = "ITU709"
-            self._color = matrix
-            ctx.colorspace = _AVCOL_FROM_MATRIX[matrix]
-            ctx.color_range = _RANGE_MPEG
-            primaries, trc = frame.meta.get("color_primaries"), frame.meta.get("color_trc")
-            if primaries not in (None, 0, 2):  # 2 = unspecified, 0 = reserved
-                ctx.color_primaries = primaries
-            if trc not in (None, 0, 2):
-                ctx.color_trc = trc
+            stream.codec_context.time_base = self._time_base
+            stream.codec_context.framerate = fps
+            self._color = _set_colour(stream.codec_context, frame.meta, height)
             stream.options = _encoder_options(video_codec, self.options.crf)
             if video_codec in ("libx264", "libx265"):
                 stream.thread_count = 0
             if video_codec == "mpeg4" and slotted:
-                ctx.codec_tag = "XVID"  # what AVI players look for; FFmpeg's own tag is FMP4
+                stream.codec_context.codec_tag = "XVID"  # what AVI players look for; FFmpeg's own tag is FMP4
             if slotted or not self.options.reorder:
                 # an AVI stores frames in decoding order only; segments must join with rising decode times
-                ctx.max_b_frames = 0
+                stream.codec_context.max_b_frames = 0
             self._video = stream
             if self.options.audio:
                 self._audio = AudioCopy.open(self.source, out, audio_codec)
@@ -838,6 +809,53 @@ class VideoWriter(Writer):
             self._out = None
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             self._tmp.unlink()
+
+
+def _output_timing(
+    time_base: Fraction | None, fps: Fraction | None, slotted: bool, base_rate: Fraction | None
+) -> tuple[Fraction, Fraction]:
+    """The output's frame rate and time base: the source's time base (the frame's, else the stream's) where it
+    has one, else one tick a frame; ``fps`` (the source's average rate) where known, else the rate a 1/N time
+    base implies, else 25. An AVI (``slotted``) counts in frame slots: a time base finer than the finest slot
+    becomes one slot, at FFmpeg's base rate of the input (``base_rate``: the NTSC grid of a variable-rate phone
+    clip, whose average rate is lower) where that is not below the average rate."""
+    if fps is None:
+        usable = time_base and time_base.numerator == 1 and time_base.denominator <= _MAX_SLOT_RATE
+        fps = Fraction(1, 1) / time_base if usable else Fraction(25)
+    if time_base is None or (slotted and time_base < Fraction(1, _MAX_SLOT_RATE)):
+        slot_rate = Fraction(base_rate) if base_rate and fps <= base_rate <= _MAX_SLOT_RATE else fps
+        time_base = 1 / slot_rate if slotted else Fraction(1) / fps
+    return fps, Fraction(time_base)
+
+
+def _container_options(path: Path, time_base: Fraction, starts_late: bool, metadata: bool) -> dict[str, str]:
+    """The muxer's options for ``path``."""
+    options = {}
+    if path.suffix.lower() in _SLOTTED:
+        # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
+        # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
+        options["avoid_negative_ts"] = "disabled"
+    if path.suffix.lower() in _QUICKTIME and metadata:
+        options["movflags"] = "use_metadata_tags"  # MP4/MOV keep only standard tags without it
+    options.update(_movie_timescale(path, time_base, starts_late))
+    return options
+
+
+def _set_colour(ctx, meta: dict, height: int) -> str:
+    """The encoder's colour description from the source frame's (``meta``): its matrix (BT.709 for HD and for
+    matrices the encoder cannot name, else BT.601 where unknown), limited range, and its primaries and transfer
+    where the source says; returns the matrix, which the frames are converted with."""
+    matrix = meta.get("color_matrix") or ("ITU709" if height >= 720 else "ITU601")
+    if matrix not in _AVCOL_FROM_MATRIX:
+        matrix = "ITU709"
+    ctx.colorspace = _AVCOL_FROM_MATRIX[matrix]
+    ctx.color_range = _RANGE_MPEG
+    primaries, trc = meta.get("color_primaries"), meta.get("color_trc")
+    if primaries not in (None, 0, 2):  # 2 = unspecified, 0 = reserved
+        ctx.color_primaries = primaries
+    if trc not in (None, 0, 2):
+        ctx.color_trc = trc
+    return matrix
 
 
 def _movie_timescale(path: Path, time_base: Fraction, starts_late: bool) -> dict[str, str]:

@@ -168,7 +168,7 @@ def export(
       cyc export horse2zebra --int8 --calibration "photos/horses/*.jpg"
     """
     from cyclegan_cli.errors import UsageError
-    from cyclegan_cli.export.exporter import ExportRequest, make_profile, run_export
+    from cyclegan_cli.export.exporter import ExportRequest, export_source, make_profile
 
     if int8 and fp16:
         raise UsageError("--fp16 and --int8 contradict each other: pick one precision")
@@ -187,6 +187,6 @@ def export(
         calibration=calibration,
         min_psnr=min_psnr,
     )
-    result = run_export(request)
+    result = export_source(request)
     for path in result.files:
         click.echo(str(path))

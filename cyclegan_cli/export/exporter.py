@@ -136,7 +136,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_export(req: ExportRequest, say=_say) -> ExportResult:
+def export_source(req: ExportRequest, say=_say) -> ExportResult:
     """Do what ``cyc export`` asks; messages go to ``say``; return the files written."""
     if req.direction not in DIRECTION_CHOICES:
         raise UsageError(f"--direction {req.direction}: use AtoB, BtoA or both")

@@ -38,7 +38,7 @@ class GeneratorInfo:
     domain_a: str = "A"
     domain_b: str = "B"
     source: str = ""
-    kind: str = ""  # run, checkpoint, safetensors, official
+    kind: str = ""  # checkpoint, safetensors, official (a run folder reads as one of the first two)
 
     @property
     def architecture(self) -> str:

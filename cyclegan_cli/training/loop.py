@@ -30,6 +30,7 @@ train), 1 a failure, 2 a usage or data error (an unreadable checkpoint too), 130
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -66,7 +67,7 @@ from cyclegan_cli.training.held_out import HeldOutEvaluator, best_kid, evaluatio
 from cyclegan_cli.training.log import QuietLog, TrainLog
 from cyclegan_cli.training.state import LOSS_NAMES, TrainState, build_state, end_epoch, train_step
 
-# --- samples, progress and metrics --------------------------------------------------------------------
+# --- the sample grids ---------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -244,34 +245,19 @@ def open_run(
 
 
 def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ranks) -> TrainingRun:
-    """Everything before the first step: the data (every image decoded once, before any work), the device and
-    precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and its
-    ``config.json``, and the fixed images of the sample grids. Under torchrun (``ranks``): this rank's device,
-    pools and share of the data; only rank 0 writes."""
-    from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
-
-    # data: find both domains and decode every image once
-    threads = max(1, min(8, (os.cpu_count() or 1) // ranks.local_world))
-    domains = training_data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
-    skipped = {str(path): reason for path, reason in domains.skipped}
-    for reason in list(skipped.values())[:20]:
-        console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
-    if len(skipped) > 20:
-        console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
+    """Everything before the first step, in named steps: the data (every image decoded once, before any work),
+    the device and precision, the state (fresh from ``c.seed``, or restored from ``resume``), the run folder and
+    its ``config.json``, the held-out evaluator, and the fixed images of the sample grids. Under torchrun
+    (``ranks``): this rank's device, pools and share of the data; only rank 0 writes. ``c`` is not changed: the
+    run's settings (its data folders made absolute) are the returned run's ``config``."""
+    domains, skipped = _scan_data(c, console, ranks)
     dataset = training_data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
     steps_per_epoch = training_data.batches_per_epoch(len(dataset), c.batch_size, ranks.world)
     total_steps = c.total_epochs * steps_per_epoch
     if c.max_steps is not None:
         total_steps = min(c.max_steps, total_steps)
 
-    # device, precision, state
-    device = distributed.rank_device(resolve_device(c.device), ranks)
-    precision = resolve_precision(c.precision, device)
-    if c.compile and device == "cpu" and not has_cxx_compiler():
-        raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
-    if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-    workers = training_data.default_workers(device, ranks.local_world) if c.workers is None else c.workers
+    device, precision, workers = _compute_place(c, ranks)
     s = build_state(c, device, precision, ranks.rank)
     notes = []
     if not ranks.alone:
@@ -281,38 +267,17 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         notes += _resume_notes(s, resume, len(dataset), ranks.world, steps_per_epoch)
 
     # the run folder and config.json (data folders absolute, so a resumed run finds its data from anywhere)
+    c = _with_absolute_data(c)
     run_dir = Path(c.out) / c.name
-    extra_config = {
-        "domain_a": domains.name_a,
-        "domain_b": domains.name_b,
-        "dir_a": str(domains.dir_a.resolve()),
-        "dir_b": str(domains.dir_b.resolve()),
-        "images_a": len(domains.files_a),
-        "images_b": len(domains.files_b),
-    }
-    for key in ("dataroot", "a", "b"):
-        if getattr(c, key) is not None:
-            setattr(c, key, str(Path(getattr(c, key)).resolve()))
+    extra_config = _domains_record(domains)
     if ranks.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        RunFolder(run_dir).samples.mkdir(exist_ok=True)
         resolved = {"resolved_device": device, "resolved_precision": precision, "workers": workers}
         if not ranks.alone:
             resolved["world_size"] = ranks.world
-        config_json = json.dumps({**saved_config(c), **extra_config, **resolved}, indent=2) + "\n"
-        atomic_write_bytes(RunFolder(run_dir).config, config_json.encode())
+        _write_run_folder(RunFolder(run_dir), {**saved_config(c), **extra_config, **resolved})
 
-    evaluator = None
-    every = evaluation_every(c, steps_per_epoch, total_steps)
-    folders = held_out_dirs(c.dataroot)
-    if every and folders is None:
-        where = f"{c.dataroot} has" if c.dataroot is not None else "--a/--b folders have"
-        notes.append(f"Evaluation off: {where} no testA/ and testB/ of held-out images (training images never count).")
-    elif every and ranks.main:
-        evaluator = HeldOutEvaluator(c, folders, every, per_epoch=c.eval_every is None, console=console)
-        if not evaluator.prepare(device):
-            evaluator = None
-
+    evaluator, note = _held_out_evaluator(c, steps_per_epoch, total_steps, device, ranks, console)
+    notes += [note] if note else []
     return TrainingRun(
         dir=run_dir,
         config=c,
@@ -330,6 +295,75 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         evaluator=evaluator,
         notes=notes,
     )
+
+
+def _scan_data(c: TrainConfig, console, ranks: distributed.Ranks) -> tuple[training_data.Domains, dict[str, str]]:
+    """Both domains, every image decoded once; the unreadable ones (path -> reason), the first 20 warned of."""
+    threads = max(1, min(8, (os.cpu_count() or 1) // ranks.local_world))
+    domains = training_data.scan_domains(c.dataroot, c.a, c.b, threads=threads)
+    skipped = {str(path): reason for path, reason in domains.skipped}
+    for reason in list(skipped.values())[:20]:
+        console.print(f"[yellow]warning:[/] {escape(reason)} (skipped)", highlight=False)
+    if len(skipped) > 20:
+        console.print(f"[yellow]warning:[/] ... and {len(skipped) - 20} more unreadable images (skipped)")
+    return domains, skipped
+
+
+def _compute_place(c: TrainConfig, ranks: distributed.Ranks) -> tuple[str, str, int]:
+    """This rank's device, the precision there, and the number of DataLoader processes."""
+    from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
+
+    device = distributed.rank_device(resolve_device(c.device), ranks)
+    precision = resolve_precision(c.precision, device)
+    if c.compile and device == "cpu" and not has_cxx_compiler():
+        raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    workers = training_data.default_workers(device, ranks.local_world) if c.workers is None else c.workers
+    return device, precision, workers
+
+
+def _with_absolute_data(c: TrainConfig) -> TrainConfig:
+    """The settings with the data folders (``dataroot``, ``a``, ``b``) made absolute."""
+    folders = {key: getattr(c, key) for key in ("dataroot", "a", "b")}
+    absolute = {key: str(Path(folder).resolve()) for key, folder in folders.items() if folder is not None}
+    return dataclasses.replace(c, **absolute)
+
+
+def _domains_record(domains: training_data.Domains) -> dict:
+    """What ``config.json`` and the checkpoints record of the data besides the settings."""
+    return {
+        "domain_a": domains.name_a,
+        "domain_b": domains.name_b,
+        "dir_a": str(domains.dir_a.resolve()),
+        "dir_b": str(domains.dir_b.resolve()),
+        "images_a": len(domains.files_a),
+        "images_b": len(domains.files_b),
+    }
+
+
+def _write_run_folder(run: RunFolder, config: dict) -> None:
+    """The run folder, its ``samples/`` and its ``config.json`` (rank 0 only)."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.samples.mkdir(exist_ok=True)
+    atomic_write_bytes(run.config, (json.dumps(config, indent=2) + "\n").encode())
+
+
+def _held_out_evaluator(
+    c: TrainConfig, steps_per_epoch: int, total_steps: int, device: str, ranks: distributed.Ranks, console
+) -> tuple[HeldOutEvaluator | None, str | None]:
+    """--eval-every's evaluator (rank 0, where the data folder has held-out images and the scoring network is
+    there), or None; and the note that says why evaluation is off, where it is."""
+    every = evaluation_every(c, steps_per_epoch, total_steps)
+    folders = held_out_dirs(c.dataroot)
+    if every and folders is None:
+        where = f"{c.dataroot} has" if c.dataroot is not None else "--a/--b folders have"
+        held_out = "testA/ and testB/ (or test/A and test/B)"
+        return None, f"Evaluation off: {where} no {held_out} of held-out images (training images never count)."
+    if not (every and ranks.main):
+        return None, None
+    evaluator = HeldOutEvaluator(c, folders, every, per_epoch=c.eval_every is None, console=console)
+    return (evaluator if evaluator.prepare(device) else None), None
 
 
 def _resume_notes(s: TrainState, resume: Resume, n: int, world: int, steps_per_epoch: int) -> list[str]:

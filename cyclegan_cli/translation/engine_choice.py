@@ -1,4 +1,5 @@
-"""Which model, which engine: ``--checkpoint`` and ``--engine auto`` resolved into something that runs.
+"""Which engine runs, in which precision, and why: ``--engine`` (``auto`` above all) and ``--precision`` resolved for
+the model ``--checkpoint`` names (:mod:`cyclegan_cli.hub.sources` finds it) and the job in hand.
 
 The ``auto`` rule is fixed and documented (``cyc run --help``), not a measurement at start-up:
 

@@ -323,64 +323,84 @@ class Pipeline:
     # --- writing (the writer thread) -------------------------------------------------------------------------
 
     def _write_all(self, flow: _Flow, stats: PipelineStats) -> None:
-        writer: Writer | None = None  # the open writer of the job in hand; None once that job failed
-        result: JobResult | None = None
-
-        def fail(error: BaseException, path) -> None:
-            nonlocal writer
-            result.status, result.message, result.error = "failed", one_line(path, error), error
-            if writer is not None:
-                result.partial = safe_abort(writer, result)
-                writer = None
-            flow.cancel(result.job)
-
+        """The writer thread: each event of the translated queue to its handler, until the end."""
+        writing = _Writing(flow, stats, self.progress, self.options)
+        handlers = {_Start: writing.start, _Frame: writing.frame, _End: writing.end}
         try:
-            while True:
-                item = flow.translated.get()
-                if item is _END:
-                    break
-                if isinstance(item, _Start):
-                    result = JobResult(item.job)
-                    stats.results.append(result)
-                    self.progress.job_started(item.job, item.source.info.frame_count)
-                    try:
-                        writer = item.job.writer(item.job.output, item.source, item.job.write_options(self.options))
-                    except Exception as error:  # noqa: BLE001 - one job's failure
-                        fail(error, item.job.output)
-                elif isinstance(item, _Frame):
-                    if result.status == "failed":
-                        continue  # the frames left of a failed job, already in the queue
-                    if item.error is not None:
-                        fail(item.error, item.job.source)
-                        continue
-                    try:
-                        writer.write(item.frame, item.output)
-                    except Exception as error:  # noqa: BLE001 - one job's failure
-                        fail(error, item.job.output)
-                        continue
-                    result.frames += 1
-                    stats.frames += 1
-                    self.progress.frames_done(item.job, 1)
-                elif isinstance(item, _End):
-                    if result is None or result.job is not item.job:  # failed before it started
-                        result = JobResult(item.job)
-                        stats.results.append(result)
-                    if result.status != "failed":
-                        if item.error is not None:
-                            fail(item.error, item.job.source)
-                        else:
-                            try:
-                                writer.commit()
-                                result.status = "done"
-                            except Exception as error:  # noqa: BLE001 - one job's failure
-                                fail(error, item.job.output)
-                    self.progress.job_finished(result)
-                    writer, result = None, None
+            while (item := flow.translated.get()) is not _END:
+                handlers[type(item)](item)
         finally:
-            if writer is not None:  # stopped in the middle of a job: keep what a viewer can use
-                result.status = "interrupted"
-                result.partial = safe_abort(writer, result)
-                self.progress.job_finished(result)
+            writing.stop()
+
+
+class _Writing:
+    """What the writer thread holds between events: the job in hand, its result, and its open writer (None once
+    that job failed: the frames of it still queued are passed over)."""
+
+    def __init__(self, flow: _Flow, stats: PipelineStats, progress, options) -> None:
+        self.flow, self.stats, self.progress, self.options = flow, stats, progress, options
+        self.writer: Writer | None = None
+        self.result: JobResult | None = None
+
+    def start(self, item: _Start) -> None:
+        """A job's first event: its result, and its writer opened."""
+        self._new_result(item.job)
+        self.progress.job_started(item.job, item.source.info.frame_count)
+        try:
+            self.writer = item.job.writer(item.job.output, item.source, item.job.write_options(self.options))
+        except Exception as error:  # noqa: BLE001 - one job's failure
+            self._fail(error, item.job.output)
+
+    def frame(self, item: _Frame) -> None:
+        """A translated frame written, or the job failed by its reading error or the writer's."""
+        if self.result.status == "failed":
+            return  # the frames left of a failed job, already in the queue
+        if item.error is not None:
+            self._fail(item.error, item.job.source)
+            return
+        try:
+            self.writer.write(item.frame, item.output)
+        except Exception as error:  # noqa: BLE001 - one job's failure
+            self._fail(error, item.job.output)
+            return
+        self.result.frames += 1
+        self.stats.frames += 1
+        self.progress.frames_done(item.job, 1)
+
+    def end(self, item: _End) -> None:
+        """A job's last event: its output committed, unless it failed (while reading, or here)."""
+        if self.result is None or self.result.job is not item.job:  # failed before it started
+            self._new_result(item.job)
+        if self.result.status != "failed":
+            if item.error is not None:
+                self._fail(item.error, item.job.source)
+            else:
+                try:
+                    self.writer.commit()
+                    self.result.status = "done"
+                except Exception as error:  # noqa: BLE001 - one job's failure
+                    self._fail(error, item.job.output)
+        self.progress.job_finished(self.result)
+        self.writer, self.result = None, None
+
+    def stop(self) -> None:
+        """The end of the thread: a job still in hand was interrupted; keep what a viewer can use."""
+        if self.writer is not None:
+            self.result.status = "interrupted"
+            self.result.partial = safe_abort(self.writer, self.result)
+            self.progress.job_finished(self.result)
+
+    def _new_result(self, job: Job) -> None:
+        self.result = JobResult(job)
+        self.stats.results.append(self.result)
+
+    def _fail(self, error: BaseException, path) -> None:
+        """The job in hand failed: its message, what its writer leaves, and its reading cancelled."""
+        self.result.status, self.result.message, self.result.error = "failed", one_line(path, error), error
+        if self.writer is not None:
+            self.result.partial = safe_abort(self.writer, self.result)
+            self.writer = None
+        self.flow.cancel(self.result.job)
 
 
 def safe_abort(writer: Writer, result: JobResult) -> Path | None:

@@ -157,8 +157,8 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         say=say,
     )
     engine_cls = registry.load("engines", choice.name)
-    if model.exported is None:
-        model.exported = choice.file  # a prebuilt engine or int8 model the choice found (None: the weights)
+    if model.exported is None:  # the engine runs the prebuilt file the choice found (None: the weights)
+        model = dataclasses.replace(model, exported=choice.file)
     say(f"engine: {choice.name} {choice.precision} on {device} ({choice.reason})")
     engine = engine_cls(model, device=device, precision=choice.precision, batch_size=options.batch_size)
     first = _first_frame_size(per_size)
