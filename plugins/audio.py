@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cyclegan_cli.errors import InputError
+from cyclegan_cli.errors import InputError, first_line
 
 if TYPE_CHECKING:
     from cyclegan_cli.plugin_api import SourceInfo
@@ -46,6 +46,11 @@ def pyav():
     except ImportError as exc:  # pragma: no cover - av is a core dependency
         raise InputError(f"PyAV is not installed ({exc}); pip install av") from None
     return av
+
+
+def ffmpeg_reason(exc: BaseException) -> str:
+    """An FFmpeg error (or the OSError of a file) as the one line a message gives after the file's name."""
+    return first_line(exc, message=getattr(exc, "strerror", None))
 
 
 def audio_codec_for(suffix: str) -> str:

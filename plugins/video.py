@@ -7,7 +7,7 @@ Reader
     slots in decoding order; DivX/Xvid "packed B-frames" put a P-frame and the B-frame shown before it in one
     chunk) a picture takes the time of the packet it was decoded from, and the times arrive out of order (slots
     1, 3, 2, 5, 4, ...). Those times are the right set, misdealt within a few frames: they are sorted within a
-    window of ``REORDER_WINDOW`` frames and dealt out again in display order (``_dealt_in_display_order``); a
+    window of ``REORDER_WINDOW`` frames and dealt out again in display order (``video_timing.dealt_in_display_order``); a
     time that goes back past one already dealt is a discontinuity and is left alone. Rotation metadata
     (the display matrix, or a legacy ``rotate`` tag) is applied so frames come out upright. The YUV -> RGB
     conversion uses the stream's colour matrix and range (BT.709 / BT.601 / BT.2020, limited / full); an untagged
@@ -49,9 +49,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cyc_plugins.audio import AudioCopy, audio_codec_for, pyav
+from cyc_plugins.audio import AudioCopy, audio_codec_for, ffmpeg_reason, pyav
+from cyc_plugins.video_join import join_segments
+from cyc_plugins.video_timing import (
+    REORDER_WINDOW,
+    SLOTTED,
+    container_options,
+    dealt_in_display_order,
+    frame_end,
+    output_timing,
+    tag_duration,
+)
 from cyclegan_cli.atomic import temp_path_for
-from cyclegan_cli.errors import InputError, first_line
+from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import Frame, MediaInfo, Reader, SourceInfo, WriteOptions, Writer
 
 if TYPE_CHECKING:
@@ -71,12 +81,6 @@ _RANGE_MPEG, _RANGE_JPEG = 1, 2  # AVColorRange: limited (16-235) and full (0-25
 # The video codec cyc picks for a container (the audio one is cyc_plugins.audio's).
 _VIDEO_CODECS = {".webm": "libvpx-vp9", ".ogv": "libtheora", ".avi": "mpeg4"}
 _DEFAULT_VIDEO_CODEC = "libx264"
-# Containers that store frame slots at one rate instead of timestamps (see the module docstring).
-_SLOTTED = frozenset({".avi"})
-_QUICKTIME = frozenset({".mp4", ".m4v", ".mov"})
-_MAX_SLOT_RATE = 240  # a time base finer than this many ticks a second is no frame rate: AVI would fill it
-# How far a decoded picture's timestamp may sit from its place: FFmpeg's largest reorder depth (16 B-frames).
-REORDER_WINDOW = 16
 # Containers that hold only a few video codecs: a --codec outside them is refused with a clear message.
 _WEBM_VIDEO = frozenset({"libvpx-vp9", "libvpx", "vp9", "vp8", "libaom-av1", "libsvtav1", "libdav1d", "av1"})
 
@@ -128,13 +132,13 @@ class VideoReader(Reader):
                 raise InputError(f"{self.path}: no such file")
             empty = self.path.stat().st_size == 0
         except OSError as exc:  # e.g. a folder on the way that may not be searched
-            raise InputError(f"{self.path}: cannot read: {_reason(exc)}") from None
+            raise InputError(f"{self.path}: cannot read: {ffmpeg_reason(exc)}") from None
         if empty:
             raise InputError(f"{self.path}: cannot decode: an empty file")
         try:
             self._container = av.open(str(self.path), mode="r")
         except av.FFmpegError as exc:
-            raise InputError(f"{self.path}: cannot open as a video: {_reason(exc)}") from None
+            raise InputError(f"{self.path}: cannot open as a video: {ffmpeg_reason(exc)}") from None
         try:
             if not self._container.streams.video:
                 raise InputError(f"{self.path}: no video stream in this file")
@@ -147,7 +151,7 @@ class VideoReader(Reader):
             except StopIteration:
                 raise InputError(f"{self.path}: no video frame could be decoded (an empty or broken stream)") from None
             except (av.FFmpegError, _BrokenStream) as exc:
-                raise InputError(f"{self.path}: cannot decode the first video frame: {_reason(exc)}") from None
+                raise InputError(f"{self.path}: cannot decode the first video frame: {ffmpeg_reason(exc)}") from None
         except BaseException:
             self.close()
             raise
@@ -182,7 +186,7 @@ class VideoReader(Reader):
                     self._container.seek(int(target / tb), stream=self._stream, backward=True)
             except av.FFmpegError as exc:
                 self.close()
-                raise InputError(f"{self.path}: cannot seek to {float(start):.3f} s: {_reason(exc)}") from None
+                raise InputError(f"{self.path}: cannot seek to {float(start):.3f} s: {ffmpeg_reason(exc)}") from None
             self._packets = self._decoded()
             try:
                 landed = next(self._packets)
@@ -271,7 +275,7 @@ class VideoReader(Reader):
         av = pyav()
         index, end = 0, None
         start, stop = self._window
-        source = _dealt_in_display_order(self._decoded_with_first())
+        source = dealt_in_display_order(self._decoded_with_first())
         while self.max_frames is None or index < self.max_frames:
             try:
                 decoded = next(source)
@@ -279,7 +283,7 @@ class VideoReader(Reader):
                 break
             except (av.FFmpegError, _BrokenStream) as exc:
                 raise InputError(
-                    f"{self.path}: broken video stream after {index} good frame(s) (at frame {index}): {_reason(exc)}"
+                    f"{self.path}: broken video stream after {index} good frame(s) (at frame {index}): {ffmpeg_reason(exc)}"
                 ) from None
             if start is not None or stop is not None:
                 if decoded.pts is None:
@@ -296,11 +300,11 @@ class VideoReader(Reader):
                 # raises ValueError where it refuses a conversion itself (a hardware frame, an argument it cannot
                 # map to swscale's).
                 raise InputError(
-                    f"{self.path}: cannot convert video frame {index} ({decoded.format.name}) to RGB: {_reason(exc)}"
+                    f"{self.path}: cannot convert video frame {index} ({decoded.format.name}) to RGB: {ffmpeg_reason(exc)}"
                 ) from None
             yield converted
             index += 1
-            end = _frame_end(converted)
+            end = frame_end(converted)
         else:
             return  # stopped at max_frames: the rest of the file is not looked at
         if start is None:
@@ -308,7 +312,7 @@ class VideoReader(Reader):
 
     def _check_complete(self, count: int, end: float | None) -> None:
         """A Matroska/WebM file cut short just ends (no error from FFmpeg): compare with the track's DURATION."""
-        expected = _tag_duration(self._stream)
+        expected = tag_duration(self._stream)
         if expected is None or end is None:
             return
         slack = 0.05 + 2.0 / float(self._info.fps or 25)
@@ -367,67 +371,8 @@ class VideoReader(Reader):
             self._container = None
 
 
-def _dealt_in_display_order(decoded: Iterator, window: int = REORDER_WINDOW) -> Iterator:
-    """The decoded frames in the order they come (display order), their timestamps sorted within ``window``
-    frames and dealt out again (see the module docstring). Timestamps that already rise pass unchanged; a frame
-    without one, or one earlier than a time already dealt (a discontinuity), first hands out what is held.
-    Frames held when the stream breaks are handed out before the error."""
-    import heapq
-    from collections import deque
-
-    held, times = deque(), []  # the frames not yet handed out, and a heap of their timestamps
-    dealt = None  # the last timestamp handed out
-
-    def deal_one():
-        nonlocal dealt
-        frame = held.popleft()
-        if frame.pts is not None:
-            frame.pts = dealt = heapq.heappop(times)
-        return frame
-
-    try:
-        for frame in decoded:
-            if frame.pts is None or (dealt is not None and frame.pts < dealt):
-                while held:
-                    yield deal_one()
-                dealt = None
-            held.append(frame)
-            if frame.pts is not None:
-                heapq.heappush(times, frame.pts)
-            if len(held) > window:
-                yield deal_one()
-    except Exception:
-        while held:
-            yield deal_one()
-        raise
-    while held:
-        yield deal_one()
-
-
-def _frame_end(frame: Frame) -> float | None:
-    if frame.pts is None or not frame.time_base:
-        return None
-    return float((frame.pts + (frame.meta.get("duration") or 0)) * frame.time_base)
-
-
-def _tag_duration(stream) -> float | None:
-    """The track duration Matroska muxers write as a tag ("HH:MM:SS.nnnnnnnnn"), in seconds."""
-    text = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
-    if not text or ":" not in str(text):
-        return None
-    try:
-        hours, minutes, seconds = str(text).split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    except ValueError:
-        return None
-
-
 class _BrokenStream(Exception):
     """The demuxer handed over a packet marked corrupt."""
-
-
-def _reason(exc: BaseException) -> str:
-    return first_line(exc, message=getattr(exc, "strerror", None))
 
 
 def _rotation(frame, stream) -> int:
@@ -515,30 +460,32 @@ class VideoWriter(Writer):
         """The output opened at the first frame: its timing, the container, the video stream, the audio copy."""
         av = pyav()
         video_codec, audio_codec = self._codecs()
-        slotted = self.path.suffix.lower() in _SLOTTED
+        slotted = self.path.suffix.lower() in SLOTTED
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where a folder should be, a read-only place
-            raise InputError(f"{self.path}: cannot create the folder {self.path.parent}: {_reason(exc)}") from None
-        fps, self._time_base = _output_timing(
+            raise InputError(
+                f"{self.path}: cannot create the folder {self.path.parent}: {ffmpeg_reason(exc)}"
+            ) from None
+        fps, self._time_base = output_timing(
             frame.time_base or self.source.time_base, self._fps, slotted, self.source.info.extra.get("base_rate")
         )
         start = self.source.info.extra.get("container_start")
         if slotted and start:
             self._origin = round(Fraction(start) / self._time_base)
-        options = _container_options(self.path, self._time_base, bool(frame.pts), bool(self.options.metadata))
+        options = container_options(self.path, self._time_base, bool(frame.pts), bool(self.options.metadata))
         try:
             out = av.open(str(self._tmp), mode="w", options=options or None)
             out.metadata.update(self.options.metadata)
         except (av.FFmpegError, ValueError) as exc:
-            raise InputError(f"{self.path}: cannot create the video file: {_reason(exc)}") from None
+            raise InputError(f"{self.path}: cannot create the video file: {ffmpeg_reason(exc)}") from None
         self._out = out
         try:
             try:
                 stream = out.add_stream(video_codec, rate=fps)
             except (av.FFmpegError, ValueError) as exc:
                 raise InputError(
-                    f"{self.path}: cannot encode {video_codec} into '{self.path.suffix}': {_reason(exc)}"
+                    f"{self.path}: cannot encode {video_codec} into '{self.path.suffix}': {ffmpeg_reason(exc)}"
                 ) from None
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
@@ -563,7 +510,7 @@ class VideoWriter(Writer):
             raise
         except (av.FFmpegError, ValueError, OSError) as exc:
             self._discard()
-            raise InputError(f"{self.path}: cannot start the video encoder: {_reason(exc)}") from None
+            raise InputError(f"{self.path}: cannot start the video encoder: {ffmpeg_reason(exc)}") from None
 
     # -- writing --------------------------------------------------------------------------------------------------
 
@@ -592,7 +539,7 @@ class VideoWriter(Writer):
         try:
             self._mux_video(self._video.encode(picture))
         except av.FFmpegError as exc:
-            raise InputError(f"{self.path}: cannot encode frame {frame.index}: {_reason(exc)}") from None
+            raise InputError(f"{self.path}: cannot encode frame {frame.index}: {ffmpeg_reason(exc)}") from None
         self._end = Fraction(pts + duration) * self._time_base
         self._last_pts = pts
         self._frames += 1
@@ -603,7 +550,7 @@ class VideoWriter(Writer):
     def _lead_in(self, pts: int) -> None:
         """An AVI's first chunk is its slot 0: a video that starts after the file's clock (after its audio, or a
         frame late as B-frame AVIs decode) gets an empty chunk there, so its first frame keeps its slot."""
-        if self.path.suffix.lower() in _SLOTTED and pts > self._origin:
+        if self.path.suffix.lower() in SLOTTED and pts > self._origin:
             av = pyav()
             empty = av.Packet(b"")
             empty.stream, empty.time_base = self._video, self._time_base
@@ -647,7 +594,7 @@ class VideoWriter(Writer):
             yield
         except (av.FFmpegError, ValueError) as exc:
             raise InputError(
-                f"{self.path}: cannot write the audio of {self.source.path.name}: {_reason(exc)}"
+                f"{self.path}: cannot write the audio of {self.source.path.name}: {ffmpeg_reason(exc)}"
             ) from None
 
     def _pts_of(self, frame: Frame) -> int:
@@ -688,7 +635,7 @@ class VideoWriter(Writer):
                     self._audio.finish(None if whole and not limited else self._end)
             self._out.close()
         except av.FFmpegError as exc:
-            raise InputError(f"{self.path}: cannot finish the video file: {_reason(exc)}") from None
+            raise InputError(f"{self.path}: cannot finish the video file: {ffmpeg_reason(exc)}") from None
         finally:
             self._out = None
             if self._audio is not None:
@@ -706,7 +653,7 @@ class VideoWriter(Writer):
             try:
                 os.replace(self._tmp, self.path)
             except OSError as exc:  # the name is taken by a folder, the folder went read-only
-                raise InputError(f"{self.path}: cannot put the finished file in place: {_reason(exc)}") from None
+                raise InputError(f"{self.path}: cannot put the finished file in place: {ffmpeg_reason(exc)}") from None
         except BaseException:
             self._discard()
             raise
@@ -737,7 +684,7 @@ class VideoWriter(Writer):
     @classmethod
     def can_join(cls, path: Path) -> bool:
         """Segments join by their timestamps: an AVI stores frame slots, not timestamps."""
-        return Path(path).suffix.lower() not in _SLOTTED
+        return Path(path).suffix.lower() not in SLOTTED
 
     @classmethod
     def join(cls, parts: list[Path], output: Path, source: Path | None, options: WriteOptions) -> int:
@@ -745,59 +692,7 @@ class VideoWriter(Writer):
         source's audio copied in one piece; return the frame count. Each segment keeps its frames' own
         timestamps, and none reorders frames (``WriteOptions.reorder`` off), so the decode times rise across
         the seams and every frame keeps its time exactly."""
-        av = pyav()
-        output = Path(output)
-        tmp = temp_path_for(output)
-        frames, out, audio = 0, None, None
-        try:
-            for part in parts:  # each must open before anything is written
-                _openable(part)
-            with av.open(str(parts[0])) as first:
-                template = first.streams.video[0]
-                late = bool(template.start_time)
-                out = av.open(str(tmp), mode="w", options=_movie_timescale(output, template.time_base, late) or None)
-                video = out.add_stream_from_template(template)
-                video.time_base = template.time_base
-                encoding = _stream_encoding(template)
-            if options.audio and source is not None:
-                audio = AudioCopy.open(
-                    SourceInfo(Path(source), MediaInfo("video")), out, audio_codec_for(output.suffix.lower())
-                )
-            last_dts = None
-            for part in parts:
-                with av.open(str(part)) as src:
-                    stream = src.streams.video[0]
-                    if _stream_encoding(stream) != encoding:
-                        raise InputError(f"{part}: encoded otherwise than the first segment: translate it again")
-                    for packet in src.demux(stream):
-                        if packet.dts is None:
-                            continue  # the demuxer's flush packet
-                        if last_dts is not None and packet.dts * stream.time_base <= last_dts:
-                            raise InputError(f"{part}: its frames overlap the segment before it: translate it again")
-                        last_dts = packet.dts * stream.time_base
-                        end = (packet.pts + (packet.duration or 0)) * stream.time_base
-                        packet.stream = video
-                        packet.time_base = stream.time_base
-                        out.mux(packet)
-                        frames += 1
-                        if audio is not None:
-                            audio.copy_until(Fraction(end))
-            if audio is not None:
-                audio.finish(None)
-            out.close()
-            out = None
-            os.replace(tmp, output)
-        except av.FFmpegError as exc:
-            raise InputError(f"{output}: cannot join the segments: {_reason(exc)}") from None
-        finally:
-            if audio is not None:
-                audio.close()
-            if out is not None:
-                with contextlib.suppress(Exception):
-                    out.close()
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        return frames
+        return join_segments(parts, output, source, options)
 
     def _discard(self) -> None:
         if self._audio is not None:
@@ -809,36 +704,6 @@ class VideoWriter(Writer):
             self._out = None
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             self._tmp.unlink()
-
-
-def _output_timing(
-    time_base: Fraction | None, fps: Fraction | None, slotted: bool, base_rate: Fraction | None
-) -> tuple[Fraction, Fraction]:
-    """The output's frame rate and time base: the source's time base (the frame's, else the stream's) where it
-    has one, else one tick a frame; ``fps`` (the source's average rate) where known, else the rate a 1/N time
-    base implies, else 25. An AVI (``slotted``) counts in frame slots: a time base finer than the finest slot
-    becomes one slot, at FFmpeg's base rate of the input (``base_rate``: the NTSC grid of a variable-rate phone
-    clip, whose average rate is lower) where that is not below the average rate."""
-    if fps is None:
-        usable = time_base and time_base.numerator == 1 and time_base.denominator <= _MAX_SLOT_RATE
-        fps = Fraction(1, 1) / time_base if usable else Fraction(25)
-    if time_base is None or (slotted and time_base < Fraction(1, _MAX_SLOT_RATE)):
-        slot_rate = Fraction(base_rate) if base_rate and fps <= base_rate <= _MAX_SLOT_RATE else fps
-        time_base = 1 / slot_rate if slotted else Fraction(1) / fps
-    return fps, Fraction(time_base)
-
-
-def _container_options(path: Path, time_base: Fraction, starts_late: bool, metadata: bool) -> dict[str, str]:
-    """The muxer's options for ``path``."""
-    options = {}
-    if path.suffix.lower() in _SLOTTED:
-        # An AVI cannot start a stream before 0 (AAC's priming does): shifting every stream to make up for it
-        # would move the video by a fraction of a slot, an empty first slot. The audio starts at 0 instead.
-        options["avoid_negative_ts"] = "disabled"
-    if path.suffix.lower() in _QUICKTIME and metadata:
-        options["movflags"] = "use_metadata_tags"  # MP4/MOV keep only standard tags without it
-    options.update(_movie_timescale(path, time_base, starts_late))
-    return options
 
 
 def _set_colour(ctx, meta: dict, height: int) -> str:
@@ -858,16 +723,6 @@ def _set_colour(ctx, meta: dict, height: int) -> str:
     return matrix
 
 
-def _movie_timescale(path: Path, time_base: Fraction, starts_late: bool) -> dict[str, str]:
-    """MP4/MOV muxer options for a video whose first frame is after 0 (a film whose B-frames start it a slot late,
-    a segment of a longer video): that start is an edit list in the movie's timescale, 1/1000 s by default, which
-    moves 500/11988 s to 492 ticks; in the video's own time base it stays exact. Used alike by a single run and
-    by ``join``, so that both give the same times to the tick."""
-    if Path(path).suffix.lower() in _QUICKTIME and starts_late and time_base.denominator < 2**31:
-        return {"movie_timescale": str(time_base.denominator)}
-    return {}
-
-
 def _encoder_options(codec: str, crf: int) -> dict[str, str]:
     if codec in ("libx264", "libx265"):
         options = {"crf": str(crf), "preset": "medium"}
@@ -884,20 +739,6 @@ def _encoder_options(codec: str, crf: int) -> dict[str, str]:
         quantizer = str(min(31, max(2, round(crf / 6))))
         return {"qmin": quantizer, "qmax": quantizer}
     return {}
-
-
-def _openable(path: Path) -> None:
-    av = pyav()
-    try:
-        av.open(str(path)).close()
-    except av.FFmpegError as exc:
-        raise InputError(f"{path}: cannot read this segment: {_reason(exc)}; translate it again") from None
-
-
-def _stream_encoding(stream) -> tuple:
-    """What must agree for packets of two files to go into one stream: codec, size and parameter sets."""
-    ctx = stream.codec_context
-    return ctx.codec.id, stream.width, stream.height, bytes(ctx.extradata or b"")
 
 
 def _even(image: np.ndarray) -> np.ndarray:

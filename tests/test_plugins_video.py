@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cyc_plugins.video import VideoReader, VideoWriter, _dealt_in_display_order
+from cyc_plugins.video import VideoReader, VideoWriter
+from cyc_plugins.video_timing import dealt_in_display_order
 from cyclegan_cli.errors import InputError
 from cyclegan_cli.plugin_api import SourceInfo, WriteOptions
 from tests.helpers import broadcast_ts, make_audio_switch, make_packed_avi, make_video, pattern, probe, read_index
@@ -403,7 +404,7 @@ def dealt(pts: list[int | None], *, window: int = 16, then: Exception | None = N
             raise then
 
     got = [] if into is None else into
-    for frame in _dealt_in_display_order(decoded(), window):
+    for frame in dealt_in_display_order(decoded(), window):
         got.append((frame.picture, frame.pts))
     return got
 
