@@ -211,3 +211,16 @@ def test_the_run_folder_layout_is_written_in_one_place():
         if name in path.read_text()
     ]
     assert not found, "run-folder paths built outside models/run_folder.py:\n" + "\n".join(found)
+
+
+def test_no_function_body_is_over_75_lines():
+    """A longer body is a knot: cut it into named steps (docstrings do not count)."""
+    long = []
+    for name, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+                lines = node.end_lineno - body[0].lineno + 1
+                if lines > 75:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert not long, "\n".join(long)
