@@ -40,7 +40,7 @@ from cyclegan_cli import registry  # noqa: E402
 from cyclegan_cli.models.architectures import ResnetGenerator, init_weights  # noqa: E402
 from cyclegan_cli.models.weights import load_generator, save_generator  # noqa: E402
 from cyclegan_cli.plugin_api import ModelSource  # noqa: E402
-from cyclegan_cli.translation.flicker import fidelity, still_region_change, warping_error  # noqa: E402
+from cyclegan_cli.translation.flicker import psnr_to_plain, still_region_change, warping_error  # noqa: E402
 from cyclegan_cli.translation.temporal import StableSettings, StreamState  # noqa: E402
 
 REAL_CLIPS = ("carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4")
@@ -119,7 +119,7 @@ def report(name: str, engine, clip: np.ndarray, variants: dict[str, StableSettin
         label = f"{name}{', ' + variant if variant else ''}"
         print(
             f"  {label:<34} {source:>6.2f} {before:>6.2f} {after:>6.2f} {after / before:>6.2f}x {share:>6.2f} "
-            f"{warp:>6.2f}x {fidelity(stable, plain):>6.1f} {seconds * 1000:>7.1f}"
+            f"{warp:>6.2f}x {psnr_to_plain(stable, plain):>6.1f} {seconds * 1000:>7.1f}"
         )
 
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cyclegan_cli.cli import cli
-from cyclegan_cli.translation.flicker import fidelity, still_region_change, warping_error
+from cyclegan_cli.translation.flicker import psnr_to_plain, still_region_change, warping_error
 from cyclegan_cli.translation.temporal import STABLE_BY_DEFAULT, content_score
 from tests.helpers import probe, real_clip, write_clip
 
@@ -93,7 +93,7 @@ def test_real_footage_is_steadier_and_close_to_the_plain_output(tmp_path, name):
     plain_change, share = still_region_change(inputs, plain)
     stable_change, _ = still_region_change(inputs, stable)
     assert share >= 0.5, "the clip has still regions to measure"
-    ratio, dB = stable_change / plain_change, fidelity(stable, plain)
+    ratio, dB = stable_change / plain_change, psnr_to_plain(stable, plain)
     print(f"{name}: still-region change {stable_change:.3f} vs {plain_change:.3f} plain ({ratio:.3f}x), {dB:.1f} dB")
     _, ratio_bound, _, dB_bound = REAL[name]
     assert ratio <= min(1.0, ratio_bound), ratio
@@ -120,7 +120,7 @@ def test_a_noisy_still_camera_flickers_less(tmp_path):
     assert change(stable) <= 0.5 * change(plain), (change(stable), change(plain))
     ratio = warping_error(frames, stable) / warping_error(frames, plain)
     assert ratio <= 0.9, ratio
-    assert fidelity(stable, plain) >= 36
+    assert psnr_to_plain(stable, plain) >= 36
     src, out = probe(clip), probe(tmp_path / "stable.mkv")
     assert out["frames"] == src["frames"] == 24 and out["pts"] == pytest.approx(src["pts"])
     assert out["audio_duration"] == pytest.approx(src["audio_duration"], abs=0.03)

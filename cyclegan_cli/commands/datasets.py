@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cyclegan_cli.commands.options import debug_option
+from cyclegan_cli.commands.options import debug_option, name_table
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -30,14 +30,10 @@ def datasets() -> None:
 def list_datasets() -> None:
     """List the official datasets: the two domains, what each holds, and its licence note."""
     from rich.console import Console
-    from rich.table import Table
 
     from cyclegan_cli.hub.datasets import CITYSCAPES, DATASETS
 
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("name", no_wrap=True)
-    for column in ("A -> B", "holds (training images)", "licence"):
-        table.add_column(column, overflow="fold")
+    table = name_table("A -> B", "holds (training images)", "licence")
     for d in DATASETS.values():
         table.add_row(d.name, f"{d.domain_a} -> {d.domain_b}", d.size, d.licence)
     console = Console()

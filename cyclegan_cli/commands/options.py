@@ -111,3 +111,14 @@ def help_figures(**figures):
         return command
 
     return fill
+
+
+def name_table(*columns: str):
+    """The table a ``list`` subcommand prints: a name column, then ``columns`` (folded where long)."""
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("name", no_wrap=True)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cyclegan_cli.commands.options import debug_option
+from cyclegan_cli.commands.options import debug_option, name_table
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -32,14 +32,10 @@ def pretrained() -> None:
 def list_models() -> None:
     """List the official pretrained generators: what each translates and whether it is cached."""
     from rich.console import Console
-    from rich.table import Table
 
     from cyclegan_cli.hub.pretrained import MODELS, cached_path
 
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("name", no_wrap=True)
-    for column in ("translates", "other way", "cached"):
-        table.add_column(column, overflow="fold")
+    table = name_table("translates", "other way", "cached")
     for model in MODELS.values():
         path = cached_path(model.name)
         cached = f"yes, {path.stat().st_size / 1e6:.0f} MB" if path.is_file() else "no"

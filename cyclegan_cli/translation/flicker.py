@@ -12,7 +12,7 @@ Warping error
     For each pair: the previous output warped to frame t along the input's optical flow (OpenCV DIS, medium
     preset), where the flow passes a forward-backward check, against output t: the mean absolute difference
     over those pixels, averaged over the pairs. It measures flicker where the camera or the scene moves.
-Fidelity
+PSNR to plain (:func:`psnr_to_plain`)
     PSNR (peak 255) of a stabilised output against the plain one, from the mean squared error over all frames:
     stability must not come from ignoring the input.
 """
@@ -111,6 +111,6 @@ def warping_error(inputs: np.ndarray, outputs: np.ndarray) -> float:
     return float(np.mean(errors))
 
 
-def fidelity(stabilised: np.ndarray, plain: np.ndarray) -> float:
+def psnr_to_plain(stabilised: np.ndarray, plain: np.ndarray) -> float:
     """PSNR in dB (peak 255) of ``stabilised`` against ``plain``, from the mean squared error over all frames."""
     return psnr_of(stabilised, plain, PICTURE_PEAK_TO_PEAK)
