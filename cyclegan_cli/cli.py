@@ -60,6 +60,7 @@ def cli() -> None:
       cyc run video.mp4 --direction BtoA         translate a video, keeping its fps and audio
       cyc run photos/ --out painted/             translate a folder tree
       cyc eval --data data/horse2zebra           FID and KID of the latest run on the test images
+      cyc inspect G_AB_200.pth                   what a weights or exported file is (any implementation's)
 
     Every option can also be set by an environment variable named CYC_<COMMAND>_<OPTION>,
     e.g. CYC_RUN_ENGINE=onnxruntime or CYC_TRAIN_BATCH_SIZE=4.
@@ -75,13 +76,14 @@ def _register_commands() -> None:
     from cyclegan_cli.commands.doctor import doctor
     from cyclegan_cli.commands.eval import eval_
     from cyclegan_cli.commands.export import export
+    from cyclegan_cli.commands.inspect import inspect
     from cyclegan_cli.commands.join import join
     from cyclegan_cli.commands.plugins import plugins
     from cyclegan_cli.commands.pretrained import pretrained
     from cyclegan_cli.commands.run import run
     from cyclegan_cli.commands.train import train
 
-    for command in (train, export, run, eval_, join, pretrained, datasets, plugins, doctor):
+    for command in (train, export, run, eval_, join, inspect, pretrained, datasets, plugins, doctor):
         cli.add_command(command)
 
 

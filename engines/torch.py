@@ -125,15 +125,16 @@ def _with_carried_norms(net):
     from torch import nn
 
     class CarriedInstanceNorm(nn.Module):
-        def __init__(self, index: int, eps: float):
+        def __init__(self, index: int, norm: nn.InstanceNorm2d):
             super().__init__()
-            self.index, self.eps, self.state = index, eps, None
+            self.index, self.eps, self.state = index, norm.eps, None
+            self.scale, self.shift = (norm.weight, norm.bias) if norm.affine else (None, None)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             state = self.state
             # Each frame that starts a shot is normalised exactly as the plain network does (the same call on
             # the same batch), so the first frame after a cut is bit for bit the --no-stable output.
-            plain = F.instance_norm(x, eps=self.eps)
+            plain = F.instance_norm(x, weight=self.scale, bias=self.shift, eps=self.eps)
             stats = x.float()
             mean, var = stats.mean(dim=(2, 3)), stats.var(dim=(2, 3), unbiased=False)  # N x C each
             frames, average = [], state.averages.get(self.index)
@@ -145,6 +146,8 @@ def _with_carried_norms(net):
                 m = state.momentum
                 average = (m * average[0] + (1 - m) * mean[i], m * average[1] + (1 - m) * var[i])
                 carried = (stats[i] - average[0][:, None, None]) * torch.rsqrt(average[1][:, None, None] + self.eps)
+                if self.scale is not None:  # a learned scale and shift (InstanceNorm with affine=True)
+                    carried = carried * self.scale.float()[:, None, None] + self.shift.float()[:, None, None]
                 frames.append(carried.to(x.dtype))
             state.averages[self.index] = average
             return torch.stack(frames).contiguous(memory_format=_layout_of(x))
@@ -154,8 +157,7 @@ def _with_carried_norms(net):
     for index, name in enumerate(norms):
         parent_name, _, child = name.rpartition(".")
         parent = carried.get_submodule(parent_name) if parent_name else carried
-        eps = getattr(parent, child).eps
-        setattr(parent, child, CarriedInstanceNorm(index, eps))
+        setattr(parent, child, CarriedInstanceNorm(index, getattr(parent, child)))
     return carried
 
 

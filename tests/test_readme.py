@@ -113,6 +113,8 @@ def _make_the_files_the_readme_names(root: Path) -> None:
         (root / folder).mkdir(parents=True)
         Image.fromarray(image).save(root / folder / "a.png")
     (root / "horse2zebra.pth").write_bytes(official_file(3))
+    (root / "G_AB_200.pth").write_bytes(official_file(4))
+    write_run(root / "runs", "h2z")
 
 
 @pytest.mark.parametrize("args", [["cyc", "run", "x.mp4", "--no-such-option"], ["cyc", "run", "x", "--engine", "nope"]])

@@ -106,9 +106,9 @@ def inception_weights(console=None) -> Path:
 def _holds_only_tensors(path: Path) -> None:
     import torch
 
-    from cyclegan_cli.models.weights import _torch_load  # the weights-only loader, with its one-line errors
+    from cyclegan_cli.models.weights import torch_load  # the weights-only loader, with its one-line errors
 
-    state = _torch_load(path, fix="a damaged or altered copy (loading it could run code)")
+    state = torch_load(path, fix="a damaged or altered copy (loading it could run code)")
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
 

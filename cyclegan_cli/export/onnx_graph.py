@@ -54,16 +54,20 @@ def _exportable(generator, fp16: bool):
     from torch.nn import functional as F
 
     class Float32InstanceNorm(nn.Module):
-        """InstanceNorm computed in float32 whatever the activations' dtype, the result cast back."""
+        """InstanceNorm computed in float32 whatever the activations' dtype (its learned scale and shift too,
+        where it has them), the result cast back."""
 
         def __init__(self, norm: nn.InstanceNorm2d):
             super().__init__()
-            if norm.affine or norm.track_running_stats:
-                raise CycError("export: only InstanceNorm without affine parameters or running stats is supported")
+            if norm.track_running_stats:
+                raise CycError("export: InstanceNorm with running statistics is not supported")
             self.eps = norm.eps
+            self.register_buffer("scale", norm.weight.detach().float().clone() if norm.affine else None)
+            self.register_buffer("shift", norm.bias.detach().float().clone() if norm.affine else None)
 
         def forward(self, x):
-            return F.instance_norm(x.float(), eps=self.eps).to(x.dtype)
+            scale, shift = (None, None) if self.scale is None else (self.scale.float(), self.shift.float())
+            return F.instance_norm(x.float(), weight=scale, bias=shift, eps=self.eps).to(x.dtype)  # .half() cast them
 
     class Graph(nn.Module):
         def __init__(self, net: nn.Module, dtype):

@@ -14,18 +14,15 @@ from typing import TYPE_CHECKING
 
 from cyclegan_cli.atomic import atomic_write_bytes
 from cyclegan_cli.errors import UsageError, WeightsError, first_line
+from cyclegan_cli.models.layouts import known_way, networks, pick, recognise
 from cyclegan_cli.models.run_folder import RunFolder
 
 if TYPE_CHECKING:
-    import torch
-
     from cyclegan_cli.models.architectures import ResnetGenerator
 
 DIRECTIONS = ("AtoB", "BtoA")
 CHECKPOINT_FORMAT = "cyc-checkpoint"
 GENERATOR_FORMAT = "cyc-generator"
-# Official files sometimes carry buffers of a norm layer that had running stats; our InstanceNorm has none.
-_STALE_NORM_KEY = re.compile(r"\.(running_mean|running_var|num_batches_tracked)$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,10 @@ class GeneratorInfo:
     domain_b: str = "B"
     source: str = ""
     kind: str = ""  # checkpoint, safetensors, official (a run folder reads as one of the first two)
+    norm: str = "instance"  # the variant (models.architectures.NORMS, UPSAMPLINGS): the reference's by default
+    upsample: str = "transposed"
+    bias: bool = True
+    family: str = ""  # whose layout a file not written by cyc has (models.layouts)
 
     @property
     def architecture(self) -> str:
@@ -54,6 +55,9 @@ class GeneratorInfo:
             "direction": self.direction,
             "domain_a": self.domain_a,
             "domain_b": self.domain_b,
+            "norm": self.norm,
+            "upsample": self.upsample,
+            "conv_bias": "true" if self.bias else "false",
         }
 
 
@@ -85,21 +89,18 @@ def read_generator_state(source: str | Path, direction: str = "AtoB") -> tuple[d
         return _read_run_folder(path, direction)
     if path.suffix == ".safetensors":
         return _read_safetensors(path, direction)
-    payload = _torch_load(path)
+    payload = torch_load(path)
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
         return _state_from_checkpoint(payload, path, direction)
-    if isinstance(payload, dict) and any(str(k).startswith("model.") for k in payload):
-        return _state_from_official(payload, path, direction)
-    raise WeightsError(
-        f"{path}: not a CycleGAN generator (expected a cyc checkpoint, a .safetensors generator "
-        "or an official resnet generator .pth)"
-    )
+    return _state_from_other(payload, path, direction)
 
 
 def build_generator(state: dict, info: GeneratorInfo) -> ResnetGenerator:
     from cyclegan_cli.models.architectures import ResnetGenerator
 
-    model = ResnetGenerator(ngf=info.ngf, n_blocks=info.n_blocks)
+    model = ResnetGenerator(
+        ngf=info.ngf, n_blocks=info.n_blocks, norm=info.norm, upsample=info.upsample, bias=info.bias
+    )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -107,18 +108,6 @@ def build_generator(state: dict, info: GeneratorInfo) -> ResnetGenerator:
             f"{info.source}: weights do not fit a {info.architecture} generator ({first_line(exc)})"
         ) from None
     return model
-
-
-def infer_architecture(state: dict, path: Path) -> tuple[int, int]:
-    """ngf and the number of residual blocks, from the keys and shapes of an official-layout state dict."""
-    try:
-        ngf = int(state["model.1.weight"].shape[0])
-    except (KeyError, AttributeError, IndexError):
-        raise WeightsError(f"{path}: no first conv 'model.1.weight': not a resnet generator") from None
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
-    if not blocks:
-        raise WeightsError(f"{path}: no residual blocks: not a resnet generator (unet generators are not supported)")
-    return ngf, len(blocks)
 
 
 def save_generator(model, info: GeneratorInfo, path: str | Path) -> None:
@@ -132,7 +121,7 @@ def save_generator(model, info: GeneratorInfo, path: str | Path) -> None:
 # --- the individual formats ---------------------------------------------------------------------------------
 
 
-def _torch_load(path: Path, fix: str = "save a plain state_dict (or .safetensors) where it was made"):
+def torch_load(path: Path, fix: str = "save a plain state_dict (or .safetensors) where it was made"):
     """``torch.load`` with ``weights_only``: bad bytes or a pickled object become a one-line WeightsError;
     ``fix`` ends the message for a file that holds a Python object."""
     import pickle
@@ -160,7 +149,7 @@ def _read_run_folder(folder: Path, direction: str) -> tuple[dict, GeneratorInfo]
     run = RunFolder(folder)
     last, exported = run.last_checkpoint, run.generator(generator_key(direction))
     if last.is_file() and not (exported.is_file() and exported.stat().st_mtime >= last.stat().st_mtime):
-        return _state_from_checkpoint(_torch_load(last), last, direction)
+        return _state_from_checkpoint(torch_load(last), last, direction)
     if exported.is_file():
         return _read_safetensors(exported, direction)
     raise UsageError(f"{folder}: not a run folder (no checkpoints/last.pt and no {exported.name})")
@@ -198,10 +187,18 @@ def _read_safetensors(path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: truncated or not a safetensors file ({exc})") from None
     if meta.get("format") == GENERATOR_FORMAT:
-        ngf, n_blocks = int(meta["ngf"]), int(meta["n_blocks"])
+        variant = {
+            "ngf": int(meta["ngf"]),
+            "n_blocks": int(meta["n_blocks"]),
+            "norm": meta.get("norm", "instance"),
+            "upsample": meta.get("upsample", "transposed"),
+            "bias": meta.get("conv_bias", "true") == "true",
+        }
         stored = meta.get("direction", "AtoB")
     else:  # a plain state dict saved as safetensors by someone else: read the shapes, assume AtoB
-        ngf, n_blocks = infer_architecture(state, path)
+        found = recognise(state, path, natural_order=True)
+        state = found.state
+        variant = {k: getattr(found, k) for k in ("ngf", "n_blocks", "norm", "upsample", "bias", "family")}
         stored = "AtoB"
     if stored != direction:
         raise UsageError(
@@ -209,24 +206,39 @@ def _read_safetensors(path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
             f"or the run folder that holds both"
         )
     info = GeneratorInfo(
-        ngf=ngf,
-        n_blocks=n_blocks,
         direction=direction,
         domain_a=meta.get("domain_a", "A"),
         domain_b=meta.get("domain_b", "B"),
         source=str(path),
         kind="safetensors",
+        **variant,
     )
     return state, info
 
 
-def _state_from_official(payload: dict, path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
-    if direction != "AtoB":
+def _state_from_other(payload, path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+    """A generator file written by another implementation (the reference's or a re-implementation's), wrappers
+    and several networks allowed (:mod:`cyclegan_cli.models.layouts`)."""
+    name, state = pick(networks(payload, path), direction, path)
+    stored = known_way(name) if name else None
+    if stored is None and direction != "AtoB":
         raise UsageError(
-            f"{path}: an official generator file translates one way only (AtoB); for the other way use its "
+            f"{path}: a generator file of one network translates one way only (AtoB); for the other way use its "
             "partner file (e.g. zebra2horse for horse2zebra)"
         )
-    state: dict[str, torch.Tensor] = {k: v for k, v in payload.items() if not _STALE_NORM_KEY.search(k)}
-    ngf, n_blocks = infer_architecture(state, path)
-    info = GeneratorInfo(ngf=ngf, n_blocks=n_blocks, direction="AtoB", source=str(path), kind="official")
-    return state, info
+    if stored is not None and stored != direction:
+        raise UsageError(f"{path}: its one generator ({name}) translates {stored}, not {direction}")
+    found = recognise(state, path)
+    family = f"{found.family}, network {name}" if name else found.family
+    info = GeneratorInfo(
+        ngf=found.ngf,
+        n_blocks=found.n_blocks,
+        direction=direction,
+        source=str(path),
+        kind="official",
+        norm=found.norm,
+        upsample=found.upsample,
+        bias=found.bias,
+        family=family,
+    )
+    return found.state, info

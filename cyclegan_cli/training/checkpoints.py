@@ -253,9 +253,9 @@ class Resume:
 def _read(path: Path) -> dict:
     """A cyc training checkpoint from ``path``: WeightsError when its bytes do not load, UsageError when they load
     but are something else."""
-    from cyclegan_cli.models.weights import _torch_load  # one place that turns bad bytes into a one-line error
+    from cyclegan_cli.models.weights import torch_load  # one place that turns bad bytes into a one-line error
 
-    payload = _torch_load(path)
+    payload = torch_load(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "optimizers" not in payload:
         raise UsageError(f"--resume: {path} is not a resumable cyc training checkpoint")
     return payload
