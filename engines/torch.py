@@ -42,6 +42,8 @@ class TorchEngine(Engine):
         for p in net.parameters():
             p.requires_grad_(False)
         self._eager = net
+        # --stable-strength carries InstanceNorm statistics; a generator with BatchNorm has none to carry
+        self.carries_statistics = any(isinstance(m, torch.nn.InstanceNorm2d) for m in net.modules())
         self._net = self._prepare(net)
         self._carried_net = None  # built on first use: a copy whose InstanceNorms carry statistics (eager)
 

@@ -232,6 +232,22 @@ def test_compiled_bf16_training_takes_the_eager_steps_and_resumes(tmp_path):
     assert load_ckpt(tmp_path / "compiled" / "c" / "checkpoints" / "last.pt")["step"] == 3
 
 
+def test_a_relative_data_folder_is_recorded_absolute_so_a_resume_finds_it_from_anywhere(tmp_path, monkeypatch):
+    """config.json and every checkpoint record the data folder resolved: --resume from another folder trains on
+    the same images."""
+    make_domains(tmp_path / "data", count=4)
+    monkeypatch.chdir(tmp_path)
+    first = cyc_train("data", "--out", "runs", "--name", "rel", *CPU, *TINY, "--max-steps", "1")
+    assert first.exit_code == 0, first.output
+    absolute = str((tmp_path / "data").resolve())
+    assert json.loads((tmp_path / "runs" / "rel" / "config.json").read_text())["dataroot"] == absolute
+    assert load_ckpt(tmp_path / "runs" / "rel" / "checkpoints" / "last.pt")["config"]["dataroot"] == absolute
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = cyc_train("--out", str(tmp_path / "runs"), "--name", "rel", "--resume", "--max-steps", "2", *CPU)
+    assert again.exit_code == 0, again.output
+
+
 def test_resume_refusals(tmp_path):
     dataroot = make_domains(tmp_path / "data", count=2)
     missing = cyc_train("--out", str(tmp_path / "runs"), "--name", "nothing", "--resume")

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from cyclegan_cli.cli import cli
+from cyclegan_cli.errors import WeightsError
 from cyclegan_cli.framing import to_input_tensor
 from cyclegan_cli.models.weights import load_generator, save_generator
 from tests.helpers import CPU, real_clip, write_run
@@ -358,3 +359,71 @@ def test_an_affine_norm_exports_to_fp16_with_its_norms_in_fp32(family_files, tmp
         norms = instance_norm_dtypes(tmp_path / f"{key}.fp16.onnx")
         assert len(norms) == 5 + 2 * BLOCKS  # after every conv but the last
         assert all(n.input == n.output == "float32" for n in norms)
+
+
+def test_the_names_that_say_a_direction():
+    from cyclegan_cli.models.layouts import known_way
+
+    for name in ("G_A2B", "netG_A", "G_AB", "generator_ab", "G_AtoB", "module.G_A2B"):
+        assert known_way(name) == "AtoB", name
+    for name in ("G_B2A", "netG_B", "G_BA", "generator_ba", "G_BtoA"):
+        assert known_way(name) == "BtoA", name
+    for name in ("generator", "first", "D_A", "netD_B", "model"):
+        assert known_way(name) is None, name
+
+
+def test_prefixed_networks_in_one_flat_file_and_in_safetensors(tmp_path):
+    """G_A2B.* and G_B2A.* keys in one flat state dict, as .pth and as a safetensors file written by someone else
+    (keys sorted: read in natural order, model.10 after model.9)."""
+    from safetensors.torch import save_file
+
+    g_ab, g_ba = seeded(PyTorchGanGenerator(blocks=5), 5), seeded(PyTorchGanGenerator(blocks=5), 6)
+    flat = {f"G_A2B.{k}": v for k, v in g_ab.state_dict().items()}
+    flat |= {f"G_B2A.{k}": v for k, v in g_ba.state_dict().items()}
+    torch.save(flat, tmp_path / "flat.pth")
+    save_file({k: v.contiguous() for k, v in flat.items()}, str(tmp_path / "flat.safetensors"))
+    for path in (tmp_path / "flat.pth", tmp_path / "flat.safetensors"):
+        assert_translates_alike(path, "AtoB", g_ab)
+        assert_translates_alike(path, "BtoA", g_ba)
+
+
+def test_every_variant_round_trips_through_cyc_safetensors(family_files, tmp_path):
+    for family in ("affine, several networks", "batchnorm, wrapped"):
+        path, modules = family_files[family]
+        model, info = load_generator(path, "AtoB")
+        save_generator(model, info, tmp_path / "G.safetensors")
+        assert_translates_alike(tmp_path / "G.safetensors", "AtoB", modules["AtoB"])
+
+
+def test_convs_with_and_without_bias_in_one_file_are_refused(tmp_path):
+    state = RenamedGenerator("instance", True).state_dict()
+    del state["down.0.bias"]
+    torch.save(state, tmp_path / "mixed.pth")
+    with pytest.raises(WeightsError, match="some convs have a bias and some do not"):
+        load_generator(tmp_path / "mixed.pth", "AtoB")
+
+
+def test_carried_statistics_keep_a_learned_scale_and_shift(family_files):
+    """The torch engine's carried InstanceNorm: on a frame seen twice, the carried statistics are the frame's own,
+    so the second output is the plain one (within a grey level); it differs where scale and shift are dropped."""
+    from cyc_engines.torch import TorchEngine
+    from cyclegan_cli.plugin_api import ModelSource
+
+    path, _ = family_files["affine, several networks"]
+    model, info = load_generator(path, "AtoB")
+    engine = TorchEngine(ModelSource(path=path, direction="AtoB", generator=model, info=info))
+    assert engine.carries_statistics
+    frame = np.ascontiguousarray(photo(64, 96))
+    plain, state = engine(frame), engine.new_stream_state(0.5)
+    engine.run_carried(frame, state, [True])
+    again = engine.run_carried(frame, state, [False])
+    assert np.abs(again.astype(int) - plain.astype(int)).max() <= 1
+
+
+def test_a_batchnorm_generator_has_no_statistics_to_carry(family_files):
+    from cyc_engines.torch import TorchEngine
+    from cyclegan_cli.plugin_api import ModelSource
+
+    path, _ = family_files["batchnorm, wrapped"]
+    model, info = load_generator(path, "AtoB")
+    assert not TorchEngine(ModelSource(path=path, direction="AtoB", generator=model, info=info)).carries_statistics

@@ -62,12 +62,12 @@ def _exportable(generator, fp16: bool):
             if norm.track_running_stats:
                 raise CycError("export: InstanceNorm with running statistics is not supported")
             self.eps = norm.eps
-            self.register_buffer("scale", norm.weight.detach().float().clone() if norm.affine else None)
-            self.register_buffer("shift", norm.bias.detach().float().clone() if norm.affine else None)
+            # plain attributes, not buffers: the net's .half() must not round them
+            self.scale = norm.weight.detach().float().clone() if norm.affine else None
+            self.shift = norm.bias.detach().float().clone() if norm.affine else None
 
         def forward(self, x):
-            scale, shift = (None, None) if self.scale is None else (self.scale.float(), self.shift.float())
-            return F.instance_norm(x.float(), weight=scale, bias=shift, eps=self.eps).to(x.dtype)  # .half() cast them
+            return F.instance_norm(x.float(), weight=self.scale, bias=self.shift, eps=self.eps).to(x.dtype)
 
     class Graph(nn.Module):
         def __init__(self, net: nn.Module, dtype):

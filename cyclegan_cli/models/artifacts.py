@@ -81,7 +81,7 @@ def engine_pattern(direction: str) -> str:
 def export_dir(source: Path) -> Path:
     """A run folder's ``export/``; for ``<run>/checkpoints/x.pt`` the run's; for a lone file, ``export/`` beside it."""
     run = RunFolder.holding(source)
-    return run.export if run is not None else Path(source).parent / "export"
+    return (run or RunFolder(Path(source).parent)).export
 
 
 # --- sidecars -------------------------------------------------------------------------------------------------------

@@ -135,8 +135,12 @@ def _exported(path: Path) -> dict[str, Any]:
     if source and Path(source).exists():
         from cyclegan_cli.models.weights import load_generator
 
-        generator, _ = load_generator(source, sidecar.get("direction", "AtoB"))
-        facts["digest"] = digest_problem(sidecar, generator) or f"matches {source}"
+        try:
+            generator, _ = load_generator(source, sidecar.get("direction", "AtoB"))
+        except CycError as error:  # the file's own facts still stand
+            facts["digest"] = f"not checked: its source cannot be read ({first_line(error)})"
+        else:
+            facts["digest"] = digest_problem(sidecar, generator) or f"matches {source}"
     else:
         facts["digest"] = f"not checked: its source {source or '(not recorded)'} is not here"
     return facts

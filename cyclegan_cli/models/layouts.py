@@ -61,12 +61,15 @@ class _Layer:
         return weight is not None and weight.dim() == 4
 
 
-def networks(payload, path: Path) -> dict[str, dict]:
-    """The state dicts a loaded file holds, by network name ("" for a file of one network), wrappers removed."""
+def networks(payload, path: Path, natural_order: bool = False) -> dict[str, dict]:
+    """The state dicts a loaded file holds, by network name ("" for a file of one network), wrappers removed.
+    ``natural_order``: the file's keys are sorted (safetensors): read them in natural order instead."""
     if not isinstance(payload, dict):
         raise WeightsError(f"{path}: holds a {type(payload).__name__}, not a state dict of tensors")
+    if natural_order:
+        payload = {k: payload[k] for k in sorted(payload, key=lambda k: _natural(str(k)))}
     for key in _WRAPPERS:  # {"state_dict": {...}} and the like, alone or beside counters and settings
-        if isinstance(payload.get(key), dict) and _tensors(payload[key]):
+        if isinstance(payload.get(key), dict) and _holds_tensors(payload[key]):
             return networks(payload[key], path)
     nested = {str(k): v for k, v in payload.items() if isinstance(v, dict) and _tensors(v)}
     if nested:
@@ -83,16 +86,19 @@ def networks(payload, path: Path) -> dict[str, dict]:
     return {"": state}
 
 
-def recognise(state: dict, path: Path, natural_order: bool = False) -> Recognised:
-    """The ResNet generator in ``state`` (one network's tensors), mapped onto cyc's layout; a WeightsError that
-    names what was found where it is none."""
-    keys = sorted(state, key=_natural) if natural_order else list(state)
-    layers = _layers({k: state[k] for k in keys})
+def recognise(state: dict, path: Path) -> Recognised:
+    """The ResNet generator in ``state`` (one network's tensors, in the order they were saved), mapped onto cyc's
+    layout; a WeightsError that names what was found where it is none."""
+    keys = list(state)
+    layers = _layers(state)
     convs = [layer for layer in layers if layer.is_conv]
     norms = [layer for layer in layers if not layer.is_conv]
     ngf, n_blocks, upsample = shape = _shape(convs, path, state)
     norm = _norm_kind(norms, path)
-    bias = all("bias" in conv.tensors for conv in convs[:-1])
+    biases = {"bias" in conv.tensors for conv in convs[:-1]}
+    if len(biases) > 1:
+        raise WeightsError(f"{path}: some convs have a bias and some do not: not one generator of a known layout")
+    bias = biases.pop()
     state = _canonical(convs, norms, shape, norm, bias, path)
     return Recognised(ngf, n_blocks, norm, upsample, bias, _family(keys, upsample), state)
 
@@ -112,7 +118,7 @@ def pick(found: dict[str, dict], direction: str, path: Path) -> tuple[str, dict]
     listed = ", ".join(f"{name} ({ways[name] or 'way unknown'})" for name in generators)
     raise UsageError(
         f"{path}: holds {len(generators)} generators ({listed}) and their names do not say which translates "
-        f"{direction}: save the one you mean alone (torch.save(torch.load(FILE)['NAME'], 'G.pth')) and pass that"
+        f"{direction}: save the one you mean alone (its state_dict, as one file) and pass that file"
     )
 
 
@@ -125,6 +131,11 @@ def _is_tensor(value) -> bool:
 
 def _tensors(mapping: dict) -> bool:
     return any(_is_tensor(v) for v in mapping.values())
+
+
+def _holds_tensors(mapping: dict) -> bool:
+    """Tensors in ``mapping`` or in the dicts it holds (a wrapper of several networks)."""
+    return _tensors(mapping) or any(isinstance(v, dict) and _tensors(v) for v in mapping.values())
 
 
 def _strip_module(state: dict) -> dict:
@@ -239,8 +250,9 @@ def _position(layer: _Layer, convs: list[_Layer], norms: list[_Layer]) -> float:
 
 
 def _looks_like_generator(state: dict) -> bool:
-    weights = [t for k, t in state.items() if k.endswith("weight") and _is_tensor(t) and t.dim() == 4]
-    return len(weights) >= 7 and tuple(weights[0].shape[1:]) == (3, 7, 7)
+    """Seven convs or more, from 3 channels (7x7) back to 3 (7x7): a whole generator, not a part of one."""
+    weights = [tuple(t.shape) for k, t in state.items() if k.endswith("weight") and _is_tensor(t) and t.dim() == 4]
+    return len(weights) >= 7 and weights[0][1:] == (3, 7, 7) and weights[-1] == (3, weights[0][0], 7, 7)
 
 
 def known_way(name: str) -> str | None:

@@ -1,8 +1,9 @@
 """Weights I/O: one entry point that turns any generator source into a ready model.
 
-Sources: a run folder, a training checkpoint (``*.pt``), a ``*.safetensors`` generator written by cyc, or an
-official CycleGAN ``*.pth`` generator file. Everything is read with ``torch.load(weights_only=True)`` or
-safetensors: no pickle code from a file ever runs.
+Sources: a run folder, a training checkpoint (``*.pt``), a ``*.safetensors`` generator written by cyc, or a
+generator file of another implementation (the reference's ``*.pth``, the re-implementations' layouts, wrappers and
+files of several networks: :mod:`cyclegan_cli.models.layouts`), as ``.pth`` or ``.safetensors``. Everything is read
+with ``torch.load(weights_only=True)`` or safetensors: no pickle code from a file ever runs.
 """
 
 from __future__ import annotations
@@ -195,11 +196,8 @@ def _read_safetensors(path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
             "bias": meta.get("conv_bias", "true") == "true",
         }
         stored = meta.get("direction", "AtoB")
-    else:  # a plain state dict saved as safetensors by someone else: read the shapes, assume AtoB
-        found = recognise(state, path, natural_order=True)
-        state = found.state
-        variant = {k: getattr(found, k) for k in ("ngf", "n_blocks", "norm", "upsample", "bias", "family")}
-        stored = "AtoB"
+    else:  # written by someone else: as any other implementation's file (keys sorted: read in natural order)
+        return _state_from_other(state, path, direction, kind="safetensors", natural_order=True)
     if stored != direction:
         raise UsageError(
             f"{path}: this file translates {stored}, not {direction}: pass the other direction's file, "
@@ -216,10 +214,12 @@ def _read_safetensors(path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
     return state, info
 
 
-def _state_from_other(payload, path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+def _state_from_other(
+    payload, path: Path, direction: str, kind: str = "official", natural_order: bool = False
+) -> tuple[dict, GeneratorInfo]:
     """A generator file written by another implementation (the reference's or a re-implementation's), wrappers
     and several networks allowed (:mod:`cyclegan_cli.models.layouts`)."""
-    name, state = pick(networks(payload, path), direction, path)
+    name, state = pick(networks(payload, path, natural_order), direction, path)
     stored = known_way(name) if name else None
     if stored is None and direction != "AtoB":
         raise UsageError(
@@ -235,7 +235,7 @@ def _state_from_other(payload, path: Path, direction: str) -> tuple[dict, Genera
         n_blocks=found.n_blocks,
         direction=direction,
         source=str(path),
-        kind="official",
+        kind=kind,
         norm=found.norm,
         upsample=found.upsample,
         bias=found.bias,

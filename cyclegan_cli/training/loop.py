@@ -251,6 +251,7 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
     (``ranks``): this rank's device, pools and share of the data; only rank 0 writes. ``c`` is not changed: the
     run's settings (its data folders made absolute) are the returned run's ``config``."""
     domains, skipped = _scan_data(c, console, ranks)
+    c = _with_absolute_data(c)  # what config.json and every checkpoint record: a resume finds the data from anywhere
     dataset = training_data.UnpairedDataset(domains.files_a, domains.files_b, c.load_size, c.crop_size, c.flip, c.seed)
     steps_per_epoch = training_data.batches_per_epoch(len(dataset), c.batch_size, ranks.world)
     total_steps = c.total_epochs * steps_per_epoch
@@ -266,8 +267,7 @@ def setup(c: TrainConfig, resume: Resume | None, console, ranks: distributed.Ran
         restore_state(s, resume.payload, resume.path, ranks.rank)
         notes += _resume_notes(s, resume, len(dataset), ranks.world, steps_per_epoch)
 
-    # the run folder and config.json (data folders absolute, so a resumed run finds its data from anywhere)
-    c = _with_absolute_data(c)
+    # the run folder and config.json
     run_dir = Path(c.out) / c.name
     extra_config = _domains_record(domains)
     if ranks.main:

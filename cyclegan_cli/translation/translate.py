@@ -191,7 +191,7 @@ def _stable_note(stable: StableSettings, engine) -> str:
         if engine.carries_statistics:
             parts.append(f"carried norm statistics (momentum {stable.norm_momentum:g})")
         else:
-            parts.append(f"the {engine.name} engine cannot carry norm statistics")
+            parts.append(f"no carried norm statistics (the {engine.name} engine, or this generator's norms, cannot)")
     return "stable video: " + "; ".join(parts) + ", reset at scene cuts"
 
 
