@@ -147,8 +147,8 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_metrics_rows_count_every_step_once_in_short_runs_and_resumes(tmp_path):
     """A run shorter than --log-every still writes its row at its last step, the mean of exactly its steps'
-    losses; --resume adds the next rows only, each the mean of its own steps. The per-step losses come from a
-    --log-every 1 run of the same steps (resuming is bit for bit, tested above)."""
+    losses; --resume adds the next rows only, each the mean of its own steps; a checkpoint ends a row. The
+    per-step losses come from a --log-every 1 run of the same steps (resuming is bit for bit, tested above)."""
     dataroot = make_domains(tmp_path / "data", count=4)
     common = [str(dataroot), "--name", "m", *CPU, *TINY, "--save-every", "100", "--sample-every", "100"]
     each = cyc_train(*common, "--out", str(tmp_path / "each"), "--max-steps", "6", "--log-every", "1")
@@ -174,6 +174,15 @@ def test_metrics_rows_count_every_step_once_in_short_runs_and_resumes(tmp_path):
     assert [r["step"] for r in rows] == ["3", "4", "6"]  # step 4 is a multiple of 4; 6 is the run's end
     assert losses(rows[1]) == pytest.approx(mean_of(range(4, 5)), abs=2e-6)
     assert losses(rows[2]) == pytest.approx(mean_of(range(5, 7)), abs=2e-6)
+
+    # a checkpoint ends a row too, so that a resume from it continues right after a row: saves at 3 and 5 (the end)
+    options = ["--max-steps", "5", "--log-every", "4", "--save-every", "3", "--sample-every", "100"]
+    saved = cyc_train(str(dataroot), "--name", "m", *CPU, *TINY, "--out", str(tmp_path / "saved"), *options)
+    assert saved.exit_code == 0, saved.output
+    rows = read_metrics(tmp_path / "saved" / "m")
+    assert [r["step"] for r in rows] == ["3", "4", "5"]
+    for row, steps in zip(rows, (range(1, 4), range(4, 5), range(5, 6))):
+        assert losses(row) == pytest.approx(mean_of(steps), abs=2e-6)
 
 
 def test_bf16_training_runs_in_bf16_and_resumes_bit_for_bit(tmp_path):

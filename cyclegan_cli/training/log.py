@@ -47,9 +47,10 @@ class TrainLog:
     On a terminal, a rich progress bar (epoch, steps, the last step's losses, the rate over the last 20 steps);
     elsewhere (a log file), a plain line every ``log_every`` steps instead. Every ``log_every`` steps, the mean
     losses of those steps as a row of ``metrics.csv`` and as TensorBoard scalars (where tensorboard is installed);
-    when the session ends (its last step, Ctrl-C, an error), one more row for the steps since the last one, so
-    that a run shorter than ``log_every`` still has its row. Resuming at step N drops the rows past N that an
-    interrupted session had written and counts from step N + 1: no step is in two rows. A context manager: it
+    when a checkpoint is written (:meth:`flush`) and when the session ends (its last step, Ctrl-C, an error), one
+    more row for the steps since the last one, so that a run shorter than ``log_every`` still has its row and every
+    checkpoint's step ends a row. Resuming at step N drops the rows past N that an interrupted session had written
+    and counts from step N + 1: every step is in one row, and no step in two. A context manager: it
     starts the bar, and at the end writes the last row, stops the bar and closes the files.
     """
 
@@ -119,6 +120,11 @@ class TrainLog:
         if self.tb is not None:
             self.tb.close()
 
+    def flush(self) -> None:
+        """The row of the steps since the last one, now: a checkpoint of this step is being written."""
+        if self.window and self.last is not None:
+            self._row(self.last)
+
     def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
         """After each step: the bar; every ``log_every`` steps, a row of mean losses (and the plain line)."""
         self.step_times.append(seconds)
@@ -186,6 +192,9 @@ class QuietLog:
         pass
 
     def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def evaluation(self, result: Evaluation, epoch: int) -> None:
