@@ -182,10 +182,10 @@ def run(
                          --int8') or one quantized here before (the cache), when its weights
                          digest matches and its measured PSNR passes --min-psnr; else, for a job
                          long enough to repay quantizing at start (256x256 is 0.066
-                         megapixel-frames, 720p 0.92), quantized from the job's frames (about 13 s
-                         more before the first frame, full generator, 2 cores) and cached; long
-                         enough is {factor:g} times the break-even measured on the kind of CPU, in
-                         megapixel-frames ('cyc doctor' says which applies here):
+                         megapixel-frames, 720p 0.92), quantized from the job's frames (13-19 s
+                         more before the first frame on the CPUs measured, full generator, 2 cores)
+                         and cached; long enough is {factor:g} times the break-even measured on the
+                         kind of CPU, in megapixel-frames ('cyc doctor' says which applies here):
                            {kinds}
                          below the gate, or for shorter jobs, the rules below, and the reason
                          says why
