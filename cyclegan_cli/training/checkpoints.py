@@ -144,8 +144,8 @@ class Checkpointer:
     ``saved_step``: the step of the checkpoint already on disk (the one resumed from), None for a new run.
     ``ranks``: this process's place (:mod:`cyclegan_cli.training.distributed`); when several ranks train, every rank
     calls :meth:`save` at the same step, rank 0 gathers the others' parts and writes while they wait; ``warn``
-    (rank 0) hears of unreadable images that only another rank met; ``on_save`` is called before each checkpoint is
-    written (the log ends its row there).
+    (rank 0) hears of unreadable images that only another rank met; ``on_save``, where set, is called before each
+    checkpoint is written (the log ends its row there).
     """
 
     def __init__(
@@ -159,7 +159,6 @@ class Checkpointer:
         elapsed_s: float,
         ranks: distributed.Ranks,
         warn: Callable[[str], None] | None = None,
-        on_save: Callable[[], None] | None = None,
     ):
         self.run_dir, self.extra_config, self.skipped, self.keep = run_dir, extra_config, skipped, keep
         self.path = path or RunFolder(run_dir).last_checkpoint  # the newest checkpoint
@@ -167,7 +166,8 @@ class Checkpointer:
         self.busy_with: str | None = None  # what is half done while the state must not be saved
         self.elapsed_before = elapsed_s  # training time of the run's earlier sessions
         self.started = time.perf_counter()
-        self.ranks, self.warn, self.on_save = ranks, warn, on_save
+        self.ranks, self.warn = ranks, warn
+        self.on_save: Callable[[], None] | None = None  # called before each checkpoint is written
 
     @property
     def saveable(self) -> bool:

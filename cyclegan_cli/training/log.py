@@ -121,9 +121,10 @@ class TrainLog:
             self.tb.close()
 
     def flush(self) -> None:
-        """The row of the steps since the last one, now: a checkpoint of this step is being written."""
+        """The row of the steps since the last one, now: a checkpoint of this step is being written (no plain line:
+        those come every ``log_every`` steps)."""
         if self.window and self.last is not None:
-            self._row(self.last)
+            self._row(self.last, plain=False)
 
     def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
         """After each step: the bar; every ``log_every`` steps, a row of mean losses (and the plain line)."""

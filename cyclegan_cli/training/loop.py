@@ -461,17 +461,9 @@ def _train(config: TrainConfig, explicit: set[str] | None, console, ranks: distr
     saved_step = s.step if resumed_from is not None else None
     log = TrainLog(run.dir, c, s, run.total_steps, console, resume_step=saved_step) if run.main else QuietLog()
     checkpointer = Checkpointer(
-        run.dir,
-        run.extra_config,
-        run.skipped,
-        c.keep,
-        resumed_from,
-        saved_step,
-        s.elapsed_s,
-        ranks,
-        log.warn,
-        log.flush,
+        run.dir, run.extra_config, run.skipped, c.keep, resumed_from, saved_step, s.elapsed_s, ranks, log.warn
     )
+    checkpointer.on_save = log.flush  # a checkpoint ends a row of metrics.csv
     start_step, started = s.step, time.perf_counter()
     pin = s.device.type == "cuda"  # page-locked batches: asynchronous copies to the GPU
 
