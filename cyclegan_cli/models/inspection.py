@@ -65,25 +65,23 @@ def generator_facts(info: GeneratorInfo, state: dict) -> dict[str, Any]:
 
 def _weights(path: Path) -> dict[str, Any]:
     """A run folder, a cyc checkpoint or safetensors generator, or another implementation's file."""
-    facts: dict[str, Any] = {}
-    generators = {}
+    generators, infos = {}, []
     for direction in DIRECTIONS:
         try:
             state, info = read_generator_state(path, direction)
         except UsageError:  # a file of one direction: the other is not in it
             continue
         generators[direction] = generator_facts(info, state)
-        facts.setdefault("format", _format(path, info))
-        if info.family:
-            facts.setdefault("family", info.family)
-        facts.setdefault("domains", f"{info.domain_a} -> {info.domain_b}")
-        facts.setdefault("_source", info.source)
-    if not generators:  # neither way reads: say why, the way cyc run would
+        infos.append(info)
+    if not infos:  # neither way reads: say why, the way cyc run would
         read_generator_state(path, "AtoB")
-    source = Path(facts.pop("_source"))
+    info = infos[0]
+    facts: dict[str, Any] = {"format": _format(path, info)}
+    if info.family:
+        facts["family"] = info.family
+    facts["domains"] = f"{info.domain_a} -> {info.domain_b}"
     facts["generators"] = generators
-    facts.update(_training(source))
-    return facts
+    return facts | _training(Path(info.source))
 
 
 def _format(path: Path, info: GeneratorInfo) -> str:

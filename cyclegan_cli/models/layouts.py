@@ -226,8 +226,8 @@ def _canonical(convs, norms, shape, norm: str, bias: bool, path: Path) -> dict:
     ngf, n_blocks, upsample = shape
     model = ResnetGenerator(ngf, n_blocks, norm=norm, upsample=upsample, bias=bias)
     target = _layers(model.state_dict())
-    theirs = [layer for layer in convs + norms if layer.is_conv or norm != "instance"]
-    theirs.sort(key=lambda layer: _position(layer, convs, norms))
+    # each conv but the last followed by its norm (plain InstanceNorm has no tensors: the convs alone)
+    theirs = convs if norm == "instance" else [*(layer for pair in zip(convs, norms) for layer in pair), convs[-1]]
     if len(target) != len(theirs):
         raise WeightsError(f"{path}: {len(theirs)} layers where a {norm} generator has {len(target)}")
     state = {}
@@ -240,13 +240,6 @@ def _canonical(convs, norms, shape, norm: str, bias: bool, path: Path) -> dict:
                 raise WeightsError(f"{path}: {layer.name}.{suffix} does not fit {ours.name}.{suffix}")
             state[f"{ours.name}.{suffix}"] = found
     return state
-
-
-def _position(layer: _Layer, convs: list[_Layer], norms: list[_Layer]) -> float:
-    """Where a layer stands: a conv at its index among convs, its norm just after it (norms follow convs 1:1)."""
-    if layer.is_conv:
-        return float(convs.index(layer))
-    return norms.index(layer) + 0.5
 
 
 def _looks_like_generator(state: dict) -> bool:

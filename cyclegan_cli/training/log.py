@@ -113,18 +113,17 @@ class TrainLog:
         return self
 
     def __exit__(self, kind, *exc) -> None:
-        if self.window and self.last is not None:  # an error's one line is not preceded by a plain line
-            self._row(self.last, plain=kind is None or issubclass(kind, KeyboardInterrupt))
+        self.flush(plain=kind is None or issubclass(kind, KeyboardInterrupt))  # an error's one line stands alone
         self.bar.stop()
         self.file.close()
         if self.tb is not None:
             self.tb.close()
 
-    def flush(self) -> None:
-        """The row of the steps since the last one, now: a checkpoint of this step is being written (no plain line:
-        those come every ``log_every`` steps)."""
+    def flush(self, plain: bool = False) -> None:
+        """The row of the steps since the last one, now: a checkpoint of this step is being written, or the session
+        ends. The plain line only where ``plain`` (they come every ``log_every`` steps, and at a session's end)."""
         if self.window and self.last is not None:
-            self._row(self.last, plain=False)
+            self._row(self.last, plain)
 
     def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
         """After each step: the bar; every ``log_every`` steps, a row of mean losses (and the plain line)."""
@@ -195,7 +194,7 @@ class QuietLog:
     def step(self, s: TrainState, losses: torch.Tensor, seconds: float) -> None:
         pass
 
-    def flush(self) -> None:
+    def flush(self, plain: bool = False) -> None:
         pass
 
     def evaluation(self, result: Evaluation, epoch: int) -> None:
