@@ -56,6 +56,7 @@ def cli() -> None:
     A typical session:
       cyc datasets download horse2zebra          an official dataset -> data/horse2zebra
       cyc train data/horse2zebra --name h2z      train on trainA/ and trainB/ (resumable)
+      cyc distill runs/h2z --data photos/        a student 26x smaller that translates the same
       cyc export --fp16                          latest run -> ONNX (+ TensorRT engine on a GPU)
       cyc run video.mp4 --direction BtoA         translate a video, keeping its fps and audio
       cyc run photos/ --out painted/             translate a folder tree
@@ -73,6 +74,7 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from cyclegan_cli.commands.datasets import datasets
+    from cyclegan_cli.commands.distill import distill
     from cyclegan_cli.commands.doctor import doctor
     from cyclegan_cli.commands.eval import eval_
     from cyclegan_cli.commands.export import export
@@ -83,7 +85,7 @@ def _register_commands() -> None:
     from cyclegan_cli.commands.run import run
     from cyclegan_cli.commands.train import train
 
-    for command in (train, export, run, eval_, join, inspect, pretrained, datasets, plugins, doctor):
+    for command in (train, distill, export, run, eval_, join, inspect, pretrained, datasets, plugins, doctor):
         cli.add_command(command)
 
 

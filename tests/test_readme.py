@@ -25,7 +25,7 @@ from tests.helpers import make_video, probe, write_run
 from tests.test_downloads import FileServer, dataset_zip, official_file
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-PARSED_ONLY = {"train", "export"}  # minutes each with the README's settings
+PARSED_ONLY = {"train", "export", "distill"}  # minutes each with the README's settings
 
 
 def readme_commands() -> list[list[str]]:

@@ -302,27 +302,31 @@ def test_inspect_describes_what_it_cannot_load_and_refuses_only_a_missing_path(t
     assert missing.exit_code == 2 and "no such file" in missing.output
 
 
-@pytest.mark.parametrize("upsample", ["transposed", "resize"])
-def test_the_macs_formula_counts_every_conv_of_the_module(upsample):
-    """generator_macs against a count made by hooks on the module itself (output pixels x out x in x kernel area
-    for a conv, input pixels x in x out x kernel area for a transposed conv)."""
-    from cyclegan_cli.models.architectures import ResnetGenerator, generator_macs
+@pytest.mark.parametrize(
+    ("upsample", "blocks"), [("transposed", "full"), ("resize", "full"), ("transposed", "separable")]
+)
+def test_the_macs_formula_counts_every_conv_of_the_module(upsample, blocks):
+    """generator_macs against a count made by hooks on the module itself (output pixels x out x in / groups x
+    kernel area for a conv, input pixels x in x out x kernel area for a transposed conv); separable blocks are
+    cyc distill's students."""
+    from cyclegan_cli.models.architectures import ResnetGenerator
+    from cyclegan_cli.models.macs import generator_macs
 
-    model, counted = ResnetGenerator(NGF, BLOCKS, upsample=upsample), []
+    model, counted = ResnetGenerator(NGF, BLOCKS, upsample=upsample, blocks=blocks), []
 
     def count(layer, inputs, output):
         kernel = layer.weight.shape[-2] * layer.weight.shape[-1]
         if isinstance(layer, nn.ConvTranspose2d):
             counted.append(inputs[0].numel() * layer.out_channels * kernel)
         else:
-            counted.append(output.numel() * layer.in_channels * kernel)
+            counted.append(output.numel() * layer.in_channels // layer.groups * kernel)
 
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             layer.register_forward_hook(count)
     with torch.no_grad():
         model(torch.zeros(1, 3, 64, 48))
-    assert generator_macs(NGF, BLOCKS, 48, 64, upsample) == sum(counted)
+    assert generator_macs(NGF, BLOCKS, 48, 64, upsample, blocks) == sum(counted)
 
 
 def first_frames(path: Path, count: int) -> list[np.ndarray]:

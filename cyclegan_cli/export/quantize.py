@@ -154,7 +154,7 @@ def crop(image, rng) -> Any:
     return np.ascontiguousarray(image[top : top + h, left : left + w, :3])
 
 
-def media_files(spec: str | Path) -> list[Path]:
+def media_files(spec: str | Path, option: str = "--calibration") -> list[Path]:
     """A folder (searched recursively), a glob or a file -> the files some installed reader takes. Folders and
     globs are expanded as ``cyc run`` expands its inputs (:mod:`cyclegan_cli.translation.jobs`)."""
     from cyclegan_cli import registry
@@ -169,7 +169,7 @@ def media_files(spec: str | Path) -> list[Path]:
     elif GLOB_CHARACTERS & set(text):
         candidates = sorted(glob_files(text))  # in path order, as calibration has always taken them
     else:
-        raise UsageError(f"--calibration {text}: no such file, folder or glob match")
+        raise UsageError(f"{option} {text}: no such file, folder or glob match")
     readers = list(registry.load_all("readers").values())
     return [p for p in candidates if any(r.can_read(p) > 0 for r in readers)]
 
@@ -200,15 +200,16 @@ def _frames_of(reader, wanted: int, max_frames: int | None = None) -> Iterable:
 
 
 def calibration_from_files(
-    files: list[Path], source: str, wanted: int, *, max_frames: int | None = None, transform=None
+    files: list[Path], source: str, wanted: int, *, max_frames: int | None = None, transform=None, take=crop
 ) -> Calibration:
-    """Crops from ``files`` (images give one frame, a video up to its share); unreadable files skipped, counted."""
+    """Crops from ``files`` (images give one frame, a video up to its share); unreadable files skipped, counted.
+    ``take(image, rng)`` makes a frame's crop (``cyc distill`` keeps whole frames)."""
     from cyclegan_cli import registry
 
     def open_reader(path: Path):
         return registry.reader_for(path)(path, max_frames=max_frames)
 
-    return _collect([(path, open_reader) for path in files], source, wanted, max_frames, transform)
+    return _collect([(path, open_reader) for path in files], source, wanted, max_frames, transform, take)
 
 
 def calibration_from_jobs(jobs, wanted: int, *, max_frames: int | None = None, transform=None) -> Calibration:
@@ -217,7 +218,7 @@ def calibration_from_jobs(jobs, wanted: int, *, max_frames: int | None = None, t
     return _collect(items, "this job's inputs", wanted, max_frames, transform)
 
 
-def _collect(items: list, source: str, wanted: int, max_frames, transform) -> Calibration:
+def _collect(items: list, source: str, wanted: int, max_frames, transform, take=crop) -> Calibration:
     """Up to ``wanted`` crops from (path, open_reader) items, spread over them; what cannot be read is counted."""
     import numpy as np
 
@@ -231,7 +232,7 @@ def _collect(items: list, source: str, wanted: int, max_frames, transform) -> Ca
             break
         try:
             with open_reader(path) as reader:
-                got = _take(reader, min(per_item, wanted - len(result.frames)), max_frames, transform, rng)
+                got = _take(reader, min(per_item, wanted - len(result.frames)), max_frames, transform, take, rng)
         except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and counted, never fatal
             result.skipped.append((str(path), first_line(error)))
             continue
@@ -243,7 +244,7 @@ def _collect(items: list, source: str, wanted: int, max_frames, transform) -> Ca
     return result
 
 
-def _take(reader, count: int, max_frames, transform, rng) -> list:
+def _take(reader, count: int, max_frames, transform, take, rng) -> list:
     from cyclegan_cli.framing import MIN_SIDE
 
     crops = []
@@ -251,7 +252,7 @@ def _take(reader, count: int, max_frames, transform, rng) -> list:
         if transform is not None:
             frame = transform(frame)
         if min(frame.image.shape[:2]) >= MIN_SIDE:
-            crops.append(crop(frame.image, rng))
+            crops.append(take(frame.image, rng))
     return crops
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan_cli.errors import CycError, UsageError, first_line
-from cyclegan_cli.models.architectures import generator_macs
 from cyclegan_cli.models.weights import CHECKPOINT_FORMAT, DIRECTIONS, GeneratorInfo, read_generator_state
 
 EXPORTED_SUFFIXES = (".onnx", ".engine", ".xml")
@@ -53,13 +52,12 @@ def generator_facts(info: GeneratorInfo, state: dict) -> dict[str, Any]:
     return {
         "ngf": info.ngf,
         "blocks": info.n_blocks,
+        "block_convs": "depthwise-separable" if info.blocks == "separable" else "full 3x3",
         "norm": info.norm,
         "upsampling": "transposed conv" if info.upsample == "transposed" else "upsample + conv",
         "conv_bias": info.bias,
         "parameters": parameters,
-        f"gmacs_{width}x{height}": round(
-            generator_macs(info.ngf, info.n_blocks, width, height, info.upsample) / 1e9, 2
-        ),
+        f"gmacs_{width}x{height}": round(info.macs(width, height) / 1e9, 2),
     }
 
 
@@ -81,6 +79,8 @@ def _weights(path: Path) -> dict[str, Any]:
         facts["family"] = info.family
     facts["domains"] = f"{info.domain_a} -> {info.domain_b}"
     facts["generators"] = generators
+    if info.distillation:
+        facts["distilled"] = info.distillation
     return facts | _training(Path(info.source))
 
 

@@ -11,6 +11,7 @@
         samples/step_NNNNNN.png   the labelled sample grids
         metrics.csv               mean losses and held-out scores
         export/                   what cyc export writes (names in :mod:`cyclegan_cli.models.artifacts`)
+        pairs.npz                 cyc distill's frames and its teacher's outputs (a distillation run only)
 
 Imports nothing but the errors; the training settings (no torch) read :data:`RUNS_DIR` from here.
 """
@@ -77,6 +78,10 @@ class RunFolder:
     @property
     def export(self) -> Path:
         return self.path / "export"
+
+    @property
+    def pairs(self) -> Path:
+        return self.path / "pairs.npz"
 
     @classmethod
     def holding(cls, source: str | Path) -> RunFolder | None:

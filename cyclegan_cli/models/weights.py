@@ -8,6 +8,7 @@ with ``torch.load(weights_only=True)`` or safetensors: no pickle code from a fil
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,42 @@ class GeneratorInfo:
     upsample: str = "transposed"
     bias: bool = True
     family: str = ""  # whose layout a file not written by cyc has (models.layouts)
+    blocks: str = "full"  # the residual blocks' convs (models.architectures.BLOCKS): "separable" for a student
+    distilled: str = ""  # a student's provenance and fidelity (JSON, written by cyc distill); "" otherwise
 
     @property
     def architecture(self) -> str:
-        return f"resnet_{self.n_blocks}blocks"
+        return f"{'mobile_' if self.blocks == 'separable' else ''}resnet_{self.n_blocks}blocks"
+
+    @property
+    def distillation(self) -> dict:
+        """What ``cyc distill`` recorded of a student: its teacher's digest, steps, fidelity; {} for others."""
+        return json.loads(self.distilled) if self.distilled else {}
+
+    def macs(self, width: int, height: int) -> int:
+        from cyclegan_cli.models.macs import generator_macs
+
+        return generator_macs(self.ngf, self.n_blocks, width, height, self.upsample, self.blocks)
+
+    @property
+    def relative_work(self) -> float:
+        """This generator's MACs per frame against the reference's (width 64, 9 blocks): what the engine
+        choice's break-even figures, measured on that generator, scale by."""
+        from cyclegan_cli.models.macs import generator_macs
+
+        return self.macs(256, 256) / generator_macs(64, 9, 256, 256)
+
+    def distilled_line(self) -> str | None:
+        """One line on a distilled student's teacher and fidelity; None for any other generator."""
+        d = self.distillation
+        if not d:
+            return None
+        return (
+            f"a student distilled from {d.get('teacher')} ({d.get('preset')}, {d.get('steps')} steps, "
+            f"{self.macs(256, 256) / 1e9:.2f} GMACs at 256x256): {d.get('psnr_db')} dB PSNR against it on "
+            f"{d.get('held_out_frames')} held-out frames (identity {d.get('identity_psnr_db')}, best colour matrix "
+            f"{d.get('colour_matrix_psnr_db')})"
+        )
 
     def metadata(self) -> dict[str, str]:
         """The safetensors metadata that lets the file describe itself (all values are strings)."""
@@ -59,6 +92,8 @@ class GeneratorInfo:
             "norm": self.norm,
             "upsample": self.upsample,
             "conv_bias": "true" if self.bias else "false",
+            "blocks": self.blocks,
+            **({"distilled": self.distilled} if self.distilled else {}),
         }
 
 
@@ -100,7 +135,7 @@ def build_generator(state: dict, info: GeneratorInfo) -> ResnetGenerator:
     from cyclegan_cli.models.architectures import ResnetGenerator
 
     model = ResnetGenerator(
-        ngf=info.ngf, n_blocks=info.n_blocks, norm=info.norm, upsample=info.upsample, bias=info.bias
+        ngf=info.ngf, n_blocks=info.n_blocks, norm=info.norm, upsample=info.upsample, bias=info.bias, blocks=info.blocks
     )
     try:
         model.load_state_dict(state, strict=True)
@@ -157,20 +192,27 @@ def _read_run_folder(folder: Path, direction: str) -> tuple[dict, GeneratorInfo]
 
 
 def _state_from_checkpoint(payload: dict, path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
+    """A cyc train checkpoint (both generators) or a cyc distill one (its student: one direction, in
+    ``config["direction"]``)."""
     key = generator_key(direction)
+    config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+    trained_way = config.get("direction")
+    if trained_way in DIRECTIONS and trained_way != direction:
+        raise UsageError(f"{path}: this distilled student translates {trained_way}, not {direction}")
     try:
-        config = payload["config"]
-        state = payload["models"][key]
-    except (KeyError, TypeError):
+        state, ngf, n_blocks = payload["models"][key], int(config["ngf"]), int(config["n_blocks"])
+    except (KeyError, TypeError, ValueError):
         raise WeightsError(f"{path}: a cyc checkpoint without {key}: the file is damaged") from None
     info = GeneratorInfo(
-        ngf=int(config["ngf"]),
-        n_blocks=int(config["n_blocks"]),
+        ngf=ngf,
+        n_blocks=n_blocks,
         direction=direction,
         domain_a=str(config.get("domain_a", "A")),
         domain_b=str(config.get("domain_b", "B")),
         source=str(path),
         kind="checkpoint",
+        blocks=str(config.get("blocks", "full")),
+        distilled=str(payload.get("distilled", "")),
     )
     return state, info
 
@@ -194,6 +236,8 @@ def _read_safetensors(path: Path, direction: str) -> tuple[dict, GeneratorInfo]:
             "norm": meta.get("norm", "instance"),
             "upsample": meta.get("upsample", "transposed"),
             "bias": meta.get("conv_bias", "true") == "true",
+            "blocks": meta.get("blocks", "full"),
+            "distilled": meta.get("distilled", ""),
         }
         stored = meta.get("direction", "AtoB")
     else:  # written by someone else: as any other implementation's file (keys sorted: read in natural order)

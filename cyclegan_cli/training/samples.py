@@ -25,18 +25,20 @@ def block_title(source: str, target: str, source_name: str, target_name: str) ->
     return plain if (source_name, target_name) == (source, target) else f"{plain} ({source_name} -> {target_name})"
 
 
-def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -> np.ndarray:
-    """``blocks``: (title, rows), each row the three pictures of :data:`COLUMNS` (H x W x 3 uint8, one size);
-    returns the grid, uint8 H x W x 3, with the step on top and a header over each block; white space on the right
-    where the text is wider than the pictures."""
+def labelled_grid(
+    blocks: list[tuple[str, list[list[np.ndarray]]]], step: int, columns: tuple[str, ...] = COLUMNS
+) -> np.ndarray:
+    """``blocks``: (title, rows), each row the pictures of ``columns`` (H x W x 3 uint8, one size; cyc distill's
+    are input | teacher | student); returns the grid, uint8 H x W x 3, with the step on top and a header over each
+    block; white space on the right where the text is wider than the pictures."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
     height, width = blocks[0][1][0][0].shape[:2]
     cell_w, cell_h = width + 2 * GAP, height + 2 * GAP
-    texts = [f"step {step:,}", " | ".join(COLUMNS), *(title for title, _ in blocks)]
-    total_w = max(len(COLUMNS) * cell_w, *(round(font.getlength(text)) + 2 * GAP for text in texts))
+    texts = [f"step {step:,}", " | ".join(columns), *(title for title, _ in blocks)]
+    total_w = max(len(columns) * cell_w, *(round(font.getlength(text)) + 2 * GAP for text in texts))
     total_h = LINE + sum(2 * LINE + len(rows) * cell_h for _, rows in blocks)
     canvas = Image.new("RGB", (total_w, total_h), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
@@ -44,7 +46,7 @@ def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -
     top = LINE
     for title, rows in blocks:
         draw.text((GAP, top + 1), title, fill=INK, font=font)
-        _column_labels(draw, font, top + LINE, cell_w)
+        _column_labels(draw, font, top + LINE, cell_w, columns)
         top += 2 * LINE
         for row in rows:
             for column, picture in enumerate(row):
@@ -53,12 +55,12 @@ def labelled_grid(blocks: list[tuple[str, list[list[np.ndarray]]]], step: int) -
     return np.asarray(canvas)
 
 
-def _column_labels(draw, font, top: int, cell_w: int) -> None:
+def _column_labels(draw, font, top: int, cell_w: int, columns: tuple[str, ...]) -> None:
     """Each column's name centred over it; on pictures too narrow for the names, one line over the block (the
     grid is widened to hold it)."""
-    widths = [font.getlength(label) for label in COLUMNS]
+    widths = [font.getlength(label) for label in columns]
     if max(widths) > cell_w - 2 * GAP:
-        draw.text((GAP, top + 1), " | ".join(COLUMNS), fill=INK, font=font)
+        draw.text((GAP, top + 1), " | ".join(columns), fill=INK, font=font)
         return
-    for column, (label, width) in enumerate(zip(COLUMNS, widths)):
+    for column, (label, width) in enumerate(zip(columns, widths)):
         draw.text((column * cell_w + (cell_w - width) / 2, top + 1), label, fill=INK, font=font)

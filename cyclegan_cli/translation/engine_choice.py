@@ -71,11 +71,13 @@ class Int8Facts:
     unable: str | None = None  # why quantizing here is impossible (NNCF missing, no weights); None: possible
 
 
-def workload(frame_sizes: list[tuple[int, int, int]]) -> Counter:
-    """Megapixel-frames per distinct frame size, from (frames, width, height) per input."""
+def workload(frame_sizes: list[tuple[int, int, int]], work: float = 1.0) -> Counter:
+    """Megapixel-frames per distinct frame size, from (frames, width, height) per input, counted in the reference
+    generator's work (the break-even figures were measured on it): a smaller generator's frames count by its
+    ``work``, its MACs against the reference's (:attr:`GeneratorInfo.relative_work`)."""
     per_size: Counter = Counter()
     for frames, width, height in frame_sizes:
-        per_size[(width, height)] += frames * width * height / 1e6
+        per_size[(width, height)] += frames * width * height / 1e6 * work
     return per_size
 
 

@@ -138,11 +138,12 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         return RunReport(plan, PipelineStats(), "-", why if shard is None else f"shard {shard}: {why}", 0.0)
     started = time.perf_counter()
     model, note = load_model_source(options.checkpoint, options.runs_dir, options.direction)
-    if note:
-        say(note)
+    for line in (note, model.info and model.info.distilled_line()):
+        if line:
+            say(line)
     device = resolve_device(options.device)
     sizes = frame_sizes(plan.jobs, options.max_frames, size)
-    per_size = workload(sizes)
+    per_size = workload(sizes, model.info.relative_work if model.info is not None else 1.0)
     if progress is not None:
         unknown = len(plan.jobs) - len(sizes)  # unreadable headers: counted as one frame each, reported later
         progress.planned(sum(frames for frames, _, _ in sizes) + unknown)
