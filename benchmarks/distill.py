@@ -14,9 +14,10 @@ Stages (``--stages``, comma-separated):
 * ``fidelity``: ``cyc distill`` for ``--minutes`` per preset in ``--presets`` (with ``--eval-every`` rows in
   metrics.csv: the curve), then the student's mean PSNR against the teacher on the held-out frames beside the
   identity and the colour-matrix oracle, and the curve (minutes, PSNR) from metrics.csv.
+* ``flicker``: the still-region change of the teacher's and each student's outputs on the three real clips.
 * ``speed``: ``cyc run`` on 64 real 256x256 photographs (crops of the held-out photographs) with the teacher in eager
   fp32 one at a time, and with each student with ``--engine auto``: wall seconds of the whole process, and the
-  ratio; then frames/s on 720p frames of bigbuckbunny the same way.
+  ratio; then 6 720p frames of bigbuckbunny the same way.
 
 Run it alone (two cores: any other busy process makes the figures worthless):
 
@@ -135,9 +136,10 @@ def make_teacher(work: Path, minutes: float) -> Path:
 
 
 def fidelity(work: Path, teacher: Path, presets: list[str], minutes: float, extra: list[str]) -> None:
+    """``cyc distill`` for ``minutes`` per preset (``extra``: more of its options), and the curve it wrote."""
     train, _, held = material(work)
     for preset in presets:
-        name = f"{preset}-{minutes:g}min" + ("-" + "-".join(a.strip("-") for a in extra) if extra else "")
+        name = f"{preset}-{minutes:g}min"
         run = work / "runs" / name
         if not (run / "G_AB.safetensors").is_file():
             command = [
@@ -150,14 +152,14 @@ def fidelity(work: Path, teacher: Path, presets: list[str], minutes: float, extr
             ]
             command = [str(a) for part in command for a in (part if isinstance(part, list) else [part])]
             command += ["--held-out", str(held), "--size", preset, "--minutes", str(minutes), "--name", name]
-            command += ["--runs-dir", str(work / "runs"), "--eval-every", "250", "--no-progress", *extra]
+            command += ["--runs-dir", str(work / "runs"), "--eval-every", "500", "--no-progress", *extra]
             subprocess.run(command, check=True)
         with open(run / "metrics.csv", newline="") as f:
             curve = [(int(r["step"]), float(r["held_out_psnr_db"])) for r in csv.DictReader(f) if r["held_out_psnr_db"]]
         print(f"{name}: curve (step, held-out PSNR dB): {curve}", flush=True)
 
 
-def speed(work: Path, teacher: Path, presets: list[str], minutes: float) -> None:
+def speed(work: Path, teacher: Path, runs: list[str], frames: int = 6) -> None:
     from PIL import Image
 
     photos = work / "speed256"
@@ -172,6 +174,8 @@ def speed(work: Path, teacher: Path, presets: list[str], minutes: float) -> None
 
     def timed(weights: Path, engine: str, inputs: list[str], extra: list[str]) -> float:
         out = work / "speed_out" / f"{weights.parent.name}-{engine}"
+        if inputs[0].endswith(".mp4"):
+            out = out / "clip.mp4"
         started = time.perf_counter()
         subprocess.run(
             [
@@ -192,19 +196,44 @@ def speed(work: Path, teacher: Path, presets: list[str], minutes: float) -> None
         )
         return time.perf_counter() - started
 
-    students = [work / "runs" / f"{p}-{minutes:g}min" / "G_AB.safetensors" for p in presets]
+    students = [work / "runs" / name / "G_AB.safetensors" for name in runs]
     video = [str(clip(HELD_CLIP))]
     base = timed(teacher, "torch", [str(photos)], ["--precision", "fp32", "--batch-size", "1"])
-    base_video = timed(teacher, "torch", video, ["--precision", "fp32", "--batch-size", "1", "--max-frames", "24"])
-    print(f"teacher eager fp32: 64 photos 256x256 {base:.1f} s; 24 frames 720p {base_video:.1f} s", flush=True)
+    limit = ["--max-frames", str(frames)]
+    base_video = timed(teacher, "torch", video, ["--precision", "fp32", "--batch-size", "1", *limit])
+    print(f"teacher eager fp32: 64 photos 256x256 {base:.1f} s; {frames} frames 720p {base_video:.1f} s", flush=True)
     for student in students:
         took = timed(student, "auto", [str(photos)], [])
-        took_video = timed(student, "auto", video, ["--max-frames", "24"])
+        took_video = timed(student, "auto", video, limit)
         print(
             f"{student.parent.name} --engine auto: 64 photos {took:.1f} s ({base / took:.1f}x the teacher); "
-            f"24 frames 720p {took_video:.1f} s ({base_video / took_video:.1f}x)",
+            f"{frames} frames 720p {took_video:.1f} s ({base_video / took_video:.1f}x)",
             flush=True,
         )
+
+
+def flicker(work: Path, teacher: Path, runs: list[str], frames: int = 30) -> None:
+    """The still-region change (cyclegan_cli.translation.flicker) of the input, the teacher's and each student's
+    outputs, frame by frame in eager fp32, on the first ``frames`` frames of the carphone (a still camera) and
+    bikes clips (bigbuckbunny's 720p frames take the teacher 18 s each here)."""
+    from cyclegan_cli import registry
+    from cyclegan_cli.models.weights import load_generator
+    from cyclegan_cli.training.distill_data import translate_frames
+    from cyclegan_cli.translation.flicker import still_region_change
+
+    generators = {"teacher": load_generator(teacher)[0]}
+    for name in runs:
+        generators[name] = load_generator(work / "runs" / name)[0]
+    for name in TRAIN_CLIPS:
+        path = clip(name)
+        with registry.reader_for(path)(path, max_frames=frames) as reader:
+            inputs = [f.image[: f.image.shape[0] // 4 * 4, : f.image.shape[1] // 4 * 4] for f in reader.frames()]
+        change, share = still_region_change(np.stack(inputs), np.stack(inputs))
+        line = [f"{name}: still-region change, input {change:.2f} ({share:.0%} of pairs)"]
+        for label, generator in generators.items():
+            outputs = translate_frames(generator, inputs, "cpu", "fp32")
+            line.append(f"{label} {still_region_change(np.stack(inputs), np.stack(outputs))[0]:.2f}")
+        print(", ".join(line), flush=True)
 
 
 def main() -> None:
@@ -213,8 +242,9 @@ def main() -> None:
     parser.add_argument("--teacher-minutes", type=float, default=8.0)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--presets", default="small,tiny")
-    parser.add_argument("--stages", default="fidelity,speed")
-    parser.add_argument("extra", nargs="*", help="more cyc distill options (after --)")
+    parser.add_argument("--stages", default="fidelity,speed,flicker")
+    parser.add_argument("--students", help="run names under WORK/runs for speed and flicker (default: this run's)")
+    parser.add_argument("extra", nargs="*", help="more cyc distill options (after --), e.g. --steps 13500 --frames 100")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     material(args.work)
@@ -222,8 +252,11 @@ def main() -> None:
     presets = args.presets.split(",")
     if "fidelity" in args.stages:
         fidelity(args.work, teacher, presets, args.minutes, args.extra)
+    runs = args.students.split(",") if args.students else [f"{p}-{args.minutes:g}min" for p in presets]
     if "speed" in args.stages:
-        speed(args.work, teacher, presets, args.minutes)
+        speed(args.work, teacher, runs)
+    if "flicker" in args.stages:
+        flicker(args.work, teacher, runs)
     print(json.dumps({"teacher": str(teacher), "presets": presets, "minutes": args.minutes}))
 
 

@@ -56,7 +56,7 @@ def cli() -> None:
     A typical session:
       cyc datasets download horse2zebra          an official dataset -> data/horse2zebra
       cyc train data/horse2zebra --name h2z      train on trainA/ and trainB/ (resumable)
-      cyc distill runs/h2z --data photos/        a student 26x smaller that translates the same
+      cyc distill runs/h2z --data photos/        a student 52x lighter that translates the same
       cyc export --fp16                          latest run -> ONNX (+ TensorRT engine on a GPU)
       cyc run video.mp4 --direction BtoA         translate a video, keeping its fps and audio
       cyc run photos/ --out painted/             translate a folder tree

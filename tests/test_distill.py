@@ -217,7 +217,7 @@ def test_bad_input_is_one_line(material, tmp_path):
         assert len([line for line in done.output.splitlines() if line.startswith("Error:")]) == 1
 
 
-def test_kid_between_student_and_teacher_where_the_eval_extra_is_installed(inception_server, material, tmp_path):
+def test_kid_between_student_and_teacher_and_cyc_eval_scores_the_student(inception_server, material, tmp_path):
     from safetensors import safe_open
 
     stills, video = material
@@ -227,3 +227,7 @@ def test_kid_between_student_and_teacher_where_the_eval_extra_is_installed(incep
         record = json.loads(f.metadata()["distilled"])
     assert isinstance(record["kid"], float) and np.isfinite(record["kid"]), record
     assert f"KID {record['kid']}" in done.output
+    scored = cyc("eval", tmp_path / "stable_G_AB-tiny", "--a", stills, "--b", stills, "--direction", "AtoB",
+                 "--device", "cpu", "--json")  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    assert np.isfinite(json.loads(scored.stdout)["scores"][0]["kid_mean"])

@@ -1,4 +1,4 @@
-"""The Click layer: one module per ``cyc`` subcommand (``train``, ``run``, ``export``, ``eval``, ``join``,
+"""The Click layer: one module per ``cyc`` subcommand (``train``, ``distill``, ``run``, ``export``, ``eval``, ``join``,
 ``datasets``, ``pretrained``, ``plugins``, ``doctor``), the options they share, and ``doctor_facts`` (what
 ``cyc doctor`` gathers). Options, help texts and the one-line errors live here; the work is done below.
 
