@@ -61,28 +61,18 @@ def material(tmp_path_factory) -> tuple[Path, Path]:
     return stills, real_clip("carphone_pristine.mp4")
 
 
+def forty_steps(material: tuple[Path, Path], runs: Path) -> list:
+    """The distillation that ``distilled`` runs in one go and the resume test in two sessions."""
+    stills, video = material
+    return ["distill", TEACHER, "--data", stills, "--data", video, *SETTINGS, "--steps", "40", "--eval-every", "20",
+            "--name", "student", "--runs-dir", runs]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def distilled(material, tmp_path_factory) -> Path:
     """40 steps of distillation, evaluated every 20 (and at step 0)."""
     runs = tmp_path_factory.mktemp("runs")
-    stills, video = material
-    done = cyc(
-        "distill",
-        TEACHER,
-        "--data",
-        stills,
-        "--data",
-        video,
-        *SETTINGS,
-        "--steps",
-        "40",
-        "--eval-every",
-        "20",
-        "--name",
-        "student",
-        "--runs-dir",
-        runs,
-    )
+    done = cyc(*forty_steps(material, runs))
     assert done.exit_code == 0, done.output
     return runs / "student"
 
@@ -141,29 +131,7 @@ def test_a_video_given_as_data_is_sampled(distilled):
 
 
 def test_resume_after_ctrl_c_is_bit_identical(material, distilled, tmp_path):
-    stills, video = material
-    common = [
-        sys.executable,
-        "-m",
-        "cyclegan_cli",
-        "distill",
-        str(TEACHER),
-        "--data",
-        str(stills),
-        "--data",
-        str(video),
-        *SETTINGS,
-        "--steps",
-        "40",
-        "--eval-every",
-        "20",
-        "--name",
-        "student",
-        "--runs-dir",
-        str(tmp_path),
-        "--log-every",
-        "1",
-    ]
+    common = [sys.executable, "-m", "cyclegan_cli", *map(str, forty_steps(material, tmp_path)), "--log-every", "1"]
     process = subprocess.Popen(common, stderr=subprocess.PIPE, text=True, env=os.environ | {"COLUMNS": "200"})
     for line in process.stderr:
         if line.startswith("step 7,"):

@@ -10,8 +10,14 @@ from dataclasses import fields
 
 import click
 
-from cyclegan_cli.commands.options import debug_option, device_option
-from cyclegan_cli.models.run_folder import RUNS_DIR
+from cyclegan_cli.commands.options import (
+    debug_option,
+    device_option,
+    direction_option,
+    precision_option,
+    runs_dir_option,
+    setting_option,
+)
 from cyclegan_cli.training.distill_config import DEFAULT_PRESET, PRESETS, TEACHER_MACS_REFERENCE, DistillConfig
 
 _DEFAULT = {f.name: f.default for f in fields(DistillConfig)}
@@ -93,13 +99,7 @@ def _help() -> str:
     multiple=True,
     help="Images, folders, globs or videos of the domain SOURCE translates from (repeat the option).",
 )
-@click.option(
-    "--direction",
-    type=click.Choice(["AtoB", "BtoA"]),
-    default="AtoB",
-    show_default=True,
-    help="Which of SOURCE's ways the student learns (a student translates one way).",
-)
+@direction_option()
 @click.option(
     "--size",
     "preset",
@@ -108,12 +108,11 @@ def _help() -> str:
     show_default=True,
     help="The student's preset (above).",
 )
-@click.option(
+@setting_option(
+    _DEFAULT,
     "--steps",
-    type=click.IntRange(1),
-    default=_DEFAULT["steps"],
-    show_default=True,
-    help="Steps in all, counted over the whole run; the learning rate reaches zero there.",
+    click.IntRange(1),
+    "Steps in all, counted over the whole run; the learning rate reaches zero there.",
 )
 @click.option(
     "--minutes",
@@ -121,100 +120,44 @@ def _help() -> str:
     help="Stop this session after so many minutes (saved; continue with --resume).",
 )
 @click.option("--name", help="The run's name: its folder is RUNS_DIR/NAME.")
-@click.option("--runs-dir", default=RUNS_DIR, show_default=True, help="Folder that holds run folders.")
+@runs_dir_option
 @click.option("--held-out", help="Images or a video to measure fidelity on (default: one frame of --data in 8).")
-@click.option(
-    "--frames",
-    type=click.IntRange(2),
-    default=_DEFAULT["frames"],
-    show_default=True,
-    help="Frames taken from --data (spread over its files and videos).",
-)
-@click.option(
-    "--load-size",
-    type=click.IntRange(16),
-    default=_DEFAULT["load_size"],
-    show_default=True,
-    help="Frames are resized to this shorter side.",
-)
-@click.option(
-    "--crop-size",
-    type=click.IntRange(16),
-    default=_DEFAULT["crop_size"],
-    show_default=True,
-    help="Training crops' side (a multiple of 4).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=_DEFAULT["batch_size"],
-    show_default=True,
-    help="Crops per step.",
-)
-@click.option(
+@setting_option(_DEFAULT, "--frames", click.IntRange(2), "Frames taken from --data (spread over its files and videos).")
+@setting_option(_DEFAULT, "--load-size", click.IntRange(16), "Frames are resized to this shorter side.")
+@setting_option(_DEFAULT, "--crop-size", click.IntRange(16), "Training crops' side (a multiple of 4).")
+@setting_option(_DEFAULT, "--batch-size", click.IntRange(1), "Crops per step.")
+@setting_option(
+    _DEFAULT,
     "--lr",
-    type=click.FloatRange(0, min_open=True),
-    default=_DEFAULT["lr"],
-    show_default=True,
-    help="Adam's learning rate at step 0 (a cosine takes it to zero at --steps).",
+    click.FloatRange(0, min_open=True),
+    "Adam's learning rate at step 0 (a cosine takes it to zero at --steps).",
 )
-@click.option(
+@setting_option(
+    _DEFAULT,
     "--feature-weight",
-    type=click.FloatRange(0),
-    default=_DEFAULT["feature_weight"],
-    show_default=True,
-    help="Weight of the feature distillation term (0: off; on, the teacher runs at every step).",
+    click.FloatRange(0),
+    "Weight of the feature distillation term (0: off; on, the teacher runs at every step).",
 )
-@click.option(
-    "--gan-weight",
-    type=click.FloatRange(0),
-    default=_DEFAULT["gan_weight"],
-    show_default=True,
-    help="Weight of the adversarial term (0: off).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=_DEFAULT["seed"],
-    show_default=True,
-    help="Seed of the student's initial weights and of every step's crops.",
-)
-@click.option(
+@setting_option(_DEFAULT, "--gan-weight", click.FloatRange(0), "Weight of the adversarial term (0: off).")
+@setting_option(_DEFAULT, "--seed", int, "Seed of the student's initial weights and of every step's crops.")
+@setting_option(
+    _DEFAULT,
     "--save-every",
-    type=click.IntRange(1),
-    default=_DEFAULT["save_every"],
-    show_default=True,
-    help="Write checkpoints/last.pt every N steps (and at the end, and on Ctrl-C).",
+    click.IntRange(1),
+    "Write checkpoints/last.pt every N steps (and at the end, and on Ctrl-C).",
 )
-@click.option(
-    "--sample-every",
-    type=click.IntRange(1),
-    default=_DEFAULT["sample_every"],
-    show_default=True,
-    help="Write a sample grid every N steps (and at the end).",
-)
-@click.option(
-    "--eval-every",
-    type=click.IntRange(0),
-    default=_DEFAULT["eval_every"],
-    show_default=True,
-    help="Held-out PSNR every N steps (0: at the end only).",
-)
-@click.option(
+@setting_option(_DEFAULT, "--sample-every", click.IntRange(1), "Write a sample grid every N steps (and at the end).")
+@setting_option(_DEFAULT, "--eval-every", click.IntRange(0), "Held-out PSNR every N steps (0: at the end only).")
+@setting_option(
+    _DEFAULT,
     "--log-every",
-    type=click.IntRange(1),
-    default=_DEFAULT["log_every"],
-    show_default=True,
-    help="A row of mean losses in metrics.csv (and a plain line in a log) every N steps.",
+    click.IntRange(1),
+    "A row of mean losses in metrics.csv (and a plain line in a log) every N steps.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run RUNS_DIR/NAME from its last checkpoint.")
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="The student's training arithmetic (bf16: autocast, where the CPU or GPU has it).",
+@precision_option(
+    "fp32", ("fp32", "bf16"), "The student's training arithmetic (bf16: autocast, where the CPU or GPU has it)."
 )
 @click.option("--no-progress", is_flag=True, help="Plain lines instead of the progress bar.")
 @debug_option

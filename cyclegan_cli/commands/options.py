@@ -80,6 +80,13 @@ def min_psnr_option(help_text: str):
     )
 
 
+def setting_option(defaults: dict, flag: str, kind, help_text: str):
+    """An option whose default is the settings dataclass's field of the same name (``--crop-size``: crop_size)."""
+    return click.option(
+        flag, type=kind, default=defaults[flag.lstrip("-").replace("-", "_")], show_default=True, help=help_text
+    )
+
+
 def direction_option(choices=("AtoB", "BtoA"), default: str = "AtoB"):
     return click.option(
         "--direction",

@@ -121,9 +121,8 @@ def split_held_out(frames: list[np.ndarray], held: list[np.ndarray] | None) -> t
 
 
 @torch.no_grad()
-def translate_frames(generator, frames: list, device: str, precision: str, progress=None) -> list[np.ndarray]:
-    """Each frame through ``generator`` alone (whole, uint8 in and out), under autocast for bf16/fp16;
-    ``progress(done, total)`` after each."""
+def translate_frames(generator, frames: list, device: str, precision: str) -> list[np.ndarray]:
+    """Each frame through ``generator`` alone (whole, uint8 in and out), under autocast for bf16/fp16."""
     from cyclegan_cli.framing import to_input_tensor, to_uint8_frames
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -134,14 +133,12 @@ def translate_frames(generator, frames: list, device: str, precision: str, progr
         with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
             y = generator(x)
         out.append(to_uint8_frames(y, size)[0])
-        if progress is not None:
-            progress(len(out), len(frames))
     return out
 
 
-def teacher_pairs(teacher, train: list, held: list, device: str, precision: str, progress=None) -> Pairs:
+def teacher_pairs(teacher, train: list, held: list, device: str, precision: str) -> Pairs:
     """The teacher's translation of every frame, run once."""
-    translated = translate_frames(teacher, train + held, device, precision, progress)
+    translated = translate_frames(teacher, train + held, device, precision)
     return Pairs(train, translated[: len(train)], held, translated[len(train) :])
 
 
