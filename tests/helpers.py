@@ -14,7 +14,12 @@ Keep everything tiny: the test machines have two cores. Tests import from here (
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import socket
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -666,3 +671,37 @@ def clip_stills(name: str, folder: str | Path, count: int, sizes: list[tuple[int
     for i, index in enumerate(np.linspace(0, len(frames) - 1, count).round().astype(int)):
         frames[index].resize(sizes[i * len(sizes) // count], Image.BICUBIC).save(folder / f"{i:02d}.png")
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ranks(folder: Path, command: list[str], world: int = 2):
+    """``world`` processes running ``command`` (after ``python``) as the ranks of one run; each one's output in
+    ``folder/rankN.log``. Whatever is still running at the end is killed."""
+    port, procs = free_port(), []
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for rank in range(world):
+            env = {
+                **os.environ,
+                "RANK": str(rank),
+                "WORLD_SIZE": str(world),
+                "LOCAL_RANK": str(rank),
+                "LOCAL_WORLD_SIZE": str(world),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": "1",
+            }
+            with open(folder / f"rank{rank}.log", "wb") as log:
+                procs.append(subprocess.Popen([sys.executable, *command], env=env, stdout=log, stderr=log))
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)

@@ -8,13 +8,9 @@ per process: a run starts in a few seconds (most of it importing torch) and trai
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +21,7 @@ from click.testing import CliRunner
 from cyclegan_cli.cli import cli
 from cyclegan_cli.training import data as training_data
 from cyclegan_cli.training import loop as training
-from tests.helpers import CPU, TINY, TINY_API, make_domains
+from tests.helpers import CPU, TINY, TINY_API, make_domains, ranks
 
 pytestmark = pytest.mark.timeout(600)  # a backstop: every wait below has its own timeout
 
@@ -35,40 +31,6 @@ RUN_TIMEOUT_S = 180  # a whole 2-rank run here takes seconds; this only stops a 
 SCHEDULE = {"epochs": 1, "epochs_decay": 2, "pool_size": 2, "log_every": 1, "save_every": 100, "sample_every": 100}
 SCHEDULE_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in SCHEDULE.items()]
 STEPS = 7  # crosses two epochs' ends (the learning rate decays)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def ranks(folder: Path, command: list[str], world: int = WORLD):
-    """``world`` processes running ``command`` (after ``python``) as the ranks of one run; each one's output in
-    ``folder/rankN.log``. Whatever is still running at the end is killed."""
-    port, procs = free_port(), []
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        for rank in range(world):
-            env = {
-                **os.environ,
-                "RANK": str(rank),
-                "WORLD_SIZE": str(world),
-                "LOCAL_RANK": str(rank),
-                "LOCAL_WORLD_SIZE": str(world),
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(port),
-                "OMP_NUM_THREADS": "1",
-            }
-            with open(folder / f"rank{rank}.log", "wb") as log:
-                procs.append(subprocess.Popen([sys.executable, *command], env=env, stdout=log, stderr=log))
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
 
 
 def cyc_train_ranks(folder: Path, *args: str) -> list[str]:

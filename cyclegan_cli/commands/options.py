@@ -1,5 +1,6 @@
 """Options shared by the subcommands, each with one name, one meaning and one help text everywhere:
-``--device``, ``--precision``, ``--runs-dir``, ``--checkpoint``, ``--direction`` and ``--debug``."""
+``--device``, ``--precision``, ``--runs-dir``, ``--checkpoint``, ``--direction``, ``--compile``, ``--dist-timeout``
+and ``--debug``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import click
 from cyclegan_cli import registry
 from cyclegan_cli.export.quantize import MIN_PSNR
 from cyclegan_cli.models.run_folder import RUNS_DIR
+from cyclegan_cli.training.config import DEFAULT_TIMEOUT_S
 
 DEVICES_HELP = "Where to compute: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."
 
@@ -60,6 +62,20 @@ RUN_PRECISION_HELP = (
     "Arithmetic precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32, and int8 where "
     "the rule below says; int8 runs a quantized OpenVINO model, measured against fp32 first (--min-psnr)."
 )
+
+
+dist_timeout_option = click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Under torchrun: how long a rank waits for the others at any exchange before it gives up (exit 1), "
+    "so a rank that died or hung stops the rest. It must cover the longest checkpoint write. "
+    f"Default: {DEFAULT_TIMEOUT_S:g} ({DEFAULT_TIMEOUT_S / 60:g} min, gloo's default; for NCCL too).",
+)
+
+
+def compile_option(help_text: str):
+    return click.option("--compile", "compile_", is_flag=True, help=help_text)
 
 
 def precision_option(default: str = "auto", choices=TRAIN_PRECISIONS, help_text: str | None = None):

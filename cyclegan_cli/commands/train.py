@@ -10,9 +10,15 @@ from pathlib import Path
 
 import click
 
-from cyclegan_cli.commands.options import debug_option, device_option, precision_option
+from cyclegan_cli.commands.options import (
+    compile_option,
+    debug_option,
+    device_option,
+    dist_timeout_option,
+    precision_option,
+)
 from cyclegan_cli.errors import UsageError
-from cyclegan_cli.training.config import DEFAULT_TIMEOUT_S, GAN_MODES, TrainConfig
+from cyclegan_cli.training.config import GAN_MODES, TrainConfig
 from cyclegan_cli.training.held_out import FID_MIN_IMAGES
 
 _EXPLICIT_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
@@ -200,17 +206,8 @@ def _folder(**kwargs):
     help_text="Arithmetic: fp32 (the canonical numbers), bf16 or fp16 autocast (fp16 with a grad scaler), "
     "or auto (bf16 on CPUs with fast bf16, fp16 on CUDA).",
 )
-@click.option(
-    "--compile", "compile_", is_flag=True, help="torch.compile the networks (a minute to start, then faster)."
-)
-@click.option(
-    "--dist-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Under torchrun: how long a rank waits for the others at any exchange before it gives up (exit 1), "
-    "so a rank that died or hung stops the rest. It must cover the longest checkpoint write. "
-    f"Default: {DEFAULT_TIMEOUT_S:g} ({DEFAULT_TIMEOUT_S / 60:g} min, gloo's default; for NCCL too).",
-)
+@compile_option("torch.compile the networks (a minute to start, then faster).")
+@dist_timeout_option
 @debug_option
 @click.pass_context
 def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **options) -> None:

@@ -17,13 +17,13 @@ whole run in one go, on the CPU exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cyclegan_cli.errors import CycError
 from cyclegan_cli.models.architectures import NLayerDiscriminator, ResnetGenerator, init_weights
 from cyclegan_cli.training.data import derive_seed
 from cyclegan_cli.training.distill_config import PRESETS, DistillConfig
@@ -61,6 +61,18 @@ class Student:
     optimizer: torch.optim.Optimizer
     d_optimizer: torch.optim.Optimizer | None
     step: int = 0
+    compiled: Callable | None = None  # the student's forward as a step calls it with --compile
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.compiled if self.compiled is not None else self.generator)(x)
+
+    @property
+    def modules(self) -> tuple[nn.Module, ...]:
+        return (self.generator, self.maps, *((self.discriminator,) if self.discriminator is not None else ()))
+
+    @property
+    def optimizers(self) -> tuple[torch.optim.Optimizer, ...]:
+        return (self.optimizer, *((self.d_optimizer,) if self.d_optimizer is not None else ()))
 
     def state(self) -> dict:
         return {
@@ -94,7 +106,9 @@ def build_student(c: DistillConfig, teacher_channels: int, device: str) -> Stude
     if c.gan_weight > 0:
         discriminator = init_weights(NLayerDiscriminator(ndf=32)).to(device)
         d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    return Student(generator, maps, discriminator, optimizer, d_optimizer)
+    # static shapes: every step's crops have one size (a frame smaller than --crop-size adds one more)
+    compiled = torch.compile(generator, dynamic=False) if c.compile else None
+    return Student(generator, maps, discriminator, optimizer, d_optimizer, compiled=compiled)
 
 
 def learning_rate(c: DistillConfig, step: int) -> float:
@@ -102,10 +116,15 @@ def learning_rate(c: DistillConfig, step: int) -> float:
     return c.lr * 0.5 * (1 + math.cos(math.pi * min(step, c.steps) / c.steps))
 
 
-def distill_step(s: Student, teacher, pairs: Pairs, c: DistillConfig, device: str) -> dict[str, float]:
-    """One step on the batch of step ``s.step + 1``; the losses it took."""
+def distill_step(
+    s: Student, teacher, pairs: Pairs, c: DistillConfig, device: str, rank: int = 0, world: int = 1
+) -> dict[str, float]:
+    """One step on the batch of step ``s.step + 1``; the losses it took. Under torchrun the step's batch is
+    ``world`` x ``--batch-size`` crops, each rank its share, so N ranks step as one process with N times the
+    batch (their gradients are averaged inside ``backward()``: :mod:`cyclegan_cli.training.distributed`)."""
     generator = torch.Generator().manual_seed(derive_seed(c.seed, s.step + 1))
-    x, target = (t.to(device) for t in crop_batch(pairs, c.batch_size, c.crop_size, generator))
+    share = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
+    x, target = (t[share].to(device) for t in crop_batch(pairs, world * c.batch_size, c.crop_size, generator))
     for group in s.optimizer.param_groups:
         group["lr"] = learning_rate(c, s.step)
     dtype = torch.bfloat16 if c.precision == "bf16" else None
@@ -118,7 +137,7 @@ def distill_step(s: Student, teacher, pairs: Pairs, c: DistillConfig, device: st
                 _, wanted = forward_with_features(teacher, x, block_indices(teacher.n_blocks))
             losses["feature"] = sum(F.mse_loss(m(f).float(), w.float()) for m, f, w in zip(s.maps, got, wanted))
         else:
-            y = s.generator(x)
+            y = s.forward(x)
         losses["l1"] = F.l1_loss(y.float(), target)
         if s.discriminator is not None:
             verdict = s.discriminator(y).float()
@@ -135,9 +154,4 @@ def distill_step(s: Student, teacher, pairs: Pairs, c: DistillConfig, device: st
         losses["D"].backward()
         s.d_optimizer.step()
     s.step += 1
-    values = {k: float(v.detach()) for k, v in losses.items()}
-    if not all(math.isfinite(v) for v in values.values()):
-        raise CycError(
-            f"distillation diverged at step {s.step} (a loss is {values}): lower --lr; the last checkpoint is kept"
-        )
-    return values
+    return {k: float(v.detach()) for k, v in losses.items()}

@@ -49,6 +49,8 @@ class DistillConfig:
     log_every: int = 25
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False
+    dist_timeout: float | None = None  # seconds a rank waits at a collective under torchrun (None: PyTorch's)
     resume: bool = False
     progress: bool = True
 

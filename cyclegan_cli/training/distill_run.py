@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from cyclegan_cli.errors import CycError, UsageError, first_line
 from cyclegan_cli.measured import to_json
 from cyclegan_cli.models.run_folder import RunFolder
 from cyclegan_cli.models.weights import CHECKPOINT_FORMAT, GeneratorInfo, generator_key, save_generator, torch_load
+from cyclegan_cli.training import distributed
 from cyclegan_cli.training.distill import Student, build_student, distill_step, learning_rate
 from cyclegan_cli.training.distill_config import KEPT_ON_RESUME, PRESETS, DistillConfig
 from cyclegan_cli.training.distill_data import (
@@ -105,6 +107,7 @@ def _pairs(c: DistillConfig, run: RunFolder, teacher, device: str, precision: st
     """The frames and the teacher's outputs: those of the run folder, else made now (the teacher runs once)."""
     if run.pairs.is_file():
         return Pairs.load(run.pairs)
+    run.path.mkdir(parents=True, exist_ok=True)
     frames, line = collect_frames(c.data, "--data", c.frames, c.load_size)
     held = collect_frames([c.held_out], "--held-out", 64, c.load_size)[0] if c.held_out else None
     train, held = split_held_out(frames, held)
@@ -118,22 +121,33 @@ def _pairs(c: DistillConfig, run: RunFolder, teacher, device: str, precision: st
     return pairs
 
 
-def open_distill(c: DistillConfig, console) -> DistillRun:
-    from cyclegan_cli.devices import resolve_device, resolve_precision
+def open_distill(c: DistillConfig, console, ranks: distributed.Ranks | None = None) -> DistillRun:
+    """The run ready to step. Under torchrun every rank reads the folder before rank 0 writes in it; rank 0 alone
+    makes the pairs (the teacher's pass) while the others wait, then they read them."""
+    from cyclegan_cli.devices import has_cxx_compiler, resolve_device, resolve_precision
     from cyclegan_cli.hub.sources import find_model
     from cyclegan_cli.models.weights import load_generator
 
-    if not c.data and not c.resume:
-        raise UsageError("no --data: give images, folders, globs or videos of the domain the teacher translates from")
+    ranks = ranks or distributed.Ranks()
     run = RunFolder(Path(c.runs_dir) / (c.name or f"{Path(c.source).stem}-{c.preset}"))
-    c = _resumed_config(replace(c, name=run.name), run)
-    device = resolve_device(c.device)
-    path, stored, note = find_model(c.source, c.runs_dir, c.direction)
+
+    def settings() -> tuple[DistillConfig, str]:
+        if not c.data and not c.resume:
+            raise UsageError(
+                "no --data: give images, folders, globs or videos of the domain the teacher translates from"
+            )
+        device = distributed.rank_device(resolve_device(c.device), ranks)
+        if c.compile and device == "cpu" and not has_cxx_compiler():
+            raise UsageError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none is installed")
+        return _resumed_config(replace(c, name=run.name), run), device
+
+    c, device = distributed.agree(ranks, settings)
+    path, stored, note = distributed.agree(ranks, lambda: find_model(c.source, c.runs_dir, c.direction))
     teacher, teacher_info = load_generator(path, stored, device)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    run.path.mkdir(parents=True, exist_ok=True)
-    pairs = _pairs(c, run, teacher, device, resolve_precision("auto", device), console)
+    precision = resolve_precision("auto", device)
+    pairs = on_main(ranks, lambda: _pairs(c, run, teacher, device, precision, console)) or Pairs.load(run.pairs)
     student = build_student(c, 4 * teacher_info.ngf, device)
     r = DistillRun(run, c, device, teacher, teacher_info, pairs, baselines(pairs), student, [note] if note else [])
     if c.resume:
@@ -141,11 +155,24 @@ def open_distill(c: DistillConfig, console) -> DistillRun:
         try:
             student.restore(payload, r.key)
         except (KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise CycError(f"{run.last_checkpoint}: not this run's checkpoint ({first_line(error)})") from None
+            raise distributed.reported(
+                ranks, CycError(f"{run.last_checkpoint}: not this run's checkpoint ({first_line(error)})")
+            ) from None
         r.notes.append(f"Resumed {run.path} at step {student.step}.")
+    if not ranks.alone:
+        how = "NCCL" if device.startswith("cuda") else "gloo"
+        r.notes.append(
+            f"Distilling as {ranks.world} ranks ({how}): {c.batch_size} crops per rank, each step the same as one "
+            f"process's with --batch-size {c.batch_size * ranks.world}."
+        )
     config_record = c.as_dict() | {"teacher_sha256": _teacher_sha256(teacher)}
-    atomic_write_bytes(run.config, json.dumps(config_record, indent=2).encode())
+    on_main(ranks, lambda: atomic_write_bytes(run.config, json.dumps(config_record, indent=2).encode()))
     return r
+
+
+def on_main(ranks: distributed.Ranks, fn):
+    """``fn()`` on rank 0 (its result), while the other ranks wait (None); if it fails, every rank stops."""
+    return distributed.agree(ranks, fn if ranks.main else lambda: None)
 
 
 def _teacher_sha256(teacher) -> str:
@@ -157,8 +184,20 @@ def _teacher_sha256(teacher) -> str:
 # --- what the run records -------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(r: DistillRun) -> Path:
-    """checkpoints/last.pt, atomically: everything a step changes, and the run's settings."""
+def save_checkpoint(r: DistillRun, ranks: distributed.Ranks | None = None) -> Path:
+    """checkpoints/last.pt, atomically: everything a step changes, and the run's settings. Under torchrun rank 0
+    writes it (having checked that every rank holds its weights) while the others wait."""
+    ranks = ranks or distributed.Ranks()
+    differing = distributed.differing_ranks(ranks, r.student.modules)
+    if differing:
+        raise CycError(
+            f"rank {differing[0]}'s weights differ from rank 0's at step {r.student.step}: the ranks no longer train "
+            f"one model (a bug; please report it); not saved, {r.run.last_checkpoint} is kept"
+        )
+    return on_main(ranks, lambda: _write_checkpoint(r)) or r.run.last_checkpoint
+
+
+def _write_checkpoint(r: DistillRun) -> Path:
     s, info = r.student, r.student_info()
     payload = s.state()
     payload["models"][r.key] = s.generator.state_dict()
@@ -313,6 +352,24 @@ class DistillLog:
             self.console.print(escape(", ".join(parts) + f" ({rate:.2f} steps/s)"))
 
 
+class QuietDistillLog:
+    """The log of a rank other than 0: rank 0 shows and records the mean losses of all ranks."""
+
+    window = ()
+
+    def __enter__(self) -> QuietDistillLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def step(self, step: int, lr: float, losses: dict[str, float]) -> None:
+        pass
+
+    def row(self, step: int, lr: float, psnr_db: float | None = None) -> None:
+        pass
+
+
 def _tensorboard(folder: Path, step: int):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -325,11 +382,17 @@ def _tensorboard(folder: Path, step: int):
 
 
 def distill(c: DistillConfig, console) -> DistillResult:
-    """Run (or continue) a distillation; the student's fidelity is measured and written at the end."""
+    """Run (or continue) a distillation; the student's fidelity is measured and written at the end. Under torchrun
+    this process is one rank of several (:func:`cyclegan_cli.training.distributed.as_ranks`)."""
+    return distributed.as_ranks(c.dist_timeout, console, lambda console, ranks: _distill(c, console, ranks))
+
+
+def _distill(c: DistillConfig, console, ranks: distributed.Ranks) -> DistillResult:
     from cyclegan_cli.training.loop import CtrlC
 
-    r = open_distill(c, console)
+    r = open_distill(c, console, ranks)
     c, s = r.config, r.student
+    distributed.join_models(ranks, s.modules, s.optimizers)
     for note in r.notes:
         console.print(escape(note))
     console.print(
@@ -340,27 +403,51 @@ def distill(c: DistillConfig, console) -> DistillResult:
     )
     started, first = time.perf_counter(), s.step
     deadline = started + 60 * c.minutes if c.minutes else None
-    with CtrlC(console) as ctrl_c, DistillLog(r, console) as log:
+    with CtrlC(console) as ctrl_c, DistillLog(r, console) if ranks.main else QuietDistillLog() as log:
         if s.step == 0:  # where the curve starts
-            log.row(0, learning_rate(c, 0), fidelity(r)[0]["psnr_db"])
+            on_main(ranks, lambda: log.row(0, learning_rate(c, 0), fidelity(r)[0]["psnr_db"]))
+        stop = deadline is not None and time.perf_counter() >= deadline
         try:
-            while s.step < c.steps and not ctrl_c.requested and (deadline is None or time.perf_counter() < deadline):
+            while s.step < c.steps and not stop:
                 lr = learning_rate(c, s.step)
-                log.step(s.step + 1, lr, distill_step(s, r.teacher, r.pairs, c, r.device))
-                _periodic(r, log, lr)
+                losses = distill_step(s, r.teacher, r.pairs, c, r.device, ranks.rank, ranks.world)
+                out_of_time = deadline is not None and time.perf_counter() >= deadline
+                losses, stop = _agreed(ranks, s.step, losses, ctrl_c.requested or out_of_time)
+                log.step(s.step, lr, losses)
+                _periodic(r, log, lr, ranks)
         except KeyboardInterrupt:
             console.print(escape(f"Interrupted at once at step {s.step}: not saved; {r.run.last_checkpoint} is kept."))
             raise
         if log.window:
             log.row(s.step, learning_rate(c, s.step))
-        save_checkpoint(r)
-        if ctrl_c.requested:
+        save_checkpoint(r, ranks)
+        if distributed.any_rank(ranks, ctrl_c.requested):
             console.print(
                 escape(f"Interrupted at step {s.step}: saved {r.run.last_checkpoint}; continue with --resume.")
             )
             raise KeyboardInterrupt
-        measured, outputs = fidelity(r, console, with_kid=True)
-        log.row(s.step, learning_rate(c, s.step), measured["psnr_db"])
+        measured = on_main(ranks, lambda: _finish(r, log, console)) or {}
+    weights = r.run.generator(r.key)
+    return DistillResult(r.run, weights, s.step - first, s.step, time.perf_counter() - started, measured)
+
+
+def _agreed(ranks: distributed.Ranks, step: int, losses: dict[str, float], stop: bool) -> tuple[dict[str, float], bool]:
+    """The step's losses averaged over the ranks, and whether any rank stops (Ctrl-C, --minutes) after it."""
+    mean, stop = distributed.step_agreement(ranks, torch.tensor(list(losses.values())), stop)
+    losses = dict(zip(losses, mean.tolist()))
+    if not all(math.isfinite(v) for v in losses.values()):
+        error = CycError(
+            f"distillation diverged at step {step} (a loss is {losses}): lower --lr; the last checkpoint is kept"
+        )
+        raise distributed.reported(ranks, error)
+    return losses, stop
+
+
+def _finish(r: DistillRun, log: DistillLog, console) -> dict:
+    """Rank 0, at the end: the student's fidelity (with KID), the last samples, and the student with its record."""
+    s, c = r.student, r.config
+    measured, outputs = fidelity(r, console, with_kid=True)
+    log.row(s.step, learning_rate(c, s.step), measured["psnr_db"])
     save_samples(r, outputs)
     distilled = {
         "teacher": str(c.source),
@@ -369,21 +456,19 @@ def distill(c: DistillConfig, console) -> DistillResult:
         "steps": s.step,
         **measured,
     }
-    weights = r.run.generator(r.key)
-    save_generator(s.generator, r.student_info(distilled), weights)
-    return DistillResult(r.run, weights, s.step - first, s.step, time.perf_counter() - started, measured)
+    save_generator(s.generator, r.student_info(distilled), r.run.generator(r.key))
+    return measured
 
 
-def _periodic(r: DistillRun, log: DistillLog, lr: float) -> None:
+def _periodic(r: DistillRun, log: DistillLog, lr: float, ranks: distributed.Ranks) -> None:
     """Every --save-every steps a checkpoint (ending a row of metrics.csv), every --sample-every a sample grid,
-    every --eval-every the held-out PSNR."""
+    every --eval-every the held-out PSNR (rank 0 samples and measures while the others wait)."""
     c, step = r.config, r.student.step
     if step % c.save_every == 0:
         if log.window:
             log.row(step, lr)
-        save_checkpoint(r)
+        save_checkpoint(r, ranks)
     if step % c.sample_every == 0:
-        save_samples(r, student_outputs(r, r.pairs.held_inputs[:SAMPLE_ROWS]))
+        on_main(ranks, lambda: save_samples(r, student_outputs(r, r.pairs.held_inputs[:SAMPLE_ROWS])))
     if c.eval_every and step % c.eval_every == 0 and step < c.steps:  # the last step's: at the end, with KID
-        measured, _ = fidelity(r)
-        log.row(step, lr, measured["psnr_db"])
+        on_main(ranks, lambda: log.row(step, lr, fidelity(r)[0]["psnr_db"]))

@@ -180,6 +180,24 @@ def start(timeout_s: float | None) -> Ranks:
     return ranks
 
 
+def as_ranks(timeout_s: float | None, console, work):
+    """``work(console, ranks)`` as this process's rank: joined to the others first (:func:`start`; one process
+    alone outside torchrun), left at the end. Only rank 0 speaks: the others get a quiet console."""
+    ranks = start(timeout_s)
+    if not ranks.main:
+        from rich.console import Console
+
+        console = Console(quiet=True)
+    lost = False
+    try:
+        return work(console, ranks)
+    except RanksLost:
+        lost = True
+        raise
+    finally:
+        finish(ranks, lost)
+
+
 def finish(ranks: Ranks, lost: bool = False) -> None:
     """Leave the process group (not after a failed collective: the process is about to exit anyway, and a
     group whose peer is gone may block on its way down)."""
@@ -350,19 +368,38 @@ def any_rank(ranks: Ranks, flag: bool) -> bool:
 
 
 def join_training(ranks: Ranks, s) -> None:
+    """Before the first step of ``cyc train``: :func:`join_models` with its four networks and two optimizers."""
+    join_models(ranks, (s.G_AB, s.G_BA, s.D_A, s.D_B), (s.opt_G, s.opt_D))
+
+
+def join_models(ranks: Ranks, modules, optimizers) -> None:
     """Before the first step: rank 0's weights on every rank (they are equal already: the same seed or the same
-    checkpoint; this makes sure), then the gradient all-reduce on both optimizers' parameters."""
+    checkpoint; this makes sure), then the gradient all-reduce on each optimizer's parameters."""
     if ranks.alone:
         return
     import torch.distributed as dist
 
     with torch.no_grad():
-        for module in (s.G_AB, s.G_BA, s.D_A, s.D_B):
+        for module in modules:
             for tensor in (*module.parameters(), *module.buffers()):
                 _collective(dist.broadcast, tensor.data, src=0)
-    for opt in (s.opt_G, s.opt_D):
+    for opt in optimizers:
         params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
         ranks.reducers.append(GradientAllReduce(params, ranks.world))
+
+
+def differing_ranks(ranks: Ranks, modules) -> list[int]:
+    """On rank 0, the ranks whose weights differ from its own (:func:`fingerprint`); elsewhere, and alone, []."""
+    if ranks.alone:
+        return []
+    gathered = gather(ranks, {"fingerprint": fingerprint(modules)})
+    if gathered is None:
+        return []
+    return [
+        rank
+        for rank, theirs in enumerate(gathered[1:], 1)
+        if not torch.equal(theirs["fingerprint"], gathered[0]["fingerprint"])
+    ]
 
 
 def fingerprint(modules) -> torch.Tensor:

@@ -412,17 +412,9 @@ def train(config: TrainConfig, explicit: set[str] | None = None, console=None) -
     from rich.console import Console
 
     console = console or Console(stderr=True, soft_wrap=True)
-    ranks = distributed.start(config.dist_timeout)
-    if not ranks.main:
-        console = Console(quiet=True)  # rank 0 speaks for all
-    lost = False
-    try:
-        return _train(config, explicit, console, ranks)
-    except distributed.RanksLost:
-        lost = True
-        raise
-    finally:
-        distributed.finish(ranks, lost)
+    return distributed.as_ranks(
+        config.dist_timeout, console, lambda console, ranks: _train(config, explicit, console, ranks)
+    )
 
 
 def _open(config: TrainConfig, explicit, console, ranks: distributed.Ranks) -> tuple[TrainConfig, Resume | None]:
