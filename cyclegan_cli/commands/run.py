@@ -57,6 +57,14 @@ def _int8_line(kind: str) -> str:
 @click.option(
     "--max-frames", type=click.IntRange(1), help="Translate only the first N frames of each video (a preview)."
 )
+@click.option(
+    "--tile",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Translate each frame in strips of N rows with the whole frame's norm statistics (the same output, "
+    "in bounded memory); 0: never (a frame too large for the free memory is an error before any work). "
+    "Default: strips only for frames the free memory cannot hold whole.",
+)
 @click.option("--compare", is_flag=True, help="Write input and output side by side.")
 @click.option("--ext", help="Image output format, e.g. png or .jpg (default: the input's).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG / WebP quality.")
@@ -130,6 +138,7 @@ def run(
     batch_size,
     size,
     max_frames,
+    tile,
     compare,
     ext,
     quality,
@@ -219,8 +228,16 @@ def run(
     --shard i/N --device cuda:i. With --segments K each video's pieces are shared out too; when all
     are done, 'cyc join OUTPUT' puts them together, to the frame, with the source's audio.
 
+    \b
+    Large frames: before translating, cyc estimates the peak memory of each frame size on the chosen
+    engine (measured figures) against the memory free (RAM, or the GPU's). A frame that would not fit
+    whole is translated in strips of rows, in PyTorch on the same device, and cyc says so once per
+    size. Every InstanceNorm layer then normalises with the statistics of the whole frame, computed
+    exactly layer by layer, so the output is the whole frame's (to a grey level), without seams; it
+    costs about 2-3x the time. --tile N asks for strips of N rows; --tile 0 forbids them.
+
     Exit codes: 0 all done (also a shard with nothing to do), 1 some inputs failed (each named on its
-    own line), 2 usage error, 130 interrupted.
+    own line) or a frame cannot fit in memory, 2 usage error, 130 interrupted.
     """
     from cyclegan_cli.plugin_api import WriteOptions
     from cyclegan_cli.translation.pipeline import Interrupted
@@ -242,6 +259,7 @@ def run(
         min_psnr=min_psnr,
         batch_size=batch_size,
         max_frames=max_frames,
+        tile=tile,
         compare=compare,
         size=size,
         segments=segments,

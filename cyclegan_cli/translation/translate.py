@@ -41,6 +41,7 @@ class RunOptions:
     min_psnr: float = MIN_PSNR  # int8: the gate, dB against fp32
     batch_size: int = 1
     max_frames: int | None = None
+    tile: int | None = None  # strips of N rows; 0: never; None: where a frame would not fit whole
     compare: bool = False
     size: str | None = None
     segments: int | None = None  # cut each video into this many pieces (cyc join puts them together)
@@ -160,8 +161,15 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
     engine_cls = registry.load("engines", choice.name)
     if model.exported is None:  # the engine runs the prebuilt file the choice found (None: the weights)
         model = dataclasses.replace(model, exported=choice.file)
+    plans = strip_plans(sizes, choice, device, model.info.ngf if model.info is not None else 64, options.tile)
     say(f"engine: {choice.name} {choice.precision} on {device} ({choice.reason})")
     engine = engine_cls(model, device=device, precision=choice.precision, batch_size=options.batch_size)
+    if plans:
+        from cyclegan_cli.translation.strips import InStrips
+
+        for frames in plans.values():
+            say(frames.line())
+        engine = InStrips(engine, plans)
     first = _first_frame_size(per_size)
     if first is not None:
         engine.warmup(first[1], first[0])
@@ -180,6 +188,20 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         say(_stable_note(options.stable, engine))
     stats = pipeline.run(plan.jobs)
     return RunReport(plan, stats, engine.describe(), choice.reason, setup)
+
+
+def strip_plans(sizes, choice, device: str, ngf: int, tile: int | None) -> dict:
+    """The frame sizes that go in strips, with their plans (:func:`cyclegan_cli.translation.memory.plan_frames`);
+    a size that cannot fit as asked stops the run here, before any frame is written."""
+    from cyclegan_cli.translation.memory import available_bytes, plan_frames
+
+    free = available_bytes(device)
+    plans = {}
+    for _, width, height in sizes:
+        plan = plan_frames(choice.name, choice.precision, width, height, free, tile, ngf)
+        if plan.strip_rows is not None:
+            plans[(width, height)] = plan
+    return plans
 
 
 def _stable_note(stable: StableSettings, engine) -> str:

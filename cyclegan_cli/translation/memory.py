@@ -1,0 +1,161 @@
+"""Will a frame fit? The peak memory of translating one frame, estimated from measured figures, against what the
+device has free; and, for a frame that does not fit whole, the strips it is translated in
+(:mod:`cyclegan_cli.translation.strips`).
+
+The figures are peak resident memory of processes translating real photographs, fitted as a constant (Python,
+torch, the engine's libraries) plus bytes per pixel, for the full generator (ngf 64; a generator's activations
+scale with its width, so the per-pixel part is scaled by ngf / 64); docs/internals.md, "Large frames", says how
+they were measured, and a test checks the estimate against a real peak. An engine or precision not measured takes
+the largest figures: a frame is sent to strips too early rather than too late.
+
+No torch here (``--help`` and planning stay light); the CUDA device's free memory is asked of torch only then.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cyclegan_cli.errors import CycError, UsageError
+
+GIB = 2**30
+# (engine, precision) -> (bytes at the peak with no frame: Python, torch, the engine; bytes per pixel of the frame),
+# full generator, whole frame at once. Fitted to whole cyc run processes on 1024x1024 and 2048x2048 photographs,
+# 2-core AVX2-only AMD EPYC (torch fp32 1.52 and 4.04 GB; OpenVINO fp32 1.53 and 3.70; ONNX Runtime fp32 3.48 and
+# 10.82: its memory arena keeps the largest activations' buffers).
+WHOLE_FRAME: dict[tuple[str, str], tuple[float, float]] = {
+    ("torch", "fp32"): (679e6, 800),
+    ("openvino", "fp32"): (802e6, 690),
+    ("onnxruntime", "fp32"): (1036e6, 2332),
+}
+# Strips (torch): fitted to translate_in_strips on a 2048x512 photograph with strips of 64 and 256 rows (peaks 844 and
+# 1048 MiB, 615 without a frame): the process and a copy of the generator; the bottleneck (ngf bytes a pixel) and
+# the frames kept whole; one strip's activations per pixel of the strip.
+STRIPS_BASE_BYTES = 780e6
+FRAME_BYTES_PER_PIXEL = 16  # uint8 frames: the decoded input, its padded copy, the output, the writer's copy
+STRIP_BYTES_PER_PIXEL = 550
+HEADROOM = 0.8  # a frame goes whole when its estimate is at most this share of the free memory
+STRIP_ROWS_CHOICES = (256, 128, 64, 32)  # strip heights tried in turn, largest first
+# A strip's activations are kept within this where a strip height allows: taller strips repeat less work at their
+# margins (a strip of 256 rows recomputes 9 % more in the encoder, 6 % in the residual blocks) but hold more.
+STRIP_BUDGET = 512 * 2**20
+ENV_AVAILABLE = "CYC_MEMORY_AVAILABLE"  # bytes (or e.g. "2G") to take as free instead of asking the device
+
+
+class FrameTooLarge(CycError):
+    """A frame that cannot be translated within the free memory, as asked (``--tile 0``) or at all."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How frames of one size are translated: whole (``strip_rows`` None) or in strips of that many rows."""
+
+    width: int
+    height: int
+    whole_bytes: int  # the estimated peak of the whole frame at once
+    free_bytes: int
+    strip_rows: int | None
+    asked: bool = False  # strips because --tile asked for them
+
+    def line(self) -> str:
+        """What cyc says once for frames of this size when they go in strips."""
+        why = (
+            "as --tile asked"
+            if self.asked
+            else f"the whole frame at once would need about {gib(self.whole_bytes)}, {gib(self.free_bytes)} are free"
+        )
+        return (
+            f"{self.width}x{self.height} frames in strips of {self.strip_rows} rows, with the whole frame's norm "
+            f"statistics (the same output): {why}."
+        )
+
+
+def gib(size: float) -> str:
+    return f"{size / GIB:.1f} GB"
+
+
+def whole_frame_bytes(engine: str, precision: str, width: int, height: int, ngf: int = 64) -> int:
+    """The estimated peak of translating one ``width`` x ``height`` frame at once."""
+    worst = (max(base for base, _ in WHOLE_FRAME.values()), max(per for _, per in WHOLE_FRAME.values()))
+    base, per_pixel = WHOLE_FRAME.get((engine, precision), worst)
+    return int(base + per_pixel * ngf / 64 * width * height)
+
+
+def strip_bytes(width: int, height: int, strip_rows: int, ngf: int = 64) -> int:
+    """The estimated peak of translating one frame in strips (torch): the bottleneck kept whole (``ngf`` bytes a
+    pixel in fp32), the frame in and out, and one strip's activations."""
+    whole = (ngf + FRAME_BYTES_PER_PIXEL) * width * height
+    return int(STRIPS_BASE_BYTES + whole + STRIP_BYTES_PER_PIXEL * ngf / 64 * width * strip_rows)
+
+
+def plan_frames(
+    engine: str, precision: str, width: int, height: int, free: int, tile: int | None, ngf: int = 64
+) -> FramePlan:
+    """Whole or in strips: ``tile`` None chooses (strips only when the whole frame would not fit, as tall as fit),
+    0 forbids strips (a frame that does not fit is :class:`FrameTooLarge`), N asks for strips of N rows."""
+    whole = whole_frame_bytes(engine, precision, width, height, ngf)
+    if tile:
+        return FramePlan(width, height, whole, free, max(4, tile // 4 * 4), asked=True)
+    if whole <= HEADROOM * free:
+        return FramePlan(width, height, whole, free, None)
+    if tile == 0:
+        raise FrameTooLarge(
+            f"{width}x{height} frames need about {gib(whole)} at once and {gib(free)} are free: leave out --tile 0 "
+            "to translate them in strips (the same output), or free memory"
+        )
+    fitting = [rows for rows in STRIP_ROWS_CHOICES if strip_bytes(width, height, rows, ngf) <= HEADROOM * free]
+    if not fitting:
+        raise FrameTooLarge(
+            f"{width}x{height} frames need about {gib(strip_bytes(width, height, STRIP_ROWS_CHOICES[-1], ngf))} "
+            f"even in strips and {gib(free)} are free: resize them (--size) or free memory"
+        )
+    light = [rows for rows in fitting if STRIP_BYTES_PER_PIXEL * ngf / 64 * width * rows <= STRIP_BUDGET]
+    rows = light[0] if light else fitting[-1]
+    return FramePlan(width, height, whole, free, min(rows, height + (-height) % 4))
+
+
+def parse_bytes(text: str) -> int:
+    """``12345``, ``2G``, ``512M``, ``1.5GB`` -> bytes."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in units and not value[-1:].isdigit() else ""
+    try:
+        return int(float(value[: len(value) - len(unit)]) * units[unit])
+    except ValueError:
+        raise UsageError(f"{ENV_AVAILABLE}={text}: give bytes, e.g. 4000000000 or 4G") from None
+
+
+def available_bytes(device: str) -> int:
+    """The memory free for a frame: the GPU's free memory on CUDA, else the RAM the kernel says is available
+    (within the container's limit where one is set). ``CYC_MEMORY_AVAILABLE`` overrides both."""
+    if os.environ.get(ENV_AVAILABLE):
+        return parse_bytes(os.environ[ENV_AVAILABLE])
+    if device.startswith("cuda"):
+        import torch
+
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        return int(torch.cuda.mem_get_info(index)[0])
+    return min(_ram_available(), _cgroup_available())
+
+
+def _ram_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cgroup_available() -> int:
+    """What a cgroup v2 memory limit leaves (unlimited: a very large number)."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return 2**62
+    return 2**62 if limit == "max" else max(0, int(limit) - used)
