@@ -77,11 +77,13 @@ def gib(size: float) -> str:
     return f"{size / GIB:.1f} GB"
 
 
-def whole_frame_bytes(engine: str, precision: str, width: int, height: int, ngf: int = 64) -> int:
-    """The estimated peak of translating one ``width`` x ``height`` frame at once."""
-    worst = (max(base for base, _ in WHOLE_FRAME.values()), max(per for _, per in WHOLE_FRAME.values()))
-    base, per_pixel = WHOLE_FRAME.get((engine, precision), worst)
-    return int(base + per_pixel * ngf / 64 * width * height)
+def whole_frame_bytes(engine: str, precision: str, width: int, height: int, ngf: int = 64, frames: int = 1) -> int:
+    """The estimated peak of translating ``frames`` frames of ``width`` x ``height`` at once (a batch). An engine's
+    precision not measured takes its fp32 figures (no smaller: bf16 and int8 hold less); an engine not measured
+    (torch-compile, TensorRT, another's) takes torch fp32's."""
+    fallback = WHOLE_FRAME.get((engine, "fp32"), WHOLE_FRAME[("torch", "fp32")])
+    base, per_pixel = WHOLE_FRAME.get((engine, precision), fallback)
+    return int(base + per_pixel * ngf / 64 * width * height * frames)
 
 
 def strip_bytes(width: int, height: int, strip_rows: int, ngf: int = 64) -> int:
@@ -92,11 +94,11 @@ def strip_bytes(width: int, height: int, strip_rows: int, ngf: int = 64) -> int:
 
 
 def plan_frames(
-    engine: str, precision: str, width: int, height: int, free: int, tile: int | None, ngf: int = 64
+    engine: str, precision: str, width: int, height: int, free: int, tile: int | None, ngf: int = 64, batch: int = 1
 ) -> FramePlan:
-    """Whole or in strips: ``tile`` None chooses (strips only when the whole frame would not fit, as tall as fit),
-    0 forbids strips (a frame that does not fit is :class:`FrameTooLarge`), N asks for strips of N rows."""
-    whole = whole_frame_bytes(engine, precision, width, height, ngf)
+    """Whole or in strips: ``tile`` None chooses (strips only when a batch of whole frames would not fit), 0
+    forbids strips (a frame that does not fit is :class:`FrameTooLarge`), N asks for strips of N rows."""
+    whole = whole_frame_bytes(engine, precision, width, height, ngf, batch)
     if tile:
         return FramePlan(width, height, whole, free, max(4, tile // 4 * 4), asked=True)
     if whole <= HEADROOM * free:
@@ -123,14 +125,18 @@ def parse_bytes(text: str) -> int:
     value = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = value[-1:] if value[-1:] in units and not value[-1:].isdigit() else ""
     try:
-        return int(float(value[: len(value) - len(unit)]) * units[unit])
-    except ValueError:
-        raise UsageError(f"{ENV_AVAILABLE}={text}: give bytes, e.g. 4000000000 or 4G") from None
+        size = int(float(value[: len(value) - len(unit)]) * units[unit])
+    except (ValueError, OverflowError):
+        size = 0
+    if size <= 0:
+        raise UsageError(f"{ENV_AVAILABLE}={text}: give a positive number of bytes, e.g. 4000000000 or 4G")
+    return size
 
 
 def available_bytes(device: str) -> int:
-    """The memory free for a frame: the GPU's free memory on CUDA, else the RAM the kernel says is available
-    (within the container's limit where one is set). ``CYC_MEMORY_AVAILABLE`` overrides both."""
+    """The memory for a frame: the GPU's free memory on CUDA, else the RAM the kernel says is available (within
+    this process's cgroup limit where one is set) and what this process holds already. ``CYC_MEMORY_AVAILABLE``
+    overrides both."""
     if os.environ.get(ENV_AVAILABLE):
         return parse_bytes(os.environ[ENV_AVAILABLE])
     if device.startswith("cuda"):
@@ -138,7 +144,15 @@ def available_bytes(device: str) -> int:
 
         index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
         return int(torch.cuda.mem_get_info(index)[0])
-    return min(_ram_available(), _cgroup_available())
+    # this process's own memory (Python, torch, the model) is in the estimates' constant: count it as available
+    return min(_ram_available(), _cgroup_available()) + _own_resident_bytes()
+
+
+def _own_resident_bytes() -> int:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _ram_available() -> int:
@@ -152,10 +166,39 @@ def _ram_available() -> int:
 
 
 def _cgroup_available() -> int:
-    """What a cgroup v2 memory limit leaves (unlimited: a very large number)."""
+    """What this process's memory cgroup leaves (v2, else v1; no limit: a very large number). The page cache it
+    counts as used (inactive files) can be reclaimed, so it counts as free, as the kubelet counts it."""
+    v2, v1 = _own_cgroups()
+    for folder, limit_file, used_file, cache_key in (
+        (v2, "memory.max", "memory.current", "inactive_file"),
+        (v1, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    ):
+        try:
+            limit = (folder / limit_file).read_text().strip()
+            used = int((folder / used_file).read_text())
+            lines = (folder / "memory.stat").read_text().splitlines()
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 2**60:  # v2 writes "max", v1 a number near 2**63
+            return 2**62
+        cache = dict(line.split() for line in lines if line.count(" ") == 1)
+        return max(0, int(limit) - used + int(cache.get(cache_key, 0)))
+    return 2**62
+
+
+def _own_cgroups() -> tuple[Path, Path]:
+    """This process's cgroup folders, v2 and v1 memory (``/proc/self/cgroup``; inside a cgroup namespace, the
+    mount's root)."""
+    root = Path("/sys/fs/cgroup")
+    v2, v1 = root, root / "memory"
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-    except (OSError, ValueError):
-        return 2**62
-    return 2**62 if limit == "max" else max(0, int(limit) - used)
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return v2, v1
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and (root / path.lstrip("/")).is_dir():
+            v2 = root / path.lstrip("/")
+        elif "memory" in controllers.split(",") and (root / "memory" / path.lstrip("/")).is_dir():
+            v1 = root / "memory" / path.lstrip("/")
+    return v2, v1

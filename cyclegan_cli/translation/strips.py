@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from cyclegan_cli.errors import UsageError
 from cyclegan_cli.framing import MULTIPLE, padding_for
 from cyclegan_cli.models.architectures import ResnetBlock
 from cyclegan_cli.plugin_api import Engine
@@ -68,13 +67,13 @@ class Statistics:
     reduction (no copy of the activations), combined in float64 (Chan, Golub and LeVeque's pairwise update)."""
 
     def __init__(self):
-        self.mean = self.m2 = None
+        self.mean = self.m2 = self.device = None
         self.count = 0
 
     def add(self, x: torch.Tensor) -> None:
         var, mean = torch.var_mean(x.float() if x.dtype != torch.float32 else x, dim=(0, 2, 3), correction=0)
-        count = x.shape[0] * x.shape[2] * x.shape[3]
-        mean, m2 = mean.double(), var.double() * count
+        count, self.device = x.shape[0] * x.shape[2] * x.shape[3], x.device
+        mean, m2 = mean.cpu().double(), var.cpu().double() * count  # the CPU: MPS has no float64
         if self.mean is None:
             self.mean, self.m2, self.count = mean, m2, count
             return
@@ -85,7 +84,7 @@ class Statistics:
         self.count = total
 
     def set_into(self, norm: FrozenNorm) -> None:
-        norm.mean, norm.var = self.mean.float(), (self.m2 / self.count).float()
+        norm.mean, norm.var = self.mean.float().to(self.device), (self.m2 / self.count).float().to(self.device)
 
 
 def with_frozen_norms(net: nn.Module) -> nn.Module:
@@ -122,50 +121,67 @@ def _accumulate(layers: list[nn.Module], position: int, rows: int, strip: int, m
     stats.set_into(layers[position])
 
 
+class StripTranslator:
+    """A generator ready to translate pictures in strips: a copy whose InstanceNorms take given statistics, on the
+    device and in the precision, built once (each picture's statistics are taken anew)."""
+
+    def __init__(self, net: nn.Module, device: str = "cpu", dtype=torch.float32):
+        # channels-last as the torch engine runs (not on MPS, which the torch engine leaves contiguous too)
+        self.layout = torch.contiguous_format if device.startswith("mps") else torch.channels_last
+        self.device, self.dtype = device, dtype
+        frozen = with_frozen_norms(net).to(device=device, dtype=dtype, memory_format=self.layout).eval()
+        layers = list(frozen.model)
+        self.blocks = [layer for layer in layers if isinstance(layer, ResnetBlock)]
+        first = next(
+            i for i, layer in enumerate(layers) if isinstance(layer, (ResnetBlock, nn.ConvTranspose2d, nn.Upsample))
+        )
+        last = max((i for i, layer in enumerate(layers) if isinstance(layer, ResnetBlock)), default=first - 1)
+        self.encoder, self.decoder = layers[:first], layers[last + 1 :]
+
+    def __call__(self, image: np.ndarray, strip_rows: int) -> np.ndarray:
+        """The output for one H x W x 3 uint8 picture over strips of about ``strip_rows`` input rows (a multiple
+        of 4), with the whole picture's norm statistics: equal to running the whole picture at once."""
+        h, w = image.shape[:2]
+        pad_h, pad_w = padding_for(h, w)
+        padded = image
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "edge"
+            padded = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+        rows, step = padded.shape[0], max(MULTIPLE, strip_rows // MULTIPLE * MULTIPLE)
+
+        def read_input(lo: int, hi: int) -> torch.Tensor:
+            x = torch.from_numpy(np.ascontiguousarray(padded[lo:hi])).to(self.device).permute(2, 0, 1)[None]
+            return x.float().div_(127.5).sub_(1.0).to(self.dtype).contiguous(memory_format=self.layout)
+
+        with torch.inference_mode():
+            for position in _norm_positions(self.encoder):
+                _accumulate(self.encoder, position, rows, step, ENCODER_MARGIN, read_input)
+            bottleneck = _encode(nn.Sequential(*self.encoder), rows, step, read_input, self.layout)
+            small_step = step // DOWNSCALE
+            for block in self.blocks:
+                _update_block(block, bottleneck, small_step)
+            read_bottleneck = lambda lo, hi: bottleneck[:, :, lo:hi]  # noqa: E731
+            for position in _norm_positions(self.decoder):
+                _accumulate(self.decoder, position, bottleneck.shape[2], small_step, DECODER_MARGIN, read_bottleneck)
+            out = np.empty((rows, padded.shape[1], 3), dtype=np.uint8)
+
+            def write(start: int, end: int, y: torch.Tensor) -> None:
+                picture = y[0].float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+                out[start * DOWNSCALE : end * DOWNSCALE] = picture.permute(1, 2, 0).cpu().numpy()
+
+            decode = nn.Sequential(*self.decoder)
+            _over_strips(bottleneck.shape[2], small_step, DECODER_MARGIN, read_bottleneck, decode, write)
+        return out[:h, :w]
+
+
 def translate_in_strips(
     net: nn.Module, image: np.ndarray, strip_rows: int, device: str = "cpu", dtype=torch.float32
 ) -> np.ndarray:
-    """``net``'s output for one H x W x 3 uint8 picture, computed over strips of about ``strip_rows`` input rows
-    (a multiple of 4) with the whole frame's norm statistics; equal to running the whole frame at once."""
-    frozen = with_frozen_norms(net).to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
-    layers = list(frozen.model)
-    blocks = [i for i, layer in enumerate(layers) if isinstance(layer, ResnetBlock)]
-    first_up = next(i for i, layer in enumerate(layers) if isinstance(layer, (nn.ConvTranspose2d, nn.Upsample)))
-    encoder = layers[: blocks[0] if blocks else first_up]
-    decoder = layers[blocks[-1] + 1 if blocks else first_up :]
-    h, w = image.shape[:2]
-    pad_h, pad_w = padding_for(h, w)
-    padded = image
-    if pad_h or pad_w:
-        padded = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect" if pad_h < h and pad_w < w else "edge")
-    rows, step = padded.shape[0], max(MULTIPLE, strip_rows // MULTIPLE * MULTIPLE)
-
-    def read_input(lo: int, hi: int) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(padded[lo:hi])).to(device).permute(2, 0, 1)[None]
-        return x.to(dtype).div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
-
-    with torch.inference_mode():
-        for position in _norm_positions(encoder):
-            _accumulate(encoder, position, rows, step, ENCODER_MARGIN, read_input)
-        bottleneck = _encode(nn.Sequential(*encoder), rows, step, read_input)
-        small_step = step // DOWNSCALE
-        for index in blocks:
-            _update_block(layers[index], bottleneck, small_step)
-        read_bottleneck = lambda lo, hi: bottleneck[:, :, lo:hi]  # noqa: E731
-        for position in _norm_positions(decoder):
-            _accumulate(decoder, position, bottleneck.shape[2], small_step, DECODER_MARGIN, read_bottleneck)
-        out = np.empty((rows, padded.shape[1], 3), dtype=np.uint8)
-
-        def write(start: int, end: int, y: torch.Tensor) -> None:
-            picture = y[0].float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-            out[start * DOWNSCALE : end * DOWNSCALE] = picture.permute(1, 2, 0).cpu().numpy()
-
-        decode = nn.Sequential(*decoder)
-        _over_strips(bottleneck.shape[2], small_step, DECODER_MARGIN, read_bottleneck, decode, write)
-    return out[:h, :w]
+    """``net``'s output for one picture in strips (:class:`StripTranslator`)."""
+    return StripTranslator(net, device, dtype)(image, strip_rows)
 
 
-def _encode(encoder: nn.Module, rows: int, step: int, read) -> torch.Tensor:
+def _encode(encoder: nn.Module, rows: int, step: int, read, layout) -> torch.Tensor:
     """The encoder's output over the whole frame (the bottleneck), strip by strip into one tensor."""
     bottleneck: torch.Tensor | None = None
 
@@ -173,7 +189,7 @@ def _encode(encoder: nn.Module, rows: int, step: int, read) -> torch.Tensor:
         nonlocal bottleneck
         if bottleneck is None:
             shape = (x.shape[0], x.shape[1], rows // DOWNSCALE, x.shape[3])
-            bottleneck = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+            bottleneck = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=layout)
         bottleneck[:, :, start // DOWNSCALE : end // DOWNSCALE] = x
 
     _over_strips(rows, step, ENCODER_MARGIN, read, encoder, put)
@@ -213,19 +229,12 @@ class InStrips(Engine):
     in strips (it uses its own, exact); its other mechanisms do."""
 
     def __init__(self, inner: Engine, plans: dict[tuple[int, int], FramePlan]):
-        import torch
-
-        if inner.model.generator is None:
-            raise UsageError(
-                f"{inner.model.path}: frames of {', '.join(f'{w}x{h}' for w, h in plans)} go in strips, which run "
-                "the generator's weights, not an exported file: give the weights (a run, .safetensors or .pth)"
-            )
-        self.inner, self.plans = inner, plans
+        self.inner, self.plans, self.name = inner, plans, inner.name
         self.model, self.device, self.precision, self.batch_size = inner.model, inner.device, inner.precision, 1
         self.carries_statistics = inner.carries_statistics
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(inner.precision, torch.float32)
         self._label = inner.precision if self._dtype != torch.float32 else "fp32"
-        self._net = inner.model.generator
+        self._strips = StripTranslator(inner.model.generator, inner.device, self._dtype)
 
     def plan_for(self, batch: np.ndarray) -> FramePlan | None:
         return self.plans.get((batch.shape[2], batch.shape[1]))
@@ -238,9 +247,7 @@ class InStrips(Engine):
         plan = self.plan_for(batch)
         if plan is None:
             return self.inner(batch)
-        return np.stack(
-            [translate_in_strips(self._net, frame, plan.strip_rows, self.device, self._dtype) for frame in batch]
-        )
+        return np.stack([self._strips(frame, plan.strip_rows) for frame in batch])
 
     def new_stream_state(self, momentum: float):
         return self.inner.new_stream_state(momentum)

@@ -149,6 +149,7 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         unknown = len(plan.jobs) - len(sizes)  # unreadable headers: counted as one frame each, reported later
         progress.planned(sum(frames for frames, _, _ in sizes) + unknown)
     choice = choose_engine(options.engine, model, device, options.precision, per_size, options.min_psnr)
+    plans = strip_plans(sizes, choice, device, model, options)  # before any work: a frame that cannot fit stops here
     choice = prepare_int8(  # int8 quantized from the job's own frames, when the choice says so
         choice,
         model,
@@ -161,15 +162,10 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
     engine_cls = registry.load("engines", choice.name)
     if model.exported is None:  # the engine runs the prebuilt file the choice found (None: the weights)
         model = dataclasses.replace(model, exported=choice.file)
-    plans = strip_plans(sizes, choice, device, model.info.ngf if model.info is not None else 64, options.tile)
     say(f"engine: {choice.name} {choice.precision} on {device} ({choice.reason})")
     engine = engine_cls(model, device=device, precision=choice.precision, batch_size=options.batch_size)
     if plans:
-        from cyclegan_cli.translation.strips import InStrips
-
-        for frames in plans.values():
-            say(frames.line())
-        engine = InStrips(engine, plans)
+        engine = _in_strips(engine, plans, say)
     first = _first_frame_size(per_size)
     if first is not None:
         engine.warmup(first[1], first[0])
@@ -190,18 +186,33 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
     return RunReport(plan, stats, engine.describe(), choice.reason, setup)
 
 
-def strip_plans(sizes, choice, device: str, ngf: int, tile: int | None) -> dict:
+def strip_plans(sizes, choice, device: str, model, options: RunOptions) -> dict:
     """The frame sizes that go in strips, with their plans (:func:`cyclegan_cli.translation.memory.plan_frames`);
-    a size that cannot fit as asked stops the run here, before any frame is written."""
+    a size that cannot fit as asked stops the run here, before any engine is built or frame written."""
     from cyclegan_cli.translation.memory import available_bytes, plan_frames
 
     free = available_bytes(device)
+    ngf = model.info.ngf if model.info is not None else 64
     plans = {}
     for _, width, height in sizes:
-        plan = plan_frames(choice.name, choice.precision, width, height, free, tile, ngf)
+        plan = plan_frames(choice.name, choice.precision, width, height, free, options.tile, ngf, options.batch_size)
         if plan.strip_rows is not None:
             plans[(width, height)] = plan
+    if plans and model.generator is None:
+        raise UsageError(
+            f"{model.path}: frames of {', '.join(f'{w}x{h}' for w, h in plans)} go in strips, which run the "
+            "generator's weights, not an exported file: give the weights (a run, .safetensors or .pth)"
+        )
     return plans
+
+
+def _in_strips(engine, plans: dict, say):
+    """``engine``, with the frame sizes of ``plans`` sent through strips; said once per size."""
+    from cyclegan_cli.translation.strips import InStrips
+
+    for frames in plans.values():
+        say(frames.line())
+    return InStrips(engine, plans)
 
 
 def _stable_note(stable: StableSettings, engine) -> str:
