@@ -17,6 +17,7 @@ from cyclegan_cli.commands.options import (
     direction_option,
     dist_timeout_option,
     precision_option,
+    rank_exits,
     runs_dir_option,
     setting_option,
 )
@@ -184,14 +185,8 @@ def distill(ctx, source: str, data: tuple[str, ...], no_progress: bool, compile_
     if options["crop_size"] % 4:
         raise click.BadParameter("must be a multiple of 4", param_hint="--crop-size")
     config = DistillConfig(source=source, data=list(data), progress=not no_progress, compile=compile_, **options)
-    try:
+    with rank_exits(ctx):
         result = run_distill(config, Console(stderr=True, soft_wrap=True))
-    except distributed.ReportedElsewhere as error:  # rank 0 reports it for every rank
-        ctx.exit(error.exit_code)
-    except KeyboardInterrupt:
-        if distributed.env_rank() != 0:  # rank 0 says it
-            ctx.exit(130)
-        raise
     if distributed.env_rank() != 0:
         return
     f = result.fidelity

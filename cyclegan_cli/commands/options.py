@@ -4,6 +4,8 @@ and ``--debug``."""
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from cyclegan_cli import registry
@@ -145,3 +147,19 @@ def name_table(*columns: str):
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
+
+
+@contextlib.contextmanager
+def rank_exits(ctx):
+    """Around a command that may run as one rank of several (torchrun): an error rank 0 reports for every rank,
+    and a Ctrl-C, end the other ranks silently with rank 0's exit code."""
+    from cyclegan_cli.training import distributed
+
+    try:
+        yield
+    except distributed.ReportedElsewhere as error:  # rank 0 reports it for every rank
+        ctx.exit(error.exit_code)
+    except KeyboardInterrupt:
+        if distributed.env_rank() != 0:  # rank 0 says it
+            ctx.exit(130)
+        raise

@@ -16,6 +16,7 @@ from cyclegan_cli.commands.options import (
     device_option,
     dist_timeout_option,
     precision_option,
+    rank_exits,
 )
 from cyclegan_cli.errors import UsageError
 from cyclegan_cli.training.config import GAN_MODES, TrainConfig
@@ -290,16 +291,8 @@ def train(ctx: click.Context, dataroot, a, b, name, out, compile_, no_flip, **op
     config = TrainConfig(dataroot=dataroot, a=a, b=b, name=name, out=out, flip=not no_flip, compile=compile_, **options)
     renamed = {"compile_": "compile", "no_flip": "flip"}
     explicit = {renamed.get(n, n) for n in explicit} | {"name"}
-    from cyclegan_cli.training import distributed
-
-    try:
+    with rank_exits(ctx):
         result = run_training(config, explicit=explicit)
-    except distributed.ReportedElsewhere as error:  # rank 0 reports it for every rank
-        ctx.exit(error.exit_code)
-    except KeyboardInterrupt:
-        if distributed.env_rank() != 0:  # rank 0 says it
-            ctx.exit(130)
-        raise
     if result.rank != 0:
         return
     if result.note is not None:  # a resumed run with no step left: nothing was trained or written
