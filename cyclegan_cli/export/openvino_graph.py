@@ -14,13 +14,15 @@ def openvino_model(generator):
     import openvino as ov
     import torch
 
-    # OpenVINO traces with torch.jit, which warns of its own deprecation and of constant shape checks.
+    # The trace is taken here rather than by convert_model, so as to skip torch.jit's trace check: it runs the
+    # network twice more and imports torch.distributed to compare the runs, about 1 s of every start-up on two
+    # cores (the generator has no data-dependent control flow for the check to find). torch.jit warns of its own
+    # deprecation and of constant shape checks.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        model = ov.convert_model(
-            generator.eval(), example_input=torch.zeros(1, 3, 64, 64), input=[ov.PartialShape([-1, 3, -1, -1])]
-        )
+        traced = torch.jit.trace(generator.eval(), torch.zeros(1, 3, 64, 64), check_trace=False)
+        model = ov.convert_model(traced, input=[ov.PartialShape([-1, 3, -1, -1])])
     model.inputs[0].get_tensor().set_names({INPUT_NAME})
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     return model

@@ -205,7 +205,7 @@ def cpu_choice(
     if int8.failed or int8.unable:
         return dataclasses.replace(otherwise, reason=f"{otherwise.reason}; int8 not used: {int8.failed or int8.unable}")
     job = (
-        f"{total:.0f} megapixel-frames, threshold {figure.threshold:.0f}: quantizing at start repays after "
+        f"{_amount(total)} megapixel-frames, threshold {figure.threshold:.0f}: quantizing at start repays after "
         f"{figure.megapixel_frames:g} against {figure.against} on a {figure.cpu}"
     )
     if total >= figure.threshold:
@@ -239,7 +239,12 @@ def cpu_engine(available: set[str], bf16_unit: str | None, compiler: bool, bigge
 
 
 def _describe_job(biggest: float) -> str:
-    return f"{biggest:.0f} megapixel-frames at one size, threshold {COMPILE_MIN_MEGAPIXEL_FRAMES:.0f}"
+    return f"{_amount(biggest)} megapixel-frames at one size, threshold {COMPILE_MIN_MEGAPIXEL_FRAMES:.0f}"
+
+
+def _amount(megapixel_frames: float) -> str:
+    """Whole numbers from 10 up, two figures below: a student's short job is 0.08 megapixel-frames, not 0."""
+    return f"{megapixel_frames:.0f}" if megapixel_frames >= 10 else f"{megapixel_frames:.2g}"
 
 
 # --- prebuilt files and int8 ------------------------------------------------------------------------------------
