@@ -234,7 +234,8 @@ def run(
     whole is translated in strips of rows, in PyTorch on the same device, and cyc says so once per
     size. Every InstanceNorm layer then normalises with the statistics of the whole frame, computed
     exactly layer by layer, so the output is the whole frame's (to a grey level), without seams; it
-    costs about 2-3x the time. --tile N asks for strips of N rows; --tile 0 forbids them.
+    costs about 2-3x the time. --tile N asks for strips of N rows; --tile 0 forbids them. A frame in
+    strips keeps its own statistics under --stable-strength (the rest of --stable applies).
 
     Exit codes: 0 all done (also a shard with nothing to do), 1 some inputs failed (each named on its
     own line) or a frame cannot fit in memory, 2 usage error, 130 interrupted.

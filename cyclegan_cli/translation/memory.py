@@ -144,8 +144,11 @@ def available_bytes(device: str) -> int:
 
         index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
         return int(torch.cuda.mem_get_info(index)[0])
-    # this process's own memory (Python, torch, the model) is in the estimates' constant: count it as available
-    return min(_ram_available(), _cgroup_available()) + _own_resident_bytes()
+    # this process's own memory (Python, torch, the model) is in the estimates' constant: count it as available,
+    # but never more than the cgroup's limit (shared libraries already in the page cache are resident here without
+    # being charged to this cgroup, so its usage can be below this process's resident size)
+    room, limit = _cgroup_room()
+    return min(min(_ram_available(), room) + _own_resident_bytes(), limit)
 
 
 def _own_resident_bytes() -> int:
@@ -165,9 +168,9 @@ def _ram_available() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _cgroup_available() -> int:
-    """What this process's memory cgroup leaves (v2, else v1; no limit: a very large number). The page cache it
-    counts as used (inactive files) can be reclaimed, so it counts as free, as the kubelet counts it."""
+def _cgroup_room() -> tuple[int, int]:
+    """What this process's memory cgroup leaves, and its limit (v2, else v1; no limit: very large numbers). The page
+    cache it counts as used (inactive files) can be reclaimed, so it counts as free, as the kubelet counts it."""
     v2, v1 = _own_cgroups()
     for folder, limit_file, used_file, cache_key in (
         (v2, "memory.max", "memory.current", "inactive_file"),
@@ -180,10 +183,10 @@ def _cgroup_available() -> int:
         except (OSError, ValueError):
             continue
         if limit == "max" or int(limit) >= 2**60:  # v2 writes "max", v1 a number near 2**63
-            return 2**62
+            return 2**62, 2**62
         cache = dict(line.split() for line in lines if line.count(" ") == 1)
-        return max(0, int(limit) - used + int(cache.get(cache_key, 0)))
-    return 2**62
+        return max(0, int(limit) - used + int(cache.get(cache_key, 0))), int(limit)
+    return 2**62, 2**62
 
 
 def _own_cgroups() -> tuple[Path, Path]:

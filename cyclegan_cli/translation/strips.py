@@ -225,8 +225,10 @@ class InStrips(Engine):
     through :func:`translate_in_strips` (torch, on the engine's device) and every other frame to ``inner``.
 
     Strips run in PyTorch whatever the inner engine (they need the generator's layers one by one): in fp32, or
-    the inner engine's bf16 or fp16 where it had one. --stable's carried statistics do not apply to a frame
-    in strips (it uses its own, exact); its other mechanisms do."""
+    the inner engine's bf16 or fp16 where it had one (OpenVINO running the same layers, each run with its norms'
+    statistics as inputs, measured slower than PyTorch on an AVX2-only CPU: docs/internals.md). --stable's carried
+    statistics do not apply to a frame in strips (it uses its own, exact; ``cyc run`` says so); its other
+    mechanisms do."""
 
     def __init__(self, inner: Engine, plans: dict[tuple[int, int], FramePlan]):
         self.inner, self.plans, self.name = inner, plans, inner.name

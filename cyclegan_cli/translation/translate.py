@@ -223,10 +223,20 @@ def _stable_note(stable: StableSettings, engine) -> str:
         parts.append(f"motion-compensated blending ({stable.blend:g})")
     if stable.norm_momentum > 0:
         if engine.carries_statistics:
-            parts.append(f"carried norm statistics (momentum {stable.norm_momentum:g})")
+            parts.append(f"carried norm statistics (momentum {stable.norm_momentum:g}{_unless_in_strips(engine)})")
         else:
             parts.append(f"no carried norm statistics (the {engine.name} engine, or this generator's norms, cannot)")
     return "stable video: " + "; ".join(parts) + ", reset at scene cuts"
+
+
+def _unless_in_strips(engine) -> str:
+    """Frames in strips take their own frame's exact statistics: carrying them across frames would need the
+    whole frame's activations of the previous frame, which strips never hold at once."""
+    from cyclegan_cli.translation.strips import InStrips
+
+    if not isinstance(engine, InStrips):
+        return ""
+    return f"; not in the {', '.join(f'{w}x{h}' for w, h in engine.plans)} frames in strips: their own statistics"
 
 
 def _first_frame_size(per_size) -> tuple[int, int] | None:
