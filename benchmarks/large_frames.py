@@ -15,6 +15,9 @@ Stages (``--stages``, comma-separated):
 * ``memory``: whole ``cyc run`` processes with ``--engine torch``: the peak resident memory (of the process, read
   by its parent) translating the 7680x4320 picture with the free memory the machine has (cyc chooses strips), and
   the estimate cyc made.
+* ``video`` (not run by default): the memory a video's frames in flight take (the pipeline's queues, the
+  encoder's lookahead): bigbuckbunny resized to 3840x2160 through ``cyc run`` in OpenVINO fp32, its first frame
+  alone and ``--video-frames`` frames, with ``--video-checkpoint`` (a distilled student keeps it to minutes).
 
 Run it alone (two cores: any other busy process makes the times worthless; the memory figures hold anyway):
 
@@ -110,15 +113,7 @@ def memory_stage(work: Path, teacher: Path) -> None:
         Image.fromarray(picture(7680, 4320)).save(path)
     command = [*CYC, "run", str(path), "--checkpoint", str(teacher), "--engine", "torch", "--precision", "fp32",
                "--out", str(work / "large-out"), "--overwrite"]  # fmt: skip
-    wrapper = (
-        "import json, resource, subprocess, sys, time; t = time.perf_counter();"
-        "done = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True);"
-        "print(json.dumps([done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,"
-        " time.perf_counter() - t, done.stderr[-3000:]]))"
-    )
-    out = subprocess.run([sys.executable, "-c", wrapper, json.dumps(command)], capture_output=True, text=True)
-    code, peak, seconds, said = json.loads(out.stdout)
-    lines = [line for line in said.splitlines() if "strips" in line or "engine" in line]
+    code, peak, seconds, lines = peak_of(command)
     print(
         f"7680x4320 through cyc run (torch fp32): exit {code}, peak {peak / 2**30:.2f} GB, {seconds:.0f} s", flush=True
     )
@@ -130,11 +125,45 @@ def memory_stage(work: Path, teacher: Path) -> None:
             print(f"seam ratio at the strip borders: {seam_ratio(got, list(range(rows, 4320, rows))):.3f}")
 
 
+def peak_of(command: list[str]) -> tuple[int, int, float, list[str]]:
+    """(exit code, peak resident bytes, seconds, what it said of strips and its engine) of a whole process, its
+    peak read by its parent."""
+    wrapper = (
+        "import json, resource, subprocess, sys, time; t = time.perf_counter();"
+        "done = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True);"
+        "print(json.dumps([done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,"
+        " time.perf_counter() - t, done.stderr[-3000:]]))"
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper, json.dumps(command)], capture_output=True, text=True)
+    code, peak, seconds, said = json.loads(out.stdout)
+    return code, peak, seconds, [line for line in said.splitlines() if "strips" in line or "engine" in line]
+
+
+def video_stage(work: Path, checkpoint: Path, frames: int) -> None:
+    """bigbuckbunny (1280x720, with its sound) resized to 3840x2160 through cyc run in OpenVINO fp32: the peak of
+    ``frames`` frames against the peak of its first frame alone, and the estimate of the frames in flight."""
+    from benchmarks.distill import clip
+    from cyclegan_cli.translation.memory import stream_bytes
+    from cyclegan_cli.translation.pipeline import queue_frames
+
+    peaks = {}
+    for count in (1, frames):
+        command = [*CYC, "run", str(clip("bigbuckbunny.mp4")), "--checkpoint", str(checkpoint), "--size", "3840x2160",
+                   "--max-frames", str(count), "--engine", "openvino", "--precision", "fp32",
+                   "--out", str(work / f"video-4k-{count}.mp4"), "--overwrite"]  # fmt: skip
+        code, peaks[count], seconds, _ = peak_of(command)
+        print(f"{count} frames at 3840x2160: exit {code}, peak {peaks[count] / 2**30:.2f} GiB, {seconds:.0f} s")
+    estimate = stream_bytes(3840, 2160, frames, True, queue_frames(3840, 2160))
+    print(f"frames in flight: {(peaks[frames] - peaks[1]) / 1e9:.2f} GB measured, {estimate / 1e9:.2f} GB estimated")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--stages", default="fidelity,memory")
     parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--video-checkpoint", type=Path, help="the generator of the video stage (default: the teacher)")
+    parser.add_argument("--video-frames", type=int, default=60)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     teacher = make_teacher(args.work, 8)
@@ -143,6 +172,8 @@ def main() -> None:
         fidelity(teacher, args.rows)
     if "memory" in stages:
         memory_stage(args.work, teacher)
+    if "video" in stages:
+        video_stage(args.work, args.video_checkpoint or teacher, args.video_frames)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from cyclegan_cli.measured import PICTURE_PEAK_TO_PEAK, psnr_of
 from cyclegan_cli.models.architectures import ResnetGenerator, init_weights
 from cyclegan_cli.models.weights import GeneratorInfo, load_generator, save_generator
 from cyclegan_cli.translation import memory
+from cyclegan_cli.translation.pipeline import queue_frames
 from cyclegan_cli.translation.strips import translate_in_strips
 from tests.helpers import probe, real_clip, write_clip
 
@@ -175,6 +176,16 @@ def test_the_plan(monkeypatch):
     batch = memory.plan_frames("torch", "fp32", 1920, 1080, 6 * memory.GIB, None, batch=8)
     assert batch.whole_bytes > memory.plan_frames("torch", "fp32", 1920, 1080, free, None).whole_bytes
     assert batch.strip_rows is not None  # 8 frames of 1080p at once do not fit in 6 GB; one does
+    # a video's frames in flight: 4K frames queue 5 deep, 8K 2 deep; the encoder's lookahead. Measured through cyc
+    # run (2-core AVX2-only EPYC): a 60-frame 3840x2160 video peaked 1.66 GB above its first frame alone
+    assert (queue_frames(3840, 2160), queue_frames(7680, 4320), queue_frames(1920, 1080)) == (5, 2, 16)
+    video = memory.stream_bytes(3840, 2160, 60, True, queue_frames(3840, 2160))
+    assert video == pytest.approx(1.66e9, rel=0.05)
+    assert memory.stream_bytes(3840, 2160, 1, False, 5) == 0  # one photograph: nothing else in flight
+    photo = memory.plan_frames("openvino", "fp32", 3840, 2160, 4 * memory.GIB, None, ngf=16)
+    clip = memory.plan_frames("openvino", "fp32", 3840, 2160, 4 * memory.GIB, None, ngf=16, stream=video)
+    assert photo.strip_rows is None and clip.strip_rows is not None  # the photograph fits whole, the video not
+    assert clip.whole_bytes == photo.whole_bytes + video
     monkeypatch.setenv(memory.ENV_AVAILABLE, "1.5G")
     assert memory.available_bytes("cpu") == int(1.5 * memory.GIB)
     for wrong in ("0", "-3G", "inf", "lots"):

@@ -35,6 +35,11 @@ WHOLE_FRAME: dict[tuple[str, str], tuple[float, float]] = {
 STRIPS_BASE_BYTES = 780e6
 FRAME_BYTES_PER_PIXEL = 16  # uint8 frames: the decoded input, its padded copy, the output, the writer's copy
 STRIP_BYTES_PER_PIXEL = 550
+# A video's frames also wait in the encoder: libx264 (preset medium) held 164 bytes a pixel at 3840x2160 once its
+# lookahead (about 40 frames) was full. Through cyc run, a 60-frame 3840x2160 video peaked 1.66 GB above its first
+# frame alone (4.05 against 2.50 GiB; the distilled tiny student in OpenVINO fp32, 2-core AVX2-only EPYC), with 5
+# frames in each of the pipeline's two queues (30 bytes a pixel): the encoder's share, rounded up, is this.
+ENCODER_BYTES_PER_PIXEL = 170
 HEADROOM = 0.8  # a frame goes whole when its estimate is at most this share of the free memory
 STRIP_ROWS_CHOICES = (256, 128, 64, 32)  # strip heights tried in turn, largest first
 # A strip's activations are kept within this where a strip height allows: taller strips repeat less work at their
@@ -93,12 +98,29 @@ def strip_bytes(width: int, height: int, strip_rows: int, ngf: int = 64) -> int:
     return int(STRIPS_BASE_BYTES + whole + STRIP_BYTES_PER_PIXEL * ngf / 64 * width * strip_rows)
 
 
+def stream_bytes(width: int, height: int, frames: int, video: bool, queued: int) -> int:
+    """What the frames around the one being translated hold: the pipeline's two queues (``queued`` frames each at
+    most, and no more than the other frames of this size) and a video encoder's lookahead."""
+    pixels = width * height
+    queues = 2 * min(frames - 1, queued) * 3 * pixels
+    return int(queues + (ENCODER_BYTES_PER_PIXEL * pixels if video else 0))
+
+
 def plan_frames(
-    engine: str, precision: str, width: int, height: int, free: int, tile: int | None, ngf: int = 64, batch: int = 1
+    engine: str,
+    precision: str,
+    width: int,
+    height: int,
+    free: int,
+    tile: int | None,
+    ngf: int = 64,
+    batch: int = 1,
+    stream: int = 0,
 ) -> FramePlan:
     """Whole or in strips: ``tile`` None chooses (strips only when a batch of whole frames would not fit), 0
-    forbids strips (a frame that does not fit is :class:`FrameTooLarge`), N asks for strips of N rows."""
-    whole = whole_frame_bytes(engine, precision, width, height, ngf, batch)
+    forbids strips (a frame that does not fit is :class:`FrameTooLarge`), N asks for strips of N rows. ``stream``:
+    the bytes of the frames in flight (:func:`stream_bytes`), added to either way's estimate."""
+    whole = whole_frame_bytes(engine, precision, width, height, ngf, batch) + stream
     if tile:
         return FramePlan(width, height, whole, free, max(4, tile // 4 * 4), asked=True)
     if whole <= HEADROOM * free:
@@ -108,11 +130,12 @@ def plan_frames(
             f"{width}x{height} frames need about {gib(whole)} at once and {gib(free)} are free: leave out --tile 0 "
             "to translate them in strips (the same output), or free memory"
         )
-    fitting = [rows for rows in STRIP_ROWS_CHOICES if strip_bytes(width, height, rows, ngf) <= HEADROOM * free]
+    fitting = [rows for rows in STRIP_ROWS_CHOICES if strip_bytes(width, height, rows, ngf) + stream <= HEADROOM * free]
     if not fitting:
+        thinnest = strip_bytes(width, height, STRIP_ROWS_CHOICES[-1], ngf) + stream
         raise FrameTooLarge(
-            f"{width}x{height} frames need about {gib(strip_bytes(width, height, STRIP_ROWS_CHOICES[-1], ngf))} "
-            f"even in strips and {gib(free)} are free: resize them (--size) or free memory"
+            f"{width}x{height} frames need about {gib(thinnest)} even in strips and {gib(free)} are free: resize "
+            "them (--size) or free memory"
         )
     light = [rows for rows in fitting if STRIP_BYTES_PER_PIXEL * ngf / 64 * width * rows <= STRIP_BUDGET]
     rows = light[0] if light else fitting[-1]

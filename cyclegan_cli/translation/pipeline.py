@@ -39,8 +39,15 @@ from cyclegan_cli.plugin_api import Engine, Frame, SourceInfo, WriteOptions, Wri
 from cyclegan_cli.translation.jobs import Job, JobResult, Progress
 from cyclegan_cli.translation.temporal import StableSettings, StreamState
 
-QUEUE_FRAMES = 16  # per queue: enough to keep every stage busy, small enough for 4K frames
+QUEUE_FRAMES = 16  # per queue: enough to keep every stage busy
+QUEUE_BYTES = 128 * 2**20  # ... and no more bytes than this per queue (at least 2 frames): 5 frames of 4K, 2 of 8K
 _END = object()  # the sentinel a worker thread always puts last
+
+
+def queue_frames(width: int, height: int) -> int:
+    """How many frames of this size each of the pipeline's two queues holds: 4K frames queued 16 deep would hold
+    800 MB of RGB while a slow engine works."""
+    return max(2, min(QUEUE_FRAMES, QUEUE_BYTES // (3 * width * height)))
 
 
 class Interrupted(CycError):
@@ -95,9 +102,9 @@ class _Flow:
     """One pass of frames through the threads of :meth:`Pipeline.run`: its queues, its stop event, its workers'
     errors, the jobs whose reading is cancelled, the video streams' ``--stable`` state."""
 
-    def __init__(self) -> None:
-        self.decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
-        self.translated: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    def __init__(self, depth: int) -> None:
+        self.decoded: queue.Queue = queue.Queue(depth)
+        self.translated: queue.Queue = queue.Queue(depth)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []  # unexpected exceptions of the worker threads
         self.cancelled: set[int] = set()  # id() of jobs that failed while writing: read no further
@@ -170,8 +177,10 @@ class Pipeline:
         transform: Callable[[Frame], Frame] | None = None,
         progress: Progress | None = None,
         stable: StableSettings | None = None,
+        queue_frames: int = QUEUE_FRAMES,
     ):
         self.engine = engine
+        self.queue_frames = queue_frames  # per queue: :func:`queue_frames` of the largest frames
         self.options = options
         self.batch_size = max(1, batch_size)
         self.max_frames = max_frames
@@ -182,7 +191,7 @@ class Pipeline:
 
     def run(self, jobs: Iterable[Job]) -> PipelineStats:
         jobs = list(jobs)
-        flow, stats = _Flow(), PipelineStats()
+        flow, stats = _Flow(self.queue_frames), PipelineStats()
         started = time.perf_counter()
         reader = flow.worker("cyc-reader", lambda: self._read_all(flow, jobs), flow.decoded)
         writer = flow.worker("cyc-writer", lambda: self._write_all(flow, stats))

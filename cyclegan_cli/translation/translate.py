@@ -20,7 +20,7 @@ from cyclegan_cli.models.run_folder import RUNS_DIR
 from cyclegan_cli.plugin_api import Frame, WriteOptions
 from cyclegan_cli.translation.engine_choice import choose_engine, prepare_int8, workload
 from cyclegan_cli.translation.jobs import Job, JobResult, Plan, Progress, plan_jobs, probe
-from cyclegan_cli.translation.pipeline import Pipeline, PipelineStats
+from cyclegan_cli.translation.pipeline import QUEUE_FRAMES, Pipeline, PipelineStats, queue_frames
 from cyclegan_cli.translation.sharding import parse_shard, scheduler_hint
 from cyclegan_cli.translation.temporal import StableSettings
 
@@ -149,7 +149,8 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         unknown = len(plan.jobs) - len(sizes)  # unreadable headers: counted as one frame each, reported later
         progress.planned(sum(frames for frames, _, _ in sizes) + unknown)
     choice = choose_engine(options.engine, model, device, options.precision, per_size, options.min_psnr)
-    plans = strip_plans(sizes, choice, device, model, options)  # before any work: a frame that cannot fit stops here
+    depth = min((queue_frames(width, height) for _, width, height in sizes), default=QUEUE_FRAMES)
+    plans = strip_plans(sizes, choice, device, model, options, depth)  # before any work: a frame that cannot fit stops
     choice = prepare_int8(  # int8 quantized from the job's own frames, when the choice says so
         choice,
         model,
@@ -179,6 +180,7 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
         transform=_resizer(size) if size is not None else None,
         progress=progress,
         stable=options.stable,
+        queue_frames=depth,
     )
     if options.stable is not None and options.stable.enabled and any(j.reader.kind == "video" for j in plan.jobs):
         say(_stable_note(options.stable, engine))
@@ -186,16 +188,23 @@ def translate(options: RunOptions, progress: Progress | None = None, say=print) 
     return RunReport(plan, stats, engine.describe(), choice.reason, setup)
 
 
-def strip_plans(sizes, choice, device: str, model, options: RunOptions) -> dict:
-    """The frame sizes that go in strips, with their plans (:func:`cyclegan_cli.translation.memory.plan_frames`);
-    a size that cannot fit as asked stops the run here, before any engine is built or frame written."""
-    from cyclegan_cli.translation.memory import available_bytes, plan_frames
+def strip_plans(sizes, choice, device: str, model, options: RunOptions, depth: int) -> dict:
+    """The frame sizes that go in strips, with their plans (:func:`cyclegan_cli.translation.memory.plan_frames`,
+    counting the frames in flight: ``depth`` in each queue, and a video's encoder); a size that cannot fit as asked
+    stops the run here, before any engine is built or frame written."""
+    from cyclegan_cli.translation.memory import available_bytes, plan_frames, stream_bytes
 
     free = available_bytes(device)
     ngf = model.info.ngf if model.info is not None else 64
+    frames: dict[tuple[int, int], list[int]] = {}  # size -> the frame count of each job of that size
+    for count, width, height in sizes:
+        frames.setdefault((width, height), []).append(count)
     plans = {}
-    for _, width, height in sizes:
-        plan = plan_frames(choice.name, choice.precision, width, height, free, options.tile, ngf, options.batch_size)
+    for (width, height), counts in frames.items():
+        stream = stream_bytes(width, height, sum(counts), max(counts) > 1, depth)
+        plan = plan_frames(
+            choice.name, choice.precision, width, height, free, options.tile, ngf, options.batch_size, stream
+        )
         if plan.strip_rows is not None:
             plans[(width, height)] = plan
     if plans and model.generator is None:
