@@ -16,8 +16,9 @@ Stages (``--stages``, comma-separated):
   identity and the colour-matrix oracle, and the curve (minutes, PSNR) from metrics.csv.
 * ``flicker``: the still-region change of the teacher's and each student's outputs on the three real clips.
 * ``speed``: ``cyc run`` on 64 real 256x256 photographs (crops of the held-out photographs) with the teacher in eager
-  fp32 one at a time, and with each student with ``--engine auto``: wall seconds of the whole process, and the
-  ratio; then 6 720p frames of bigbuckbunny the same way.
+  fp32 one at a time, and with each student with ``--engine auto``, from its weights and from its ONNX export
+  (``cyc export``: no torch to import, no conversion at start): wall seconds of the whole process, and the ratio;
+  then 6 720p frames of bigbuckbunny the same way.
 
 Run it alone (two cores: any other busy process makes the figures worthless):
 
@@ -203,13 +204,16 @@ def speed(work: Path, teacher: Path, runs: list[str], frames: int = 6) -> None:
     base_video = timed(teacher, "torch", video, ["--precision", "fp32", "--batch-size", "1", *limit])
     print(f"teacher eager fp32: 64 photos 256x256 {base:.1f} s; {frames} frames 720p {base_video:.1f} s", flush=True)
     for student in students:
-        took = timed(student, "auto", [str(photos)], [])
-        took_video = timed(student, "auto", video, limit)
-        print(
-            f"{student.parent.name} --engine auto: 64 photos {took:.1f} s ({base / took:.1f}x the teacher); "
-            f"{frames} frames 720p {took_video:.1f} s ({base_video / took_video:.1f}x)",
-            flush=True,
-        )
+        exported = work / "speed_export" / student.parent.name
+        subprocess.run([*CYC, "export", str(student), "--format", "onnx", "--out", str(exported)], check=True)
+        for label, weights in (("weights", student), ("exported ONNX", exported / "G_AB.onnx")):
+            took = timed(weights, "auto", [str(photos)], [])
+            took_video = timed(weights, "auto", video, limit)
+            print(
+                f"{student.parent.name} ({label}) --engine auto: 64 photos {took:.1f} s ({base / took:.1f}x the "
+                f"teacher); {frames} frames 720p {took_video:.1f} s ({base_video / took_video:.1f}x)",
+                flush=True,
+            )
 
 
 def flicker(work: Path, teacher: Path, runs: list[str], frames: int = 30) -> None:

@@ -18,6 +18,8 @@ def cuda_index(device: str) -> int:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
+    if device == "cpu" or (device == "auto" and not _gpu_device_nodes()):
+        return "cpu"  # without importing torch (2 s on 2 cores): an exported model may never need it
     import torch
 
     if device == "auto":
@@ -34,6 +36,16 @@ def resolve_device(device: str) -> str:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple's Metal backend is not available here; use --device cpu")
     return device
+
+
+def _gpu_device_nodes() -> bool:
+    """Whether this machine may have a GPU torch can use: anywhere but Linux, yes (Apple's MPS); on Linux, only
+    with an NVIDIA, WSL or ROCm device node (no CUDA device is visible without one)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(Path(node).exists() for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd"))
 
 
 @functools.cache

@@ -115,3 +115,27 @@ def test_outputs_are_rounded_and_clamped_not_truncated():
     y = np.array([0.999, -1.5, 1.5, 0.0039], dtype=np.float32).reshape(1, 1, 1, 4)
     out = from_output_array(np.repeat(y, 3, axis=1), (1, 4))
     assert out[0, 0, :, 0].tolist() == [255, 0, 255, 128]
+
+
+def test_an_exported_model_runs_without_importing_torch_where_no_gpu_can_be(model, tmp_path):
+    """``--device auto`` on Linux with no GPU device node is the CPU without asking torch (2 s to import on 2
+    cores), and an exported file then runs in OpenVINO or ONNX Runtime alone: the student's fastest start."""
+    import subprocess
+    import sys
+
+    from cyclegan_cli import devices
+    from cyclegan_cli.export.onnx_graph import export_onnx
+
+    if devices._gpu_device_nodes():
+        pytest.skip("a GPU may be here: --device auto asks torch")
+    onnx = export_onnx(model.generator, tmp_path / "G_AB.onnx")
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "a.png")
+    script = (
+        "import sys; from cyclegan_cli.cli import main; sys.argv = ['cyc', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    print('torch' in sys.modules, end.code)"
+    )
+    ran = subprocess.run([sys.executable, "-c", script, "run", str(tmp_path / "a.png"), "--checkpoint", str(onnx),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True)  # fmt: skip
+    assert ran.stdout.split()[-2:] == ["False", "0"], ran.stdout + ran.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
