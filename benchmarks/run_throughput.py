@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cyclegan_cli import registry  # noqa: E402
 from cyclegan_cli.devices import cpu_bf16_unit, cpu_int8_path, cpu_kind  # noqa: E402
 from cyclegan_cli.export import quantize  # noqa: E402
+from cyclegan_cli.export.openvino_graph import save_openvino_model  # noqa: E402
 from cyclegan_cli.models.architectures import ResnetGenerator, init_weights  # noqa: E402
 from cyclegan_cli.plugin_api import ModelSource, WriteOptions  # noqa: E402
 from cyclegan_cli.translation.break_even import INT8_BREAK_EVEN, cpu_class  # noqa: E402
@@ -129,7 +130,7 @@ def int8_model(model: ModelSource, photos: Path, tmp: Path) -> ModelSource:
     calibration = quantize.calibration_from_files(quantize.media_files(photos), "photos", quantize.AT_START_FRAMES)
     int8, _ = quantize.quantize_generator(model.generator, calibration, 0.0)
     xml = tmp / f"bench-{time.monotonic_ns()}.int8.xml"
-    quantize.save_int8(int8, xml, {})
+    save_openvino_model(int8, xml, {})
     return ModelSource(path=xml, direction="AtoB", exported=xml)
 
 

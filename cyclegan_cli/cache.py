@@ -1,5 +1,5 @@
 """One cache folder for everything cyc keeps between commands: pretrained models, dataset zips, TensorRT timing
-caches. It is platformdirs' user cache folder for ``cyclegan-cli`` (``~/.cache/cyclegan-cli`` on Linux), or
+caches, int8 models quantized at run time, OpenVINO conversions of weights. It is platformdirs' user cache folder for ``cyclegan-cli`` (``~/.cache/cyclegan-cli`` on Linux), or
 ``CYC_CACHE_DIR`` where that is set (a shared disk on a cluster, a test's temporary folder).
 """
 
@@ -21,7 +21,8 @@ def cache_root() -> Path:
 
 
 def cache_dir(kind: str) -> Path:
-    """``models``, ``datasets`` or ``tensorrt`` under the cache root (not created here)."""
+    """``models``, ``datasets``, ``tensorrt``, ``int8``, ``openvino`` or ``eval`` under the cache root (not created
+    here)."""
     return cache_root() / kind
 
 

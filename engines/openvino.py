@@ -54,9 +54,9 @@ class OpenVinoEngine(Engine):
                 "'cyc run --precision int8' quantize it"
             )
         else:
-            from cyclegan_cli.export.openvino_graph import openvino_model
+            from cyclegan_cli.export.openvino_graph import kept_openvino_model
 
-            ov_model = openvino_model(model.generator)
+            ov_model = kept_openvino_model(core, model.generator)
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         self._compiled = core.compile_model(ov_model, "CPU", config)
         self._request = self._compiled.create_infer_request()

@@ -139,3 +139,52 @@ def test_an_exported_model_runs_without_importing_torch_where_no_gpu_can_be(mode
                           "--out", str(tmp_path / "out")], capture_output=True, text=True)  # fmt: skip
     assert ran.stdout.split()[-2:] == ["False", "0"], ran.stdout + ran.stderr
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_openvino_converts_weights_once_and_reads_the_kept_model_after(model, frames, reference, tmp_path, monkeypatch):
+    """The first engine converts and keeps the fp32 IR in the cache; the next reads it (converting is made to fail
+    to prove it) with the same output; a damaged kept file is converted again."""
+    pytest.importorskip("openvino")
+    from cyclegan_cli.export import openvino_graph
+
+    monkeypatch.setenv("CYC_CACHE_DIR", str(tmp_path))
+    engine = registry.load("engines", "openvino")
+    first = engine(model, device="cpu", precision="fp32")(frames)
+    kept = list((tmp_path / "openvino").glob("*.xml"))
+    assert len(kept) == 1 and kept[0].with_suffix(".bin").is_file()
+    assert not [p for p in kept[0].parent.iterdir() if "cyc-tmp" in p.name]
+    convert = openvino_graph.openvino_model
+
+    def no_conversion(generator):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(openvino_graph, "openvino_model", no_conversion)
+    assert np.array_equal(engine(model, device="cpu", precision="fp32")(frames), first)
+    kept[0].write_text("damaged")
+    monkeypatch.setattr(openvino_graph, "openvino_model", convert)
+    assert np.array_equal(engine(model, device="cpu", precision="fp32")(frames), first)
+    assert psnr(first, reference) > 40
+
+
+def test_openvino_and_nncf_send_no_telemetry(tmp_path):
+    """OpenVINO's converter and NNCF send usage telemetry from a process forked off a thread unless the environment
+    says CI; that fork once hung the test suite (OpenBLAS deadlocked in numpy's eigvals). A fresh process without
+    CI set converts a generator and imports NNCF as cyc does: consent stays off and the environment is restored."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino_telemetry")
+    script = (
+        "import os, openvino_telemetry\n"
+        "from cyclegan_cli.export.openvino_graph import openvino_model, without_telemetry\n"
+        "from tests.helpers import make_generator\n"
+        "openvino_model(make_generator(3))\n"
+        "with without_telemetry():\n    import nncf\n"
+        "print(openvino_telemetry.Telemetry().consent, 'CI' in os.environ)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["HOME"] = str(tmp_path)  # no consent file left by another run
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    assert ran.stdout.split()[-2:] == ["False", "False"], ran.stdout + ran.stderr

@@ -29,8 +29,8 @@ def doctor(device, as_json) -> None:
                      Apple MPS, the CPU's model and the features that decide its speed (AVX2,
                      AVX512F, AVX512-VNNI, AVX512-BF16, AMX-BF16), the CPU count, torch's threads
       Plugins        every engine, reader and writer: available, or why not (as 'cyc plugins')
-      Cache          the cache folder (models, datasets, TensorRT timing caches) and its size;
-                     CYC_CACHE_DIR moves it
+      Cache          the cache folder (models, datasets, TensorRT timing caches, int8 models,
+                     OpenVINO conversions) and its size; CYC_CACHE_DIR moves it
       --engine auto  what 'cyc run' would pick on --device, and why, for a folder of 100 photos
                      at 256x256 and for a 1-minute 1080p video at 30 fps (no exported model)
 

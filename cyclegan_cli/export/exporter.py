@@ -296,6 +296,7 @@ def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
     for passes the gate (one that fails: exit 1 with its figure, nothing kept)."""
     from cyclegan_cli.devices import cpu_kind
     from cyclegan_cli.export import quantize
+    from cyclegan_cli.export.openvino_graph import save_openvino_model
     from cyclegan_cli.models.weights import load_generator
 
     if req.format in ("onnx", "tensorrt"):
@@ -334,5 +335,5 @@ def run_int8_export(req: ExportRequest, say=_say) -> ExportResult:
         ready.append((xml, model, quantize.int8_sidecar(xml, generator, info, extra)))
     result = ExportResult()
     for xml, model, data in ready:
-        result.files += quantize.save_int8(model, xml, data)
+        result.files += save_openvino_model(model, xml, data)
     return result

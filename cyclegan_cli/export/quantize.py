@@ -27,14 +27,13 @@ import hashlib
 import io
 import json
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cyclegan_cli.errors import CycError, EngineUnavailable, UsageError, first_line
-from cyclegan_cli.export.openvino_graph import openvino_model
+from cyclegan_cli.export.openvino_graph import openvino_model, save_openvino_model, without_telemetry
 from cyclegan_cli.measured import GENERATOR_PEAK_TO_PEAK, from_json, psnr, squared_error, to_json
 from cyclegan_cli.models.artifacts import build_sidecar, library_versions, weights_record, weights_sha256
 from cyclegan_cli.models.run_folder import RunFolder
@@ -302,12 +301,13 @@ def quantize_model(fp32_model, calibrate: list):
 
     # Importing NNCF imports torch's C++ extension helper, which warns about CUDA on machines without it.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    import nncf
+    with without_telemetry():  # NNCF sets up its telemetry when imported
+        import nncf
 
     nncf.set_log_level(logging.ERROR)
     dataset = nncf.Dataset([_as_input(c) for c in calibrate])
     # NNCF draws progress bars on stdout, which carries cyc run's output paths: they go nowhere.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), without_telemetry():
         return nncf.quantize(
             fp32_model,
             dataset,
@@ -358,35 +358,6 @@ def quantize_generator(generator, calibration: Calibration, min_psnr: float, say
             fidelity,
         )
     return int8, fidelity
-
-
-def save_int8(model, xml: Path, sidecar: dict) -> list[Path]:
-    """Write ``<name>.bin``, its sidecar ``<name>.xml.json``, then ``<name>.xml``, each under a temporary name
-    renamed when whole; an older ``.xml`` is removed first, so it never meets the new ``.bin``."""
-    import openvino as ov
-
-    from cyclegan_cli.atomic import atomic_write_bytes, temp_path_for
-
-    xml = Path(xml)
-    xml.parent.mkdir(parents=True, exist_ok=True)
-    binary, side = xml.with_suffix(".bin"), xml.with_name(xml.name + ".json")
-    tmp_xml = temp_path_for(xml)
-    tmp_bin = tmp_xml.with_suffix(".bin")  # where OpenVINO writes the weights of tmp_xml
-    try:
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)  # the weights as measured, not halved
-        for path in (tmp_bin, tmp_xml):
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            xml.unlink()
-        os.replace(tmp_bin, binary)
-        atomic_write_bytes(side, (json.dumps(sidecar, indent=2) + "\n").encode())
-        os.replace(tmp_xml, xml)
-    finally:
-        for path in (tmp_xml, tmp_bin):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-    return [xml, binary, side]
 
 
 # --- the cache of int8 models quantized at run time -------------------------------------------------------------
@@ -464,7 +435,7 @@ def quantize_into_cache(
         raise
     xml = folder / CACHED_NAME
     extra = {"fidelity": fidelity.as_dict(), "calibration": calibration.as_dict(), "cpu": cpu_kind}
-    save_int8(model, xml, int8_sidecar(xml, generator, info, extra))
+    save_openvino_model(model, xml, int8_sidecar(xml, generator, info, extra))
     with contextlib.suppress(FileNotFoundError):
         (folder / FAILED_NAME).unlink()
     return xml, fidelity
