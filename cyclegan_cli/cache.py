@@ -1,6 +1,7 @@
 """One cache folder for everything cyc keeps between commands: pretrained models, dataset zips, TensorRT timing
-caches, int8 models quantized at run time, OpenVINO conversions of weights. It is platformdirs' user cache folder for ``cyclegan-cli`` (``~/.cache/cyclegan-cli`` on Linux), or
-``CYC_CACHE_DIR`` where that is set (a shared disk on a cluster, a test's temporary folder).
+caches, int8 models quantized at run time, OpenVINO conversions of weights. It is platformdirs' user cache folder
+for ``cyclegan-cli`` (``~/.cache/cyclegan-cli`` on Linux), or ``CYC_CACHE_DIR`` where that is set (a shared disk on
+a cluster, a test's temporary folder).
 """
 
 from __future__ import annotations

@@ -128,8 +128,9 @@ def test_an_exported_model_runs_without_importing_torch_where_no_gpu_can_be(mode
 
     if devices._gpu_device_nodes():
         pytest.skip("a GPU may be here: --device auto asks torch")
+    from PIL import Image
+
     onnx = export_onnx(model.generator, tmp_path / "G_AB.onnx")
-    Image = pytest.importorskip("PIL.Image")
     Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "a.png")
     script = (
         "import sys; from cyclegan_cli.cli import main; sys.argv = ['cyc', *sys.argv[1:]]\n"
@@ -163,7 +164,8 @@ def test_openvino_converts_weights_once_and_reads_the_kept_model_after(model, fr
     kept[0].write_text("damaged")
     monkeypatch.setattr(openvino_graph, "openvino_model", convert)
     assert np.array_equal(engine(model, device="cpu", precision="fp32")(frames), first)
-    assert psnr(first, reference) > 40
+    # the fp32 engines' bound (test_fp32_engines_match_torch); measured 91.0 dB on a 2-core AVX2-only EPYC
+    assert psnr(first, reference) >= 60
 
 
 def test_openvino_and_nncf_send_no_telemetry(tmp_path):
@@ -177,10 +179,11 @@ def test_openvino_and_nncf_send_no_telemetry(tmp_path):
     pytest.importorskip("openvino_telemetry")
     script = (
         "import os, openvino_telemetry\n"
-        "from cyclegan_cli.export.openvino_graph import openvino_model, without_telemetry\n"
+        "from cyclegan_cli.export.openvino_graph import openvino_model\n"
+        "from cyclegan_cli.export.quantize import import_nncf\n"
         "from tests.helpers import make_generator\n"
         "openvino_model(make_generator(3))\n"
-        "with without_telemetry():\n    import nncf\n"
+        "import_nncf()\n"
         "print(openvino_telemetry.Telemetry().consent, 'CI' in os.environ)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "CI"}

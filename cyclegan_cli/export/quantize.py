@@ -295,16 +295,22 @@ def _as_input(crop_):
     return x
 
 
-def quantize_model(fp32_model, calibrate: list):
-    """NNCF post-training quantization of an OpenVINO model on ``calibrate`` crops (the recipe above)."""
+def import_nncf():
+    """NNCF, imported quietly: its telemetry off (it is set up at import) and its log and torch's C++ extension
+    helper (which warns about CUDA on machines without it) down to errors."""
     import logging
 
-    # Importing NNCF imports torch's C++ extension helper, which warns about CUDA on machines without it.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    with without_telemetry():  # NNCF sets up its telemetry when imported
+    with without_telemetry():
         import nncf
 
     nncf.set_log_level(logging.ERROR)
+    return nncf
+
+
+def quantize_model(fp32_model, calibrate: list):
+    """NNCF post-training quantization of an OpenVINO model on ``calibrate`` crops (the recipe above)."""
+    nncf = import_nncf()
     dataset = nncf.Dataset([_as_input(c) for c in calibrate])
     # NNCF draws progress bars on stdout, which carries cyc run's output paths: they go nowhere.
     with contextlib.redirect_stdout(io.StringIO()), without_telemetry():

@@ -78,6 +78,11 @@ class FramePlan:
         )
 
 
+def listed_sizes(sizes) -> str:
+    """``(width, height)`` pairs (e.g. the keys of the strip plans) as ``1920x1080, 3840x2160``."""
+    return ", ".join(f"{width}x{height}" for width, height in sizes)
+
+
 def gib(size: float) -> str:
     return f"{size / GIB:.1f} GB"
 

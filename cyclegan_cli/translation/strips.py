@@ -33,7 +33,7 @@ from torch import nn
 from cyclegan_cli.framing import MULTIPLE, padding_for
 from cyclegan_cli.models.architectures import ResnetBlock
 from cyclegan_cli.plugin_api import Engine
-from cyclegan_cli.translation.memory import FramePlan
+from cyclegan_cli.translation.memory import FramePlan, listed_sizes
 
 # Rows of margin a strip carries above and below, on the side it is read from. The encoder's convs see
 # 3 (7x7) + 2 + 4 (the stride-2 3x3s, counted in input rows) = 9 input rows: 12 keeps strips on the stride grid.
@@ -258,5 +258,5 @@ class InStrips(Engine):
         return self(batch) if self.plan_for(batch) else self.inner.run_carried(batch, state, new_shot)
 
     def describe(self) -> str:
-        sizes = ", ".join(f"{w}x{h}" for w, h in self.plans)
+        sizes = listed_sizes(self.plans)
         return f"{self.inner.describe()}; {sizes} in strips (torch {self._label} on {self.device})"

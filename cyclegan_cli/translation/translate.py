@@ -192,7 +192,7 @@ def strip_plans(sizes, choice, device: str, model, options: RunOptions, depth: i
     """The frame sizes that go in strips, with their plans (:func:`cyclegan_cli.translation.memory.plan_frames`,
     counting the frames in flight: ``depth`` in each queue, and a video's encoder); a size that cannot fit as asked
     stops the run here, before any engine is built or frame written."""
-    from cyclegan_cli.translation.memory import available_bytes, plan_frames, stream_bytes
+    from cyclegan_cli.translation.memory import available_bytes, listed_sizes, plan_frames, stream_bytes
 
     free = available_bytes(device)
     ngf = model.info.ngf if model.info is not None else 64
@@ -209,7 +209,7 @@ def strip_plans(sizes, choice, device: str, model, options: RunOptions, depth: i
             plans[(width, height)] = plan
     if plans and model.generator is None:
         raise UsageError(
-            f"{model.path}: frames of {', '.join(f'{w}x{h}' for w, h in plans)} go in strips, which run the "
+            f"{model.path}: frames of {listed_sizes(plans)} go in strips, which run the "
             "generator's weights, not an exported file: give the weights (a run, .safetensors or .pth)"
         )
     return plans
@@ -241,11 +241,12 @@ def _stable_note(stable: StableSettings, engine) -> str:
 def _unless_in_strips(engine) -> str:
     """Frames in strips take their own frame's exact statistics: carrying them across frames would need the
     whole frame's activations of the previous frame, which strips never hold at once."""
+    from cyclegan_cli.translation.memory import listed_sizes
     from cyclegan_cli.translation.strips import InStrips
 
     if not isinstance(engine, InStrips):
         return ""
-    return f"; not in the {', '.join(f'{w}x{h}' for w, h in engine.plans)} frames in strips: their own statistics"
+    return f"; not in the {listed_sizes(engine.plans)} frames in strips: their own statistics"
 
 
 def _first_frame_size(per_size) -> tuple[int, int] | None:
