@@ -19,7 +19,7 @@ def cuda_index(device: str) -> int:
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
     if device == "cpu" or (device == "auto" and not _gpu_device_nodes()):
-        return "cpu"  # without importing torch (2 s on 2 cores): an exported model may never need it
+        return "cpu"  # without importing torch (2.3 s on a 2-core AVX2-only EPYC): an exported model may never need it
     import torch
 
     if device == "auto":

@@ -157,7 +157,8 @@ class ImageWriter(Writer):
             params["subsampling"] = 0  # 4:4:4 at high quality: no chroma smear on the translated colours
         if fmt == "PNG":
             # zlib's fastest level, as OpenCV writes PNG: on 256x256 photographs 6.4 ms a frame and files 12 %
-            # larger, against 20.5 ms at Pillow's default level 6 (the writer thread was the pipeline's slowest).
+            # larger, against 20.5 ms at Pillow's default level 6 (2-core AVX2-only EPYC; the writer thread was the
+            # pipeline's slowest stage for a distilled student)
             params["compress_level"] = 1
         if fmt == "TIFF":
             params["compression"] = "tiff_deflate"

@@ -38,8 +38,8 @@ def openvino_model(generator):
     import torch
 
     # The trace is taken here rather than by convert_model, so as to skip torch.jit's trace check: it runs the
-    # network twice more and imports torch.distributed to compare the runs, about 1 s of every start-up on two
-    # cores (the generator has no data-dependent control flow for the check to find). torch.jit warns of its own
+    # network twice more and imports torch.distributed to compare the runs, about 1 s of every start-up on a
+    # 2-core AVX2-only EPYC (the generator has no data-dependent control flow for the check to find). torch.jit warns of its own
     # deprecation and of constant shape checks.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
